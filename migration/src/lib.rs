@@ -1,0 +1,15 @@
+//! Schema migrations for Tally, applied at start-up by `tally serve` and `tally migrate`.
+//! Each migration is a file of its own; never edit one that has shipped, add a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_ledger;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_ledger::Migration)]
+    }
+}

@@ -1,0 +1,88 @@
+//! Building and running the service: what `tally serve` and the tests start.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::auth::api_keys;
+use crate::config::Config;
+use crate::graphql::build_schema;
+use crate::http::{AppState, router};
+use crate::ledger::Ledger;
+use crate::db;
+
+pub const ADMIN_KEY_NAME: &str = "admin (TALLY_ADMIN_API_KEY)";
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    port: u16,
+}
+
+impl Application {
+    /// Connects to the database, migrates it, seeds the admin key and binds the listener.
+    /// Port 0 binds a random free port (tests); `port()` tells which.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config.database_url, config.db_max_connections)
+            .await
+            .context("DATABASE_URL: cannot open the database")?;
+        db::migrate(&db).await.context("applying migrations")?;
+        if let Some(key) = &config.admin_api_key {
+            api_keys::ensure(&db, ADMIN_KEY_NAME, key)
+                .await
+                .map_err(|error| anyhow::anyhow!("TALLY_ADMIN_API_KEY: {}", error.message()))?;
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("TALLY_LISTEN: cannot listen on {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            schema: build_schema(Ledger::new(db.clone())),
+            db,
+        };
+        Ok(Self {
+            listener,
+            router: router(state, config.request_timeout, config.max_body_bytes),
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,177 @@
+//! Settings, read once from the environment (and an optional `.env`) at start-up.
+//! Every setting is listed with its default in `.env.example`; a bad value stops start-up with a
+//! message naming the variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://tally.db?mode=rwc";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
+/// A seeded admin key shorter than this is refused: it would be guessable.
+pub const MIN_ADMIN_API_KEY_CHARS: usize = 24;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    /// A secret key to make sure exists at start-up (development and first boot).
+    pub admin_api_key: Option<String>,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    /// Defaults for everything; what tests and embedders start from.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            listen: DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+            admin_api_key: None,
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECONDS),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Reads the process environment. Call `dotenvy::dotenv()` first to honour a `.env` file.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so the parsing is testable without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                problem: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+
+        let listen_text = get("TALLY_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| ConfigError {
+            variable: "TALLY_LISTEN",
+            problem: format!("'{listen_text}' is not an address like 127.0.0.1:8080"),
+        })?;
+
+        let admin_api_key = get("TALLY_ADMIN_API_KEY");
+        if let Some(key) = &admin_api_key {
+            if key.chars().count() < MIN_ADMIN_API_KEY_CHARS || key.chars().any(char::is_whitespace)
+            {
+                return Err(ConfigError {
+                    variable: "TALLY_ADMIN_API_KEY",
+                    problem: format!(
+                        "must be at least {MIN_ADMIN_API_KEY_CHARS} characters with no spaces \
+                         (generate one with `tally keys create`)"
+                    ),
+                });
+            }
+        }
+
+        let request_timeout_seconds = parse_number(
+            &get,
+            "TALLY_REQUEST_TIMEOUT_SECONDS",
+            DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            1..=3600,
+        )?;
+        let max_body_bytes = parse_number(
+            &get,
+            "TALLY_MAX_BODY_BYTES",
+            DEFAULT_MAX_BODY_BYTES as u64,
+            1024..=16 * 1024 * 1024,
+        )? as usize;
+        let db_max_connections = parse_number(
+            &get,
+            "TALLY_DB_MAX_CONNECTIONS",
+            u64::from(DEFAULT_DB_MAX_CONNECTIONS),
+            1..=1000,
+        )? as u32;
+
+        Ok(Self {
+            database_url,
+            listen,
+            admin_api_key,
+            request_timeout: Duration::from_secs(request_timeout_seconds),
+            max_body_bytes,
+            db_max_connections,
+        })
+    }
+}
+
+fn parse_number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+    allowed: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(text) = get(variable) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(value) if allowed.contains(&value) => Ok(value),
+        _ => Err(ConfigError {
+            variable,
+            problem: format!(
+                "'{text}' is not a whole number from {} to {}",
+                allowed.start(),
+                allowed.end()
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert!(config.admin_api_key.is_none());
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        for (pairs, variable) in [
+            (vec![("TALLY_LISTEN", "nowhere")], "TALLY_LISTEN"),
+            (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (vec![("TALLY_ADMIN_API_KEY", "short")], "TALLY_ADMIN_API_KEY"),
+            (vec![("TALLY_REQUEST_TIMEOUT_SECONDS", "0")], "TALLY_REQUEST_TIMEOUT_SECONDS"),
+            (vec![("TALLY_MAX_BODY_BYTES", "lots")], "TALLY_MAX_BODY_BYTES"),
+            (vec![("TALLY_DB_MAX_CONNECTIONS", "-1")], "TALLY_DB_MAX_CONNECTIONS"),
+        ] {
+            let error = config_from(&pairs).unwrap_err();
+            assert_eq!(error.variable, variable);
+            assert!(error.to_string().starts_with(variable), "{error}");
+        }
+    }
+}

@@ -1,0 +1,27 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "grants")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub end_user_id: Uuid,
+    pub amount: i64,
+    /// Invariant: `amount − Σ allocations to this grant`, between 0 and `amount`.
+    pub remaining: i64,
+    pub source: String,
+    pub effective_at: DateTimeUtc,
+    pub expires_at: Option<DateTimeUtc>,
+    pub priority: Option<i32>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub description: Option<String>,
+    #[sea_orm(column_type = "Json", nullable)]
+    pub metadata: Option<Json>,
+    pub created_at: DateTimeUtc,
+    pub voided_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

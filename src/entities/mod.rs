@@ -1,0 +1,8 @@
+//! SeaORM models of the tables `migration/` creates. Plain data: the rules live in `ledger`.
+
+pub mod account;
+pub mod api_key;
+pub mod grant;
+pub mod idempotency_key;
+pub mod ledger_allocation;
+pub mod ledger_entry;

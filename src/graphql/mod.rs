@@ -1,0 +1,38 @@
+//! The GraphQL schema: plain modules of resolvers over the ledger. The HTTP side is in `http`.
+
+pub mod context;
+mod error_codes;
+pub mod mutation;
+pub mod query;
+pub mod scalars;
+pub mod types;
+
+use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+
+use crate::ledger::Ledger;
+
+pub type TallySchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
+/// Deep enough for GraphiQL's introspection query, far too shallow for abuse.
+pub const MAX_QUERY_DEPTH: usize = 16;
+pub const MAX_QUERY_COMPLEXITY: usize = 2_000;
+
+fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscription> {
+    Schema::build(
+        query::Query::default(),
+        mutation::Mutation::default(),
+        EmptySubscription,
+    )
+    .limit_depth(MAX_QUERY_DEPTH)
+    .limit_complexity(MAX_QUERY_COMPLEXITY)
+    .extension(error_codes::ErrorCodes)
+}
+
+pub fn build_schema(ledger: Ledger) -> TallySchema {
+    builder().data(ledger).finish()
+}
+
+/// The SDL, as committed in `schema.graphql` and printed by `tally schema`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

@@ -1,0 +1,18 @@
+use async_graphql::{Context, Object, Result};
+use uuid::Uuid;
+
+use crate::graphql::context::ledger_for_secret_key;
+use crate::graphql::types::Balance;
+use crate::ledger::EndUserId;
+
+#[derive(Default)]
+pub struct BalanceQuery;
+
+#[Object]
+impl BalanceQuery {
+    /// An end user's balance now. An end user never seen has a balance of 0.
+    async fn balance(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<Balance> {
+        let ledger = ledger_for_secret_key(ctx)?;
+        Ok(Balance(ledger.balance(EndUserId(end_user_id)).await?))
+    }
+}

@@ -1,0 +1,59 @@
+use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, OpaqueCursor};
+use async_graphql::{Context, Object, Result};
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::graphql::context::ledger_for_secret_key;
+use crate::graphql::types::LedgerEntry;
+use crate::ledger::EndUserId;
+
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// Cursors are the entry's sequence number, opaque to clients.
+type EntryCursor = OpaqueCursor<i64>;
+
+#[derive(Default)]
+pub struct TransactionsQuery;
+
+#[Object]
+impl TransactionsQuery {
+    /// An end user's ledger entries, newest first (a Relay connection).
+    async fn transactions(
+        &self,
+        ctx: &Context<'_>,
+        end_user_id: Uuid,
+        #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last entry of the previous page.")] after: Option<
+            String,
+        >,
+    ) -> Result<Connection<EntryCursor, LedgerEntry, EmptyFields, EmptyFields>> {
+        let ledger = ledger_for_secret_key(ctx)?;
+        let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(0..=MAX_PAGE_SIZE).contains(&first) {
+            return Err(
+                Error::bad_input("first", format!("must be from 0 to {MAX_PAGE_SIZE}")).into(),
+            );
+        }
+        let before_seq = after
+            .map(|cursor| {
+                EntryCursor::decode_cursor(&cursor)
+                    .map(|c| c.0)
+                    .map_err(|_| Error::bad_input("after", "is not a cursor this API returned"))
+            })
+            .transpose()?;
+        // One more than asked tells whether there is a next page.
+        let mut entries = ledger
+            .entries(EndUserId(end_user_id), before_seq, first as u64 + 1)
+            .await?;
+        let has_next_page = entries.len() > first as usize;
+        entries.truncate(first as usize);
+        let mut connection = Connection::new(before_seq.is_some(), has_next_page);
+        connection.edges.extend(
+            entries
+                .into_iter()
+                .map(|entry| Edge::new(OpaqueCursor(entry.seq), LedgerEntry(entry))),
+        );
+        Ok(connection)
+    }
+}

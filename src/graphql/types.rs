@@ -1,0 +1,230 @@
+//! GraphQL views of the domain types. They only present; the ledger decides.
+
+use async_graphql::{Enum, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::scalars::Credits;
+use crate::ledger::{self, burn_down};
+
+/// Where a grant's credits came from.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(name = "GrantSource")]
+pub enum GrantSource {
+    Manual,
+    Trial,
+    Promotion,
+    Purchase,
+    Subscription,
+    Refund,
+}
+
+impl From<GrantSource> for ledger::GrantSource {
+    fn from(source: GrantSource) -> Self {
+        match source {
+            GrantSource::Manual => Self::Manual,
+            GrantSource::Trial => Self::Trial,
+            GrantSource::Promotion => Self::Promotion,
+            GrantSource::Purchase => Self::Purchase,
+            GrantSource::Subscription => Self::Subscription,
+            GrantSource::Refund => Self::Refund,
+        }
+    }
+}
+
+impl From<ledger::GrantSource> for GrantSource {
+    fn from(source: ledger::GrantSource) -> Self {
+        match source {
+            ledger::GrantSource::Manual => Self::Manual,
+            ledger::GrantSource::Trial => Self::Trial,
+            ledger::GrantSource::Promotion => Self::Promotion,
+            ledger::GrantSource::Purchase => Self::Purchase,
+            ledger::GrantSource::Subscription => Self::Subscription,
+            ledger::GrantSource::Refund => Self::Refund,
+        }
+    }
+}
+
+/// What a ledger entry records.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(name = "EntryKind")]
+pub enum EntryKind {
+    /// Credits added: a new grant.
+    Grant,
+    /// Credits spent.
+    Debit,
+}
+
+impl From<ledger::EntryKind> for EntryKind {
+    fn from(kind: ledger::EntryKind) -> Self {
+        match kind {
+            ledger::EntryKind::Grant => Self::Grant,
+            ledger::EntryKind::Debit => Self::Debit,
+        }
+    }
+}
+
+/// An end user's credits right now.
+pub struct Balance(pub ledger::Balance);
+
+#[Object]
+impl Balance {
+    async fn end_user_id(&self) -> Uuid {
+        self.0.end_user_id.0
+    }
+
+    /// What a debit can take now: the sum of what remains in the active grants.
+    async fn available(&self) -> Credits {
+        Credits(self.0.available)
+    }
+
+    /// The active grants, in the order debits consume them (burn-down order).
+    async fn grants(&self) -> Vec<Grant> {
+        self.0.grants.iter().cloned().map(Grant).collect()
+    }
+
+    /// When the next active grant expires; null when none of them expires.
+    async fn next_expiry(&self) -> Option<DateTime<Utc>> {
+        self.0.next_expiry
+    }
+}
+
+/// Credits added in one go (a lot). Debits take from grants in burn-down order.
+pub struct Grant(pub ledger::Grant);
+
+#[Object]
+impl Grant {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn end_user_id(&self) -> Uuid {
+        self.0.end_user_id.0
+    }
+
+    /// Credits granted.
+    async fn amount(&self) -> Credits {
+        Credits(self.0.amount)
+    }
+
+    /// Credits not yet taken: `amount` minus everything the ledger's allocations took.
+    async fn remaining(&self) -> Credits {
+        Credits(self.0.remaining)
+    }
+
+    async fn source(&self) -> GrantSource {
+        self.0.source.into()
+    }
+
+    /// From when the credits count.
+    async fn effective_at(&self) -> DateTime<Utc> {
+        self.0.effective_at
+    }
+
+    /// When the credits stop counting; null = never.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+
+    /// Grants with a priority are spent before those without; lower numbers first.
+    async fn priority(&self) -> Option<i32> {
+        self.0.priority
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
+        self.0.metadata.clone().map(Json)
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// True while the grant counts towards the balance.
+    async fn active(&self) -> bool {
+        self.0.is_active(Utc::now())
+    }
+}
+
+/// How much one grant gave to one ledger entry.
+#[derive(SimpleObject)]
+pub struct Allocation {
+    pub grant_id: Uuid,
+    pub amount: Credits,
+}
+
+impl From<&burn_down::Allocation> for Allocation {
+    fn from(allocation: &burn_down::Allocation) -> Self {
+        Self {
+            grant_id: allocation.grant_id,
+            amount: Credits(allocation.amount),
+        }
+    }
+}
+
+/// One immutable record of a change to an end user's credits.
+pub struct LedgerEntry(pub ledger::Entry);
+
+#[Object]
+impl LedgerEntry {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn end_user_id(&self) -> Uuid {
+        self.0.end_user_id.0
+    }
+
+    /// Position in the end user's ledger: 1, 2, 3… with no gaps.
+    async fn sequence(&self) -> i64 {
+        self.0.seq
+    }
+
+    async fn kind(&self) -> EntryKind {
+        self.0.kind.into()
+    }
+
+    /// Size of the change, always positive.
+    async fn amount(&self) -> Credits {
+        Credits(self.0.amount)
+    }
+
+    /// The signed change to the balance: positive for grants, negative for debits.
+    async fn delta(&self) -> Credits {
+        Credits(self.0.delta())
+    }
+
+    /// The available balance right after this entry.
+    async fn balance_after(&self) -> Credits {
+        Credits(self.0.balance_after)
+    }
+
+    /// The grant a `GRANT` entry created.
+    async fn grant_id(&self) -> Option<Uuid> {
+        self.0.grant_id
+    }
+
+    /// Which grants paid for a debit, and how much each, in the order they were drawn on.
+    async fn allocations(&self) -> Vec<Allocation> {
+        self.0.allocations.iter().map(Allocation::from).collect()
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
+        self.0.metadata.clone().map(Json)
+    }
+
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.0.idempotency_key.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}

@@ -1,0 +1,202 @@
+//! Adding credits: a new grant and its `grant` entry.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{TransactionTrait};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::balance::Balance;
+use super::entry::Entry;
+use super::grant::Grant;
+use super::idempotency::{self, Prior};
+use super::types::{
+    Amount, Description, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_CREDITS, Metadata,
+    Validity,
+};
+use super::{Ledger, retry_once_on_unique_violation, store};
+use crate::error::{Error, Result};
+
+const OPERATION: &str = "add_credits";
+/// Priorities run from 0 (spent first) to this.
+pub const MAX_PRIORITY: i32 = 1_000;
+
+/// The request as the caller sent it. Its JSON form (less the key) is what an idempotency key
+/// is bound to, so a retry hours later still matches although `validityDays` counts from "now".
+#[derive(Clone, Debug, Serialize)]
+pub struct AddCreditsRequest {
+    pub end_user_id: Uuid,
+    pub amount: i64,
+    pub validity_days: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub effective_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "serialize_source")]
+    pub source: GrantSource,
+    pub priority: Option<i32>,
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+fn serialize_source<S: serde::Serializer>(source: &GrantSource, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(source.as_str())
+}
+
+pub struct AddCreditsOutcome {
+    pub grant: Grant,
+    pub entry: Entry,
+    /// The balance now (for a replay too: the current one, not the one at the first call).
+    pub balance: Balance,
+    pub replayed: bool,
+}
+
+/// A validated request.
+struct AddCredits {
+    end_user_id: EndUserId,
+    amount: Amount,
+    validity: Validity,
+    source: GrantSource,
+    priority: Option<i32>,
+    description: Option<Description>,
+    metadata: Option<Metadata>,
+    idempotency_key: Option<IdempotencyKey>,
+    request_hash: String,
+}
+
+impl AddCredits {
+    fn parse(request: AddCreditsRequest, now: DateTime<Utc>) -> Result<Self> {
+        let request_hash = idempotency::request_hash(
+            OPERATION,
+            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        if let Some(priority) = request.priority {
+            if !(0..=MAX_PRIORITY).contains(&priority) {
+                return Err(Error::bad_input(
+                    "priority",
+                    format!("must be from 0 to {MAX_PRIORITY}"),
+                ));
+            }
+        }
+        Ok(Self {
+            end_user_id: EndUserId(request.end_user_id),
+            amount: Amount::parse("amount", request.amount)?,
+            validity: Validity::parse(
+                request.validity_days,
+                request.expires_at,
+                request.effective_at,
+                now,
+            )?,
+            source: request.source,
+            priority: request.priority,
+            description: Description::parse(request.description)?,
+            metadata: Metadata::parse(request.metadata)?,
+            idempotency_key: IdempotencyKey::parse(request.idempotency_key)?,
+            request_hash,
+        })
+    }
+}
+
+impl Ledger {
+    pub async fn add_credits(&self, request: AddCreditsRequest) -> Result<AddCreditsOutcome> {
+        let add = AddCredits::parse(request, Utc::now())?;
+        retry_once_on_unique_violation(|| self.try_add_credits(&add)).await
+    }
+
+    async fn try_add_credits(&self, add: &AddCredits) -> Result<AddCreditsOutcome> {
+        let user = add.end_user_id;
+        let txn = self.db.begin().await?;
+        let seq = store::lock_account_and_reserve_seq(&txn, user, Utc::now()).await?;
+        if let Some(key) = &add.idempotency_key {
+            if let Prior::Replay { entry_id } =
+                idempotency::check(&txn, key, OPERATION, &add.request_hash).await?
+            {
+                txn.rollback().await?;
+                return self.replay(user, entry_id).await;
+            }
+        }
+        let mut grants = store::load_open_grants(&txn, user).await?;
+        let now = Utc::now();
+
+        // Everything the user holds or will hold must stay exact in JavaScript.
+        let outstanding: i64 = grants
+            .iter()
+            .filter(|g| g.expires_at.is_none_or(|expires_at| now < expires_at))
+            .map(|g| g.remaining)
+            .sum();
+        if outstanding
+            .checked_add(add.amount.get())
+            .is_none_or(|total| total > MAX_CREDITS)
+        {
+            return Err(Error::bad_input(
+                "amount",
+                format!(
+                    "would take the end user's credits to more than {MAX_CREDITS} (2^53 - 1); \
+                     they hold {outstanding}"
+                ),
+            ));
+        }
+
+        let grant = Grant {
+            id: Uuid::now_v7(),
+            end_user_id: user,
+            amount: add.amount.get(),
+            remaining: add.amount.get(),
+            source: add.source,
+            effective_at: add.validity.effective_at,
+            expires_at: add.validity.expires_at,
+            priority: add.priority,
+            description: add.description.as_ref().map(|d| d.as_str().to_owned()),
+            metadata: add.metadata.as_ref().map(|m| m.as_json().clone()),
+            created_at: now,
+            voided_at: None,
+        };
+        grants.push(grant.clone());
+        let balance = Balance::from_grants(user, &grants, now);
+        let entry = Entry {
+            id: Uuid::now_v7(),
+            end_user_id: user,
+            seq,
+            kind: EntryKind::Grant,
+            amount: grant.amount,
+            balance_after: balance.available,
+            grant_id: Some(grant.id),
+            description: grant.description.clone(),
+            metadata: grant.metadata.clone(),
+            idempotency_key: add.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            created_at: now,
+            allocations: Vec::new(),
+        };
+
+        store::insert_grant(&txn, &grant).await?;
+        store::insert_entry(&txn, &entry).await?;
+        if let Some(key) = &add.idempotency_key {
+            idempotency::record(&txn, key, OPERATION, &add.request_hash, user, entry.id, now)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(AddCreditsOutcome {
+            grant,
+            entry,
+            balance,
+            replayed: false,
+        })
+    }
+
+    async fn replay(&self, user: EndUserId, entry_id: Uuid) -> Result<AddCreditsOutcome> {
+        let entry = store::find_entry(&self.db, entry_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("idempotency record names missing entry {entry_id}")))?;
+        let grant_id = entry
+            .grant_id
+            .ok_or_else(|| Error::Internal(format!("grant entry {entry_id} names no grant")))?;
+        let grant = store::find_grant(&self.db, grant_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("entry {entry_id} names missing grant")))?;
+        Ok(AddCreditsOutcome {
+            grant,
+            entry,
+            balance: self.balance(user).await?,
+            replayed: true,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! A grant (Creduse: a one-time cycle) as the domain sees it.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::types::{EndUserId, GrantSource};
+use crate::entities::grant;
+use crate::error::Result;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub id: Uuid,
+    pub end_user_id: EndUserId,
+    pub amount: i64,
+    pub remaining: i64,
+    pub source: GrantSource,
+    pub effective_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Spent before grants without one; lower numbers first.
+    pub priority: Option<i32>,
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub voided_at: Option<DateTime<Utc>>,
+}
+
+impl Grant {
+    /// Counts towards the balance at `now`: in effect, not expired, not voided, not used up.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.effective_at <= now
+            && self.expires_at.is_none_or(|expires_at| now < expires_at)
+            && self.voided_at.is_none()
+            && self.remaining > 0
+    }
+
+    pub fn from_model(model: grant::Model) -> Result<Self> {
+        Ok(Self {
+            id: model.id,
+            end_user_id: EndUserId(model.end_user_id),
+            amount: model.amount,
+            remaining: model.remaining,
+            source: GrantSource::from_stored(&model.source)?,
+            effective_at: model.effective_at,
+            expires_at: model.expires_at,
+            priority: model.priority,
+            description: model.description,
+            metadata: model.metadata,
+            created_at: model.created_at,
+            voided_at: model.voided_at,
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! Exactly-once writes (DESIGN rule 3).
+//!
+//! A write made with a key records `(key, operation, request hash, entry)` in the same
+//! transaction as the entry. A later write with the key, looked up under the account lock, finds
+//! it: the same request is answered from the recorded entry (a replay, nothing changes); any other
+//! request is `IDEMPOTENCY_CONFLICT`. Two writers racing with one key on different end users
+//! collide on the primary key: the loser rolls back and retries, and then finds the record.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::types::{EndUserId, IdempotencyKey};
+use crate::entities::idempotency_key;
+use crate::error::{Error, Result};
+
+/// The canonical fingerprint of a request: SHA-256 over its JSON form. `serde_json` keeps
+/// object keys sorted, so equal requests hash equally whatever order their fields came in.
+pub fn request_hash(operation: &str, request: &serde_json::Value) -> String {
+    let canonical = serde_json::json!({ "operation": operation, "request": request });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// What an earlier write with this key means for the current one.
+pub enum Prior {
+    /// No write used this key yet: go ahead.
+    None,
+    /// The same request already ran; answer from this entry.
+    Replay { entry_id: Uuid },
+}
+
+pub async fn check(
+    conn: &impl ConnectionTrait,
+    key: &IdempotencyKey,
+    operation: &str,
+    hash: &str,
+) -> Result<Prior> {
+    let Some(record) = idempotency_key::Entity::find_by_id(key.as_str().to_owned())
+        .one(conn)
+        .await?
+    else {
+        return Ok(Prior::None);
+    };
+    if record.operation != operation || record.request_hash != hash {
+        return Err(Error::IdempotencyConflict {
+            key: key.as_str().to_owned(),
+        });
+    }
+    Ok(Prior::Replay {
+        entry_id: record.entry_id,
+    })
+}
+
+pub async fn record(
+    txn: &impl ConnectionTrait,
+    key: &IdempotencyKey,
+    operation: &str,
+    hash: &str,
+    end_user_id: EndUserId,
+    entry_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+        key: Set(key.as_str().to_owned()),
+        operation: Set(operation.to_owned()),
+        request_hash: Set(hash.to_owned()),
+        end_user_id: Set(end_user_id.0),
+        entry_id: Set(entry_id),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}

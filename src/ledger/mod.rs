@@ -1,0 +1,69 @@
+//! The credits ledger: the domain. It knows nothing of HTTP or GraphQL.
+//!
+//! `Ledger` is the service the interfaces call. Every write follows the same shape (see
+//! `store`): lock the account, check the idempotency key, read the grants, plan, write the
+//! entry, record the key, commit.
+
+mod add_credits;
+pub mod balance;
+pub mod burn_down;
+pub mod entry;
+pub mod grant;
+mod idempotency;
+mod store;
+mod subtract_credits;
+pub mod types;
+
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+
+pub use add_credits::{AddCreditsOutcome, AddCreditsRequest};
+pub use balance::Balance;
+pub use entry::Entry;
+pub use grant::Grant;
+pub use subtract_credits::{SubtractCreditsOutcome, SubtractCreditsRequest};
+pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
+
+use crate::error::{Result, is_unique_violation};
+
+#[derive(Clone)]
+pub struct Ledger {
+    db: DatabaseConnection,
+}
+
+impl Ledger {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The balance now. An end user never seen has a balance of zero.
+    pub async fn balance(&self, end_user_id: EndUserId) -> Result<Balance> {
+        let grants = store::load_open_grants(&self.db, end_user_id).await?;
+        Ok(Balance::from_grants(end_user_id, &grants, Utc::now()))
+    }
+
+    /// Newest first: at most `limit` entries older than `before_seq` (from the newest if `None`).
+    pub async fn entries(
+        &self,
+        end_user_id: EndUserId,
+        before_seq: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<Entry>> {
+        store::entries_before(&self.db, end_user_id, before_seq, limit).await
+    }
+}
+
+/// Runs a write, and once more if it lost a race on a unique index (two writers with one
+/// idempotency key): the second attempt sees the winner's record and replays or conflicts.
+async fn retry_once_on_unique_violation<T, F: Future<Output = Result<T>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T> {
+    match attempt().await {
+        Err(error) if is_unique_violation(&error) => attempt().await,
+        other => other,
+    }
+}

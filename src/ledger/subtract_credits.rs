@@ -1,0 +1,142 @@
+//! Spending credits: a `debit` entry drawing on the active grants in burn-down order.
+
+use chrono::Utc;
+use sea_orm::TransactionTrait;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::balance::Balance;
+use super::burn_down::{Shortfall, plan_debit};
+use super::entry::Entry;
+use super::idempotency::{self, Prior};
+use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey, Metadata};
+use super::{Ledger, retry_once_on_unique_violation, store};
+use crate::error::{Error, Result};
+
+const OPERATION: &str = "subtract_credits";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubtractCreditsRequest {
+    pub end_user_id: Uuid,
+    pub amount: i64,
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+pub struct SubtractCreditsOutcome {
+    /// The debit, with its allocations in the order the grants were drawn on.
+    pub entry: Entry,
+    /// The balance now (for a replay too: the current one).
+    pub balance: Balance,
+    pub replayed: bool,
+}
+
+struct SubtractCredits {
+    end_user_id: EndUserId,
+    amount: Amount,
+    description: Option<Description>,
+    metadata: Option<Metadata>,
+    idempotency_key: Option<IdempotencyKey>,
+    request_hash: String,
+}
+
+impl SubtractCredits {
+    fn parse(request: SubtractCreditsRequest) -> Result<Self> {
+        let request_hash = idempotency::request_hash(
+            OPERATION,
+            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        Ok(Self {
+            end_user_id: EndUserId(request.end_user_id),
+            amount: Amount::parse("amount", request.amount)?,
+            description: Description::parse(request.description)?,
+            metadata: Metadata::parse(request.metadata)?,
+            idempotency_key: IdempotencyKey::parse(request.idempotency_key)?,
+            request_hash,
+        })
+    }
+}
+
+impl Ledger {
+    pub async fn subtract_credits(
+        &self,
+        request: SubtractCreditsRequest,
+    ) -> Result<SubtractCreditsOutcome> {
+        let subtract = SubtractCredits::parse(request)?;
+        retry_once_on_unique_violation(|| self.try_subtract_credits(&subtract)).await
+    }
+
+    async fn try_subtract_credits(
+        &self,
+        subtract: &SubtractCredits,
+    ) -> Result<SubtractCreditsOutcome> {
+        let user = subtract.end_user_id;
+        let txn = self.db.begin().await?;
+        let seq = store::lock_account_and_reserve_seq(&txn, user, Utc::now()).await?;
+        if let Some(key) = &subtract.idempotency_key {
+            if let Prior::Replay { entry_id } =
+                idempotency::check(&txn, key, OPERATION, &subtract.request_hash).await?
+            {
+                txn.rollback().await?;
+                let entry = store::find_entry(&self.db, entry_id).await?.ok_or_else(|| {
+                    Error::Internal(format!("idempotency record names missing entry {entry_id}"))
+                })?;
+                return Ok(SubtractCreditsOutcome {
+                    entry,
+                    balance: self.balance(user).await?,
+                    replayed: true,
+                });
+            }
+        }
+        let mut grants = store::load_open_grants(&txn, user).await?;
+        let now = Utc::now();
+        let allocations = plan_debit(&grants, subtract.amount.get(), now).map_err(
+            |Shortfall {
+                 available,
+                 requested,
+             }| Error::InsufficientCredits {
+                available,
+                requested,
+            },
+        )?;
+        store::take_from_grants(&txn, &allocations).await?;
+        for allocation in &allocations {
+            let grant = grants
+                .iter_mut()
+                .find(|g| g.id == allocation.grant_id)
+                .expect("the plan only names loaded grants");
+            grant.remaining -= allocation.amount;
+        }
+        let balance = Balance::from_grants(user, &grants, now);
+        let entry = Entry {
+            id: Uuid::now_v7(),
+            end_user_id: user,
+            seq,
+            kind: EntryKind::Debit,
+            amount: subtract.amount.get(),
+            balance_after: balance.available,
+            grant_id: None,
+            description: subtract.description.as_ref().map(|d| d.as_str().to_owned()),
+            metadata: subtract.metadata.as_ref().map(|m| m.as_json().clone()),
+            idempotency_key: subtract
+                .idempotency_key
+                .as_ref()
+                .map(|k| k.as_str().to_owned()),
+            created_at: now,
+            allocations,
+        };
+        store::insert_entry(&txn, &entry).await?;
+        if let Some(key) = &subtract.idempotency_key {
+            idempotency::record(&txn, key, OPERATION, &subtract.request_hash, user, entry.id, now)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(SubtractCreditsOutcome {
+            entry,
+            balance,
+            replayed: false,
+        })
+    }
+}

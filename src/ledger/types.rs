@@ -1,0 +1,307 @@
+//! Domain values, each validated once by `parse` at the edge and trusted from then on.
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// The largest credit amount or balance Tally holds: 2^53 − 1, the largest integer a
+/// JavaScript client (or any IEEE-754 double) represents exactly.
+pub const MAX_CREDITS: i64 = 9_007_199_254_740_991;
+pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
+pub const MAX_METADATA_BYTES: usize = 4_096;
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// Validity is capped at 100 years of 365.25 days.
+pub const MAX_VALIDITY_DAYS: i64 = 36_525;
+
+/// The end user an account belongs to: a UUID the calling application chooses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EndUserId(pub Uuid);
+
+/// A positive whole number of credits, at most `MAX_CREDITS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Amount(i64);
+
+impl Amount {
+    pub fn parse(field: &'static str, value: i64) -> Result<Self> {
+        if value <= 0 {
+            return Err(Error::bad_input(field, "must be a positive whole number of credits"));
+        }
+        if value > MAX_CREDITS {
+            return Err(Error::bad_input(
+                field,
+                format!("must be at most {MAX_CREDITS} (2^53 - 1)"),
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(value: Option<String>) -> Result<Option<Self>> {
+        let Some(value) = value else { return Ok(None) };
+        if value.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(Error::bad_input(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
+        }
+        Ok(Some(Self(value)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Free-form JSON the caller attaches to a write: an object of at most `MAX_METADATA_BYTES`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metadata(serde_json::Value);
+
+impl Metadata {
+    pub fn parse(value: Option<serde_json::Value>) -> Result<Option<Self>> {
+        let Some(value) = value else { return Ok(None) };
+        if !value.is_object() {
+            return Err(Error::bad_input("metadata", "must be a JSON object"));
+        }
+        if value.to_string().len() > MAX_METADATA_BYTES {
+            return Err(Error::bad_input(
+                "metadata",
+                format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
+            ));
+        }
+        Ok(Some(Self(value)))
+    }
+
+    pub fn as_json(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(value: Option<String>) -> Result<Option<Self>> {
+        let Some(value) = value else { return Ok(None) };
+        let chars = value.chars().count();
+        if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
+            return Err(Error::bad_input(
+                "idempotencyKey",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(Error::bad_input(
+                "idempotencyKey",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Some(Self(value)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a grant's credits came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrantSource {
+    Manual,
+    Trial,
+    Promotion,
+    Purchase,
+    Subscription,
+    Refund,
+}
+
+impl GrantSource {
+    pub const ALL: [GrantSource; 6] = [
+        Self::Manual,
+        Self::Trial,
+        Self::Promotion,
+        Self::Purchase,
+        Self::Subscription,
+        Self::Refund,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Trial => "trial",
+            Self::Promotion => "promotion",
+            Self::Purchase => "purchase",
+            Self::Subscription => "subscription",
+            Self::Refund => "refund",
+        }
+    }
+
+    pub fn from_stored(value: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|source| source.as_str() == value)
+            .ok_or_else(|| Error::Internal(format!("unknown grant source '{value}' in database")))
+    }
+}
+
+/// What kind of change a ledger entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// Credits added (a new grant).
+    Grant,
+    /// Credits spent.
+    Debit,
+}
+
+impl EntryKind {
+    pub const ALL: [EntryKind; 2] = [Self::Grant, Self::Debit];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grant => "grant",
+            Self::Debit => "debit",
+        }
+    }
+
+    pub fn from_stored(value: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+            .ok_or_else(|| Error::Internal(format!("unknown entry kind '{value}' in database")))
+    }
+
+    /// +1 when the entry adds to the balance, −1 when it takes from it.
+    pub fn sign(self) -> i64 {
+        match self {
+            Self::Grant => 1,
+            Self::Debit => -1,
+        }
+    }
+}
+
+/// When a new grant starts and stops counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub effective_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Validity {
+    /// `validity_days: N` means N × 24 h from when the grant takes effect: now, or the later
+    /// `effective_at` when one is given. Neither `validity_days` nor `expires_at` means the grant
+    /// never expires.
+    pub fn parse(
+        validity_days: Option<i64>,
+        expires_at: Option<DateTime<Utc>>,
+        effective_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let latest_allowed = now + Duration::days(MAX_VALIDITY_DAYS);
+        let effective_at = effective_at.unwrap_or(now);
+        if effective_at > latest_allowed {
+            return Err(Error::bad_input(
+                "effectiveAt",
+                "must be within 100 years from now",
+            ));
+        }
+        let expires_at = match (validity_days, expires_at) {
+            (Some(_), Some(_)) => {
+                return Err(Error::bad_input(
+                    "validityDays",
+                    "give validityDays or expiresAt, not both",
+                ));
+            }
+            (Some(days), None) => {
+                if !(1..=MAX_VALIDITY_DAYS).contains(&days) {
+                    return Err(Error::bad_input(
+                        "validityDays",
+                        format!("must be from 1 to {MAX_VALIDITY_DAYS} (100 years)"),
+                    ));
+                }
+                Some(effective_at.max(now) + Duration::days(days))
+            }
+            (None, Some(at)) => {
+                if at <= now {
+                    return Err(Error::bad_input("expiresAt", "must be in the future"));
+                }
+                if at > latest_allowed {
+                    return Err(Error::bad_input(
+                        "expiresAt",
+                        "must be within 100 years from now",
+                    ));
+                }
+                if at <= effective_at {
+                    return Err(Error::bad_input("expiresAt", "must be after effectiveAt"));
+                }
+                Some(at)
+            }
+            (None, None) => None,
+        };
+        Ok(Self {
+            effective_at,
+            expires_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_must_be_positive_and_exact_in_javascript() {
+        assert!(Amount::parse("amount", 0).is_err());
+        assert!(Amount::parse("amount", -5).is_err());
+        assert!(Amount::parse("amount", MAX_CREDITS + 1).is_err());
+        assert_eq!(Amount::parse("amount", MAX_CREDITS).unwrap().get(), MAX_CREDITS);
+        assert_eq!(Amount::parse("amount", 1).unwrap().get(), 1);
+    }
+
+    #[test]
+    fn validity_days_count_from_now_or_a_later_start() {
+        let now = Utc::now();
+        let v = Validity::parse(Some(30), None, None, now).unwrap();
+        assert_eq!(v.effective_at, now);
+        assert_eq!(v.expires_at, Some(now + Duration::days(30)));
+
+        let start = now + Duration::days(10);
+        let v = Validity::parse(Some(30), None, Some(start), now).unwrap();
+        assert_eq!(v.expires_at, Some(start + Duration::days(30)));
+    }
+
+    #[test]
+    fn validity_is_refused_when_out_of_range_or_doubly_given() {
+        let now = Utc::now();
+        assert!(Validity::parse(Some(0), None, None, now).is_err());
+        assert!(Validity::parse(Some(-1), None, None, now).is_err());
+        assert!(Validity::parse(Some(MAX_VALIDITY_DAYS + 1), None, None, now).is_err());
+        assert!(Validity::parse(Some(1), Some(now + Duration::days(1)), None, now).is_err());
+        assert!(Validity::parse(None, Some(now - Duration::seconds(1)), None, now).is_err());
+        assert!(
+            Validity::parse(None, Some(now + Duration::days(MAX_VALIDITY_DAYS + 1)), None, now)
+                .is_err()
+        );
+        let start = now + Duration::days(5);
+        assert!(Validity::parse(None, Some(now + Duration::days(1)), Some(start), now).is_err());
+        assert_eq!(
+            Validity::parse(None, None, None, now).unwrap().expires_at,
+            None
+        );
+    }
+
+    #[test]
+    fn metadata_must_be_a_small_object() {
+        assert!(Metadata::parse(Some(serde_json::json!([1, 2]))).is_err());
+        let big = "x".repeat(MAX_METADATA_BYTES);
+        assert!(Metadata::parse(Some(serde_json::json!({ "k": big }))).is_err());
+        assert!(Metadata::parse(Some(serde_json::json!({ "plan": "pro" }))).is_ok());
+    }
+}
