@@ -70,7 +70,7 @@ async fn store(db: &impl ConnectionTrait, name: &str, key: &str) -> Result<ApiKe
         name: Set(name.to_owned()),
         prefix: Set(key.chars().take(SHOWN_PREFIX_CHARS).collect()),
         key_hash: Set(hash_key(key)),
-        created_at: Set(Utc::now()),
+        created_at: Set(crate::ledger::clock::now()),
         revoked_at: Set(None),
     }
     .insert(db)
@@ -119,7 +119,7 @@ pub async fn revoke(db: &impl ConnectionTrait, id: Uuid) -> Result<ApiKeySummary
         return Ok(model.into());
     }
     let mut active: api_key::ActiveModel = model.into();
-    active.revoked_at = Set(Some(Utc::now()));
+    active.revoked_at = Set(Some(crate::ledger::clock::now()));
     Ok(active.update(db).await?.into())
 }
 

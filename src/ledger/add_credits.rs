@@ -13,7 +13,7 @@ use super::types::{
     Amount, Description, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_CREDITS, Metadata,
     Validity,
 };
-use super::{Ledger, retry_once_on_unique_violation, store};
+use super::{Ledger, clock, retry_once_on_unique_violation, store};
 use crate::error::{Error, Result};
 
 const OPERATION: &str = "add_credits";
@@ -98,14 +98,14 @@ impl AddCredits {
 
 impl Ledger {
     pub async fn add_credits(&self, request: AddCreditsRequest) -> Result<AddCreditsOutcome> {
-        let add = AddCredits::parse(request, Utc::now())?;
+        let add = AddCredits::parse(request, clock::now())?;
         retry_once_on_unique_violation(|| self.try_add_credits(&add)).await
     }
 
     async fn try_add_credits(&self, add: &AddCredits) -> Result<AddCreditsOutcome> {
         let user = add.end_user_id;
         let txn = self.db.begin().await?;
-        let seq = store::lock_account_and_reserve_seq(&txn, user, Utc::now()).await?;
+        let seq = store::lock_account_and_reserve_seq(&txn, user, clock::now()).await?;
         if let Some(key) = &add.idempotency_key {
             if let Prior::Replay { entry_id } =
                 idempotency::check(&txn, key, OPERATION, &add.request_hash).await?
@@ -115,7 +115,7 @@ impl Ledger {
             }
         }
         let mut grants = store::load_open_grants(&txn, user).await?;
-        let now = Utc::now();
+        let now = clock::now();
 
         // Everything the user holds or will hold must stay exact in JavaScript.
         let outstanding: i64 = grants

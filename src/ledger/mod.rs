@@ -5,6 +5,7 @@
 //! entry, record the key, commit.
 
 mod add_credits;
+pub mod clock;
 pub mod balance;
 pub mod burn_down;
 pub mod entry;
@@ -14,7 +15,6 @@ mod store;
 mod subtract_credits;
 pub mod types;
 
-use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
 pub use add_credits::{AddCreditsOutcome, AddCreditsRequest};
@@ -43,7 +43,7 @@ impl Ledger {
     /// The balance now. An end user never seen has a balance of zero.
     pub async fn balance(&self, end_user_id: EndUserId) -> Result<Balance> {
         let grants = store::load_open_grants(&self.db, end_user_id).await?;
-        Ok(Balance::from_grants(end_user_id, &grants, Utc::now()))
+        Ok(Balance::from_grants(end_user_id, &grants, clock::now()))
     }
 
     /// Newest first: at most `limit` entries older than `before_seq` (from the newest if `None`).

@@ -1,6 +1,5 @@
 //! Spending credits: a `debit` entry drawing on the active grants in burn-down order.
 
-use chrono::Utc;
 use sea_orm::TransactionTrait;
 use serde::Serialize;
 use uuid::Uuid;
@@ -10,7 +9,7 @@ use super::burn_down::{Shortfall, plan_debit};
 use super::entry::Entry;
 use super::idempotency::{self, Prior};
 use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey, Metadata};
-use super::{Ledger, retry_once_on_unique_violation, store};
+use super::{Ledger, clock, retry_once_on_unique_violation, store};
 use crate::error::{Error, Result};
 
 const OPERATION: &str = "subtract_credits";
@@ -74,7 +73,7 @@ impl Ledger {
     ) -> Result<SubtractCreditsOutcome> {
         let user = subtract.end_user_id;
         let txn = self.db.begin().await?;
-        let seq = store::lock_account_and_reserve_seq(&txn, user, Utc::now()).await?;
+        let seq = store::lock_account_and_reserve_seq(&txn, user, clock::now()).await?;
         if let Some(key) = &subtract.idempotency_key {
             if let Prior::Replay { entry_id } =
                 idempotency::check(&txn, key, OPERATION, &subtract.request_hash).await?
@@ -91,7 +90,7 @@ impl Ledger {
             }
         }
         let mut grants = store::load_open_grants(&txn, user).await?;
-        let now = Utc::now();
+        let now = clock::now();
         let allocations = plan_debit(&grants, subtract.amount.get(), now).map_err(
             |Shortfall {
                  available,

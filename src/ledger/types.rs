@@ -205,7 +205,8 @@ impl Validity {
         now: DateTime<Utc>,
     ) -> Result<Self> {
         let latest_allowed = now + Duration::days(MAX_VALIDITY_DAYS);
-        let effective_at = effective_at.unwrap_or(now);
+        let effective_at = effective_at.map_or(now, super::clock::to_stored_precision);
+        let expires_at = expires_at.map(super::clock::to_stored_precision);
         if effective_at > latest_allowed {
             return Err(Error::bad_input(
                 "effectiveAt",

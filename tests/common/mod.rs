@@ -1,0 +1,271 @@
+//! Black-box test harness: every test starts Tally on a random port with a fresh database and
+//! talks HTTP to it. SQLite always; PostgreSQL when `TEST_DATABASE_URL` names a server
+//! (`TALLY_REQUIRE_POSTGRES_TESTS=1` turns a missing URL into a failure, as CI wants).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tally::{Application, Config};
+
+pub const ADMIN_KEY: &str = "tally_sk_test_admin_key_0123456789abcdef";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running Tally and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub database_url: String,
+    pub backend: Backend,
+    pub client: reqwest::Client,
+    _database: TestDatabase,
+}
+
+enum TestDatabase {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; a thread with its own runtime may block.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().expect("runtime");
+                runtime.block_on(async {
+                    if let Ok(db) = Database::connect(&admin_url).await {
+                        let _ = db
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The PostgreSQL server tests use, or `None` (skip) when not configured.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("TALLY_REQUIRE_POSTGRES_TESTS").is_ok_and(|v| v == "1") {
+                panic!("TALLY_REQUIRE_POSTGRES_TESTS=1 but TEST_DATABASE_URL is not set");
+            }
+            eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
+            None
+        }
+    }
+}
+
+/// `postgres://u@h:5432/db?x` with the database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let server = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+impl TestApp {
+    /// Starts Tally on a fresh database; `None` when the backend is not available here.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        let (database_url, database) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path: PathBuf = dir.path().join("tally.db");
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    TestDatabase::Sqlite(dir),
+                )
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url()?;
+                let name = format!("tally_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create a test database");
+                admin.close().await.ok();
+                (
+                    with_database(&admin_url, &name),
+                    TestDatabase::Postgres { admin_url, name },
+                )
+            }
+        };
+        let app = Self::start(&database_url).await;
+        Some(Self {
+            address: app,
+            database_url,
+            backend,
+            client: reqwest::Client::new(),
+            _database: database,
+        })
+    }
+
+    /// Starts one more Tally process-equivalent (its own pool) on the same database.
+    pub async fn start(database_url: &str) -> String {
+        let mut config = Config::new(database_url);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin_api_key = Some(ADMIN_KEY.to_owned());
+        config.request_timeout = Duration::from_secs(60);
+        let app = Application::build(config).await.expect("Tally starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until(std::future::pending()));
+        address
+    }
+
+    /// POSTs a GraphQL request with the admin key; returns the whole response body.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.graphql_with_key(Some(ADMIN_KEY), query, variables).await
+    }
+
+    pub async fn graphql_with_key(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request sent");
+        assert_eq!(response.status(), 200, "GraphQL answers 200");
+        response.json().await.expect("JSON body")
+    }
+
+    /// `data.<field>` of a request that must succeed.
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        let data = body["data"].as_object().expect("data").clone();
+        assert_eq!(data.len(), 1, "one root field per helper call");
+        data.into_iter().next().unwrap().1
+    }
+
+    pub async fn add_credits(&self, input: Value) -> Value {
+        self.ok(ADD_CREDITS, json!({ "input": input })).await
+    }
+
+    pub async fn subtract_credits(&self, input: Value) -> Value {
+        self.ok(SUBTRACT_CREDITS, json!({ "input": input })).await
+    }
+
+    pub async fn balance(&self, end_user_id: &str) -> Value {
+        self.ok(BALANCE, json!({ "id": end_user_id })).await
+    }
+
+    pub async fn available(&self, end_user_id: &str) -> i64 {
+        self.balance(end_user_id).await["available"]
+            .as_i64()
+            .expect("available is an integer")
+    }
+
+    /// Every ledger entry of the end user, newest first, following the cursors.
+    pub async fn all_entries(&self, end_user_id: &str) -> Vec<Value> {
+        let mut entries = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .ok(TRANSACTIONS, json!({ "id": end_user_id, "first": 100, "after": after }))
+                .await;
+            for edge in page["edges"].as_array().unwrap() {
+                entries.push(edge["node"].clone());
+            }
+            if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+                return entries;
+            }
+            after = Some(page["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
+        }
+    }
+}
+
+pub fn new_user() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The `extensions.code` of the first error, asserting there is one and no data.
+pub fn error_code(body: &Value) -> String {
+    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("expected errors: {body}"));
+    assert!(!errors.is_empty(), "expected errors: {body}");
+    errors[0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without a code: {body}"))
+        .to_owned()
+}
+
+pub const GRANT_FIELDS: &str =
+    "id amount remaining source effectiveAt expiresAt priority description metadata createdAt";
+pub const ENTRY_FIELDS: &str = "id sequence kind amount delta balanceAfter grantId \
+     allocations { grantId amount } description metadata idempotencyKey createdAt";
+
+pub const ADD_CREDITS: &str = "mutation($input: AddCreditsInput!) { addCredits(input: $input) {
+    grant { id amount remaining source effectiveAt expiresAt priority description metadata createdAt }
+    entry { id sequence kind amount delta balanceAfter grantId allocations { grantId amount } }
+    balance { available nextExpiry grants { id remaining } }
+    replayed } }";
+
+pub const SUBTRACT_CREDITS: &str = "mutation($input: SubtractCreditsInput!) { subtractCredits(input: $input) {
+    entry { id sequence kind amount delta balanceAfter allocations { grantId amount } description metadata idempotencyKey }
+    allocations { grantId amount }
+    balance { available nextExpiry grants { id remaining } }
+    replayed } }";
+
+pub const BALANCE: &str = "query($id: UUID!) { balance(endUserId: $id) {
+    endUserId available nextExpiry
+    grants { id amount remaining source effectiveAt expiresAt priority } } }";
+
+pub const TRANSACTIONS: &str = "query($id: UUID!, $first: Int, $after: String) {
+    transactions(endUserId: $id, first: $first, after: $after) {
+      edges { cursor node { id sequence kind amount delta balanceAfter grantId allocations { grantId amount } idempotencyKey } }
+      pageInfo { hasNextPage hasPreviousPage endCursor } } }";
+
+/// Generates, for each named `async fn(TestApp)`, one test on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always available");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(app) =
+                        $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await
+                    {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
