@@ -269,3 +269,49 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// Replays the end user's ledger, oldest entry first, and checks it against the stored state:
+/// every `balanceAfter` is the running sum of the deltas, every grant's `remaining` is its
+/// amount less what allocations took, and the sum is today's balance. For tests in which
+/// nothing expires. Returns the replayed balance.
+pub async fn assert_ledger_replays(app: &TestApp, end_user_id: &str) -> i64 {
+    use std::collections::HashMap;
+    let mut entries = app.all_entries(end_user_id).await;
+    entries.reverse();
+    let mut running = 0i64;
+    let mut granted: HashMap<String, i64> = HashMap::new();
+    let mut taken: HashMap<String, i64> = HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        assert_eq!(entry["sequence"].as_i64().unwrap(), index as i64 + 1, "sequences have no gaps");
+        running += entry["delta"].as_i64().unwrap();
+        assert_eq!(entry["balanceAfter"].as_i64().unwrap(), running, "balanceAfter of {entry}");
+        assert!(running >= 0, "the balance never goes below zero");
+        if entry["kind"] == "GRANT" {
+            granted.insert(entry["grantId"].as_str().unwrap().to_owned(), entry["amount"].as_i64().unwrap());
+        }
+        let mut allocated = 0;
+        for allocation in entry["allocations"].as_array().unwrap() {
+            let amount = allocation["amount"].as_i64().unwrap();
+            allocated += amount;
+            *taken.entry(allocation["grantId"].as_str().unwrap().to_owned()).or_default() += amount;
+        }
+        if entry["kind"] == "DEBIT" {
+            assert_eq!(allocated, entry["amount"].as_i64().unwrap(), "allocations cover the debit");
+        }
+    }
+    let balance = app.balance(end_user_id).await;
+    assert_eq!(balance["available"].as_i64().unwrap(), running, "the ledger replays to the balance");
+    let listed: HashMap<String, i64> = balance["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["id"].as_str().unwrap().to_owned(), g["remaining"].as_i64().unwrap()))
+        .collect();
+    for (grant_id, amount) in &granted {
+        let expected_remaining = amount - taken.get(grant_id).copied().unwrap_or(0);
+        assert!(expected_remaining >= 0, "grant {grant_id} overdrawn");
+        let stored = listed.get(grant_id).copied().unwrap_or(0);
+        assert_eq!(stored, expected_remaining, "remaining of grant {grant_id}");
+    }
+    running
+}
