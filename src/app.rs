@@ -7,10 +7,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::api_keys;
 use crate::config::Config;
+use crate::db;
 use crate::graphql::build_schema;
 use crate::http::{AppState, router};
 use crate::ledger::Ledger;
-use crate::db;
 
 pub const ADMIN_KEY_NAME: &str = "admin (TALLY_ADMIN_API_KEY)";
 
@@ -53,7 +53,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

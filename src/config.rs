@@ -36,7 +36,9 @@ impl Config {
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
-            listen: DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen address parses"),
             admin_api_key: None,
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECONDS),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -72,17 +74,17 @@ impl Config {
         })?;
 
         let admin_api_key = get("TALLY_ADMIN_API_KEY");
-        if let Some(key) = &admin_api_key {
-            if key.chars().count() < MIN_ADMIN_API_KEY_CHARS || key.chars().any(char::is_whitespace)
-            {
-                return Err(ConfigError {
-                    variable: "TALLY_ADMIN_API_KEY",
-                    problem: format!(
-                        "must be at least {MIN_ADMIN_API_KEY_CHARS} characters with no spaces \
-                         (generate one with `tally keys create`)"
-                    ),
-                });
-            }
+        if let Some(key) = &admin_api_key
+            && (key.chars().count() < MIN_ADMIN_API_KEY_CHARS
+                || key.chars().any(char::is_whitespace))
+        {
+            return Err(ConfigError {
+                variable: "TALLY_ADMIN_API_KEY",
+                problem: format!(
+                    "must be at least {MIN_ADMIN_API_KEY_CHARS} characters with no spaces \
+                     (generate one with `tally keys create`)"
+                ),
+            });
         }
 
         let request_timeout_seconds = parse_number(
@@ -164,10 +166,22 @@ mod tests {
         for (pairs, variable) in [
             (vec![("TALLY_LISTEN", "nowhere")], "TALLY_LISTEN"),
             (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
-            (vec![("TALLY_ADMIN_API_KEY", "short")], "TALLY_ADMIN_API_KEY"),
-            (vec![("TALLY_REQUEST_TIMEOUT_SECONDS", "0")], "TALLY_REQUEST_TIMEOUT_SECONDS"),
-            (vec![("TALLY_MAX_BODY_BYTES", "lots")], "TALLY_MAX_BODY_BYTES"),
-            (vec![("TALLY_DB_MAX_CONNECTIONS", "-1")], "TALLY_DB_MAX_CONNECTIONS"),
+            (
+                vec![("TALLY_ADMIN_API_KEY", "short")],
+                "TALLY_ADMIN_API_KEY",
+            ),
+            (
+                vec![("TALLY_REQUEST_TIMEOUT_SECONDS", "0")],
+                "TALLY_REQUEST_TIMEOUT_SECONDS",
+            ),
+            (
+                vec![("TALLY_MAX_BODY_BYTES", "lots")],
+                "TALLY_MAX_BODY_BYTES",
+            ),
+            (
+                vec![("TALLY_DB_MAX_CONNECTIONS", "-1")],
+                "TALLY_DB_MAX_CONNECTIONS",
+            ),
         ] {
             let error = config_from(&pairs).unwrap_err();
             assert_eq!(error.variable, variable);

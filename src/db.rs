@@ -10,7 +10,10 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 /// for a millisecond or two, so only a pathological backlog reaches this.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn connect(database_url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(
+    database_url: &str,
+    max_connections: u32,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
         .max_connections(max_connections)

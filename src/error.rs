@@ -15,12 +15,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub enum Error {
     /// The request is malformed or breaks a rule about its values. `field` names the input.
-    BadUserInput { field: &'static str, message: String },
+    BadUserInput {
+        field: &'static str,
+        message: String,
+    },
     Unauthenticated(&'static str),
     Forbidden(&'static str),
     NotFound(String),
-    InsufficientCredits { available: i64, requested: i64 },
-    IdempotencyConflict { key: String },
+    InsufficientCredits {
+        available: i64,
+        requested: i64,
+    },
+    IdempotencyConflict {
+        key: String,
+    },
     Database(DbErr),
     Internal(String),
 }
@@ -93,7 +101,10 @@ pub fn is_unique_violation(error: &Error) -> bool {
 impl From<Error> for async_graphql::Error {
     fn from(error: Error) -> Self {
         if error.is_internal() {
-            tracing::error!(error = error.message(), "internal error answering a request");
+            tracing::error!(
+                error = error.message(),
+                "internal error answering a request"
+            );
             return async_graphql::Error::new("internal server error")
                 .extend_with(|_, ext| ext.set("code", "INTERNAL_SERVER_ERROR"));
         }

@@ -77,7 +77,9 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("TALLY_LOG_FORMAT").is_ok_and(|format| format == "json") {
         builder.json().init();
     } else {
@@ -89,7 +91,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let app = Application::build(config).await?;
-            tracing::info!(port = app.port(), "Tally is listening; GraphiQL at /graphql");
+            tracing::info!(
+                port = app.port(),
+                "Tally is listening; GraphiQL at /graphql"
+            );
             app.run_until_stopped().await?;
         }
         Command::Migrate => {
@@ -110,14 +115,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     );
                 }
                 KeysCommand::List => {
-                    println!("{:<36}  {:<13}  {:<25}  {:<25}  name", "id", "prefix", "created", "revoked");
+                    println!(
+                        "{:<36}  {:<13}  {:<25}  {:<25}  name",
+                        "id", "prefix", "created", "revoked"
+                    );
                     for key in api_keys::list(&db).await? {
                         println!(
                             "{:<36}  {:<13}  {:<25}  {:<25}  {}",
                             key.id,
                             key.prefix,
                             key.created_at.to_rfc3339(),
-                            key.revoked_at.map(|at| at.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                            key.revoked_at
+                                .map(|at| at.to_rfc3339())
+                                .unwrap_or_else(|| "-".into()),
                             key.name
                         );
                     }

@@ -17,7 +17,11 @@ on_both_databases!(
 /// Sends `input` and expects `BAD_USER_INPUT`.
 async fn assert_refused(app: &TestApp, mutation: &str, input: Value) {
     let body = app.graphql(mutation, json!({ "input": input })).await;
-    assert_eq!(error_code(&body), "BAD_USER_INPUT", "input {input} gave {body}");
+    assert_eq!(
+        error_code(&body),
+        "BAD_USER_INPUT",
+        "input {input} gave {body}"
+    );
     assert_eq!(body["data"], Value::Null, "{body}");
 }
 
@@ -27,10 +31,19 @@ async fn assert_literal_refused(app: &TestApp, mutation_field: &str, user: &str,
         "mutation {{ {mutation_field}(input: {{ endUserId: \"{user}\", amount: {amount} }}) {{ replayed }} }}"
     );
     let body = app.graphql(&query, json!({})).await;
-    assert_eq!(error_code(&body), "BAD_USER_INPUT", "amount {amount} gave {body}");
+    assert_eq!(
+        error_code(&body),
+        "BAD_USER_INPUT",
+        "amount {amount} gave {body}"
+    );
 }
 
-async fn assert_nothing_written(app: &TestApp, user: &str, expected_entries: usize, expected_available: i64) {
+async fn assert_nothing_written(
+    app: &TestApp,
+    user: &str,
+    expected_entries: usize,
+    expected_available: i64,
+) {
     assert_eq!(app.all_entries(user).await.len(), expected_entries);
     assert_eq!(app.available(user).await, expected_available);
 }
@@ -76,7 +89,8 @@ async fn bad_add_inputs_are_refused_and_write_nothing(app: TestApp) {
 
 async fn bad_subtract_inputs_are_refused_and_write_nothing(app: TestApp) {
     let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 100 })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
     for input in [
         json!({ "endUserId": user, "amount": 0 }),
         json!({ "endUserId": user, "amount": -1 }),
@@ -99,8 +113,14 @@ async fn bad_subtract_inputs_are_refused_and_write_nothing(app: TestApp) {
 async fn a_grant_that_would_overflow_the_balance_is_refused(app: TestApp) {
     let user = new_user();
     let max: i64 = 9_007_199_254_740_991;
-    app.add_credits(json!({ "endUserId": user, "amount": max - 10 })).await;
-    assert_refused(&app, ADD_CREDITS, json!({ "endUserId": user, "amount": 11 })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": max - 10 }))
+        .await;
+    assert_refused(
+        &app,
+        ADD_CREDITS,
+        json!({ "endUserId": user, "amount": 11 }),
+    )
+    .await;
     // Credits not yet in effect count too: they will be in the balance later.
     let later = (Utc::now() + Duration::days(1)).to_rfc3339();
     assert_refused(
@@ -110,7 +130,9 @@ async fn a_grant_that_would_overflow_the_balance_is_refused(app: TestApp) {
     )
     .await;
     assert_nothing_written(&app, &user, 1, max - 10).await;
-    let topped = app.add_credits(json!({ "endUserId": user, "amount": 10 })).await;
+    let topped = app
+        .add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
     assert_eq!(topped["balance"]["available"], max);
 }
 
@@ -149,14 +171,21 @@ async fn missing_wrong_and_revoked_keys_are_unauthenticated(app: TestApp) {
     let key = tally_cli(&app, &["keys", "create", "--name", "billing backend"]);
     let key = key.trim();
     assert!(key.starts_with("tally_sk_"), "{key}");
-    let body = app.graphql_with_key(Some(key), BALANCE, json!({ "id": user })).await;
+    let body = app
+        .graphql_with_key(Some(key), BALANCE, json!({ "id": user }))
+        .await;
     assert_eq!(body["data"]["balance"]["available"], 0, "{body}");
     let listing = tally_cli(&app, &["keys", "list"]);
-    let line = listing.lines().find(|l| l.ends_with("billing backend")).expect("listed");
+    let line = listing
+        .lines()
+        .find(|l| l.ends_with("billing backend"))
+        .expect("listed");
     assert!(!listing.contains(key), "the list never shows a whole key");
     let id = line.split_whitespace().next().unwrap();
     tally_cli(&app, &["keys", "revoke", id]);
-    let body = app.graphql_with_key(Some(key), BALANCE, json!({ "id": user })).await;
+    let body = app
+        .graphql_with_key(Some(key), BALANCE, json!({ "id": user }))
+        .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
     assert_nothing_written(&app, &user, 0, 0).await;
 }
@@ -170,6 +199,10 @@ fn tally_cli(app: &TestApp, args: &[&str]) -> String {
         .current_dir(std::env::temp_dir())
         .output()
         .expect("tally runs");
-    assert!(output.status.success(), "tally {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "tally {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }

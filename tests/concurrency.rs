@@ -40,7 +40,8 @@ async fn concurrent_debits_never_overdraw(app: TestApp) {
     let other = second_instance(&app).await;
     let user = new_user();
     for (amount, days) in [(30, Some(1)), (30, Some(10)), (40, None)] {
-        app.add_credits(json!({ "endUserId": user, "amount": amount, "validityDays": days })).await;
+        app.add_credits(json!({ "endUserId": user, "amount": amount, "validityDays": days }))
+            .await;
     }
     let addresses = [app.address.clone(), other];
     let answers = join_all((0..WRITERS).map(|i| {
@@ -57,8 +58,17 @@ async fn concurrent_debits_never_overdraw(app: TestApp) {
         if body["data"]["subtractCredits"].is_object() {
             succeeded += 1;
         } else {
-            assert_eq!(error_code(body), "INSUFFICIENT_CREDITS", "a definite answer: {body}");
-            assert!(body["errors"][0]["extensions"]["available"].as_i64().unwrap() < 7);
+            assert_eq!(
+                error_code(body),
+                "INSUFFICIENT_CREDITS",
+                "a definite answer: {body}"
+            );
+            assert!(
+                body["errors"][0]["extensions"]["available"]
+                    .as_i64()
+                    .unwrap()
+                    < 7
+            );
         }
     }
     // Serially, 14 debits of 7 fit in 100 and the 15th does not.
@@ -70,7 +80,8 @@ async fn concurrent_debits_never_overdraw(app: TestApp) {
 async fn one_idempotency_key_sent_concurrently_applies_once(app: TestApp) {
     let other = second_instance(&app).await;
     let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 1000 })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 1000 }))
+        .await;
     let addresses = [app.address.clone(), other];
     let answers = join_all((0..WRITERS).map(|i| {
         post(
@@ -88,9 +99,15 @@ async fn one_idempotency_key_sent_concurrently_applies_once(app: TestApp) {
             &body["data"]["subtractCredits"]
         })
         .collect();
-    let entry_ids: HashSet<&str> = payloads.iter().map(|p| p["entry"]["id"].as_str().unwrap()).collect();
+    let entry_ids: HashSet<&str> = payloads
+        .iter()
+        .map(|p| p["entry"]["id"].as_str().unwrap())
+        .collect();
     assert_eq!(entry_ids.len(), 1, "every caller sees the one entry");
-    assert_eq!(payloads.iter().filter(|p| p["replayed"] == false).count(), 1);
+    assert_eq!(
+        payloads.iter().filter(|p| p["replayed"] == false).count(),
+        1
+    );
     assert_eq!(app.available(&user).await, 990);
     assert_eq!(app.all_entries(&user).await.len(), 2);
 
@@ -126,7 +143,10 @@ async fn one_key_raced_across_end_users_applies_once(app: TestApp) {
         )
     }))
     .await;
-    let applied = answers.iter().filter(|b| b["data"]["addCredits"]["replayed"] == false).count();
+    let applied = answers
+        .iter()
+        .filter(|b| b["data"]["addCredits"]["replayed"] == false)
+        .count();
     let conflicts = answers
         .iter()
         .filter(|b| b.get("errors").is_some() && error_code(b) == "IDEMPOTENCY_CONFLICT")
@@ -142,13 +162,20 @@ async fn one_key_raced_across_end_users_applies_once(app: TestApp) {
 async fn concurrent_grants_and_debits_replay_to_the_balance(app: TestApp) {
     let other = second_instance(&app).await;
     let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 50, "validityDays": 3 })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 50, "validityDays": 3 }))
+        .await;
     let addresses = [app.address.clone(), other];
     let answers = join_all((0..WRITERS).map(|i| {
         let (query, input) = if i % 3 == 0 {
-            (ADD_CREDITS, json!({ "endUserId": user, "amount": 9, "validityDays": 1 + i }))
+            (
+                ADD_CREDITS,
+                json!({ "endUserId": user, "amount": 9, "validityDays": 1 + i }),
+            )
         } else {
-            (SUBTRACT_CREDITS, json!({ "endUserId": user, "amount": 4 + i % 5 }))
+            (
+                SUBTRACT_CREDITS,
+                json!({ "endUserId": user, "amount": 4 + i % 5 }),
+            )
         };
         post(&app, &addresses[i % 2], query, json!({ "input": input }))
     }))

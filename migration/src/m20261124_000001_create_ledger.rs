@@ -17,9 +17,22 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(ApiKeys::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(ApiKeys::Name).string().not_null())
                     .col(ColumnDef::new(ApiKeys::Prefix).string().not_null())
-                    .col(ColumnDef::new(ApiKeys::KeyHash).string().not_null().unique_key())
-                    .col(ColumnDef::new(ApiKeys::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(ApiKeys::RevokedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(ApiKeys::KeyHash)
+                            .string()
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiKeys::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiKeys::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -28,10 +41,28 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Accounts::Table)
-                    .col(ColumnDef::new(Accounts::EndUserId).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(Accounts::LastSeq).big_integer().not_null().default(0))
-                    .col(ColumnDef::new(Accounts::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Accounts::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Accounts::EndUserId)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Accounts::LastSeq)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(Accounts::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Accounts::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -45,13 +76,29 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Grants::Amount).big_integer().not_null())
                     .col(ColumnDef::new(Grants::Remaining).big_integer().not_null())
                     .col(ColumnDef::new(Grants::Source).string().not_null())
-                    .col(ColumnDef::new(Grants::EffectiveAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Grants::ExpiresAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Grants::EffectiveAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Grants::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Grants::Priority).integer().null())
                     .col(ColumnDef::new(Grants::Description).text().null())
                     .col(ColumnDef::new(Grants::Metadata).json().null())
-                    .col(ColumnDef::new(Grants::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Grants::VoidedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Grants::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Grants::VoidedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(Grants::Table, Grants::EndUserId)
@@ -78,17 +125,38 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(LedgerEntries::Table)
-                    .col(ColumnDef::new(LedgerEntries::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(LedgerEntries::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(LedgerEntries::EndUserId).uuid().not_null())
                     .col(ColumnDef::new(LedgerEntries::Seq).big_integer().not_null())
                     .col(ColumnDef::new(LedgerEntries::Kind).string().not_null())
-                    .col(ColumnDef::new(LedgerEntries::Amount).big_integer().not_null())
-                    .col(ColumnDef::new(LedgerEntries::BalanceAfter).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(LedgerEntries::Amount)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(LedgerEntries::BalanceAfter)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(LedgerEntries::GrantId).uuid().null())
                     .col(ColumnDef::new(LedgerEntries::Description).text().null())
                     .col(ColumnDef::new(LedgerEntries::Metadata).json().null())
-                    .col(ColumnDef::new(LedgerEntries::IdempotencyKey).string().null())
-                    .col(ColumnDef::new(LedgerEntries::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(LedgerEntries::IdempotencyKey)
+                            .string()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(LedgerEntries::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(LedgerEntries::Table, LedgerEntries::EndUserId)
@@ -118,8 +186,16 @@ impl MigrationTrait for Migration {
                     .table(LedgerAllocations::Table)
                     .col(ColumnDef::new(LedgerAllocations::EntryId).uuid().not_null())
                     .col(ColumnDef::new(LedgerAllocations::GrantId).uuid().not_null())
-                    .col(ColumnDef::new(LedgerAllocations::Amount).big_integer().not_null())
-                    .col(ColumnDef::new(LedgerAllocations::Position).integer().not_null())
+                    .col(
+                        ColumnDef::new(LedgerAllocations::Amount)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(LedgerAllocations::Position)
+                            .integer()
+                            .not_null(),
+                    )
                     .primary_key(
                         Index::create()
                             .col(LedgerAllocations::EntryId)
@@ -153,12 +229,29 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(IdempotencyKeys::Table)
-                    .col(ColumnDef::new(IdempotencyKeys::Key).string().not_null().primary_key())
-                    .col(ColumnDef::new(IdempotencyKeys::Operation).string().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::RequestHash).string().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Key)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Operation)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::RequestHash)
+                            .string()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(IdempotencyKeys::EndUserId).uuid().not_null())
                     .col(ColumnDef::new(IdempotencyKeys::EntryId).uuid().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(IdempotencyKeys::Table, IdempotencyKeys::EntryId)
@@ -179,7 +272,9 @@ impl MigrationTrait for Migration {
             Accounts::Table.into_iden(),
             ApiKeys::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -47,8 +47,10 @@ async fn identify_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller
     let Some(token) = value.to_str().ok().and_then(auth::bearer_token) else {
         return Ok(Caller::Invalid);
     };
-    Ok(match auth::api_keys::authenticate(&state.db, token).await? {
-        Some(key_id) => Caller::SecretKey { key_id },
-        None => Caller::Invalid,
-    })
+    Ok(
+        match auth::api_keys::authenticate(&state.db, token).await? {
+            Some(key_id) => Caller::SecretKey { key_id },
+            None => Caller::Invalid,
+        },
+    )
 }

@@ -23,10 +23,7 @@ pub struct AppState {
 
 pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize) -> Router {
     Router::new()
-        .route(
-            "/graphql",
-            get(graphql::graphiql).post(graphql::execute),
-        )
+        .route("/graphql", get(graphql::graphiql).post(graphql::execute))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))

@@ -1,7 +1,7 @@
 //! Adding credits: a new grant and its `grant` entry.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{TransactionTrait};
+use sea_orm::TransactionTrait;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -69,13 +69,13 @@ impl AddCredits {
             OPERATION,
             &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
         );
-        if let Some(priority) = request.priority {
-            if !(0..=MAX_PRIORITY).contains(&priority) {
-                return Err(Error::bad_input(
-                    "priority",
-                    format!("must be from 0 to {MAX_PRIORITY}"),
-                ));
-            }
+        if let Some(priority) = request.priority
+            && !(0..=MAX_PRIORITY).contains(&priority)
+        {
+            return Err(Error::bad_input(
+                "priority",
+                format!("must be from 0 to {MAX_PRIORITY}"),
+            ));
         }
         Ok(Self {
             end_user_id: EndUserId(request.end_user_id),
@@ -106,13 +106,12 @@ impl Ledger {
         let user = add.end_user_id;
         let txn = self.db.begin().await?;
         let seq = store::lock_account_and_reserve_seq(&txn, user, clock::now()).await?;
-        if let Some(key) = &add.idempotency_key {
-            if let Prior::Replay { entry_id } =
+        if let Some(key) = &add.idempotency_key
+            && let Prior::Replay { entry_id } =
                 idempotency::check(&txn, key, OPERATION, &add.request_hash).await?
-            {
-                txn.rollback().await?;
-                return self.replay(user, entry_id).await;
-            }
+        {
+            txn.rollback().await?;
+            return self.replay(user, entry_id).await;
         }
         let mut grants = store::load_open_grants(&txn, user).await?;
         let now = clock::now();
@@ -185,7 +184,9 @@ impl Ledger {
     async fn replay(&self, user: EndUserId, entry_id: Uuid) -> Result<AddCreditsOutcome> {
         let entry = store::find_entry(&self.db, entry_id)
             .await?
-            .ok_or_else(|| Error::Internal(format!("idempotency record names missing entry {entry_id}")))?;
+            .ok_or_else(|| {
+                Error::Internal(format!("idempotency record names missing entry {entry_id}"))
+            })?;
         let grant_id = entry
             .grant_id
             .ok_or_else(|| Error::Internal(format!("grant entry {entry_id} names no grant")))?;

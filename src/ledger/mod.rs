@@ -5,9 +5,9 @@
 //! entry, record the key, commit.
 
 mod add_credits;
-pub mod clock;
 pub mod balance;
 pub mod burn_down;
+pub mod clock;
 pub mod entry;
 pub mod grant;
 mod idempotency;

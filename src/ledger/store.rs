@@ -67,7 +67,10 @@ pub async fn load_open_grants(
 
 /// Lowers `remaining` of every allocated grant in one statement. The `remaining >= amount`
 /// guard (and the table's CHECK) make a stale plan fail loudly instead of going negative.
-pub async fn take_from_grants(txn: &impl ConnectionTrait, allocations: &[Allocation]) -> Result<()> {
+pub async fn take_from_grants(
+    txn: &impl ConnectionTrait,
+    allocations: &[Allocation],
+) -> Result<()> {
     if allocations.is_empty() {
         return Ok(());
     }
@@ -79,13 +82,15 @@ pub async fn take_from_grants(txn: &impl ConnectionTrait, allocations: &[Allocat
             is_this_grant.clone(),
             Expr::col(grant::Column::Remaining).sub(allocation.amount),
         );
-        enough_left = enough_left.or(is_this_grant
-            .and(Expr::col(grant::Column::Remaining).gte(allocation.amount)));
+        enough_left = enough_left
+            .or(is_this_grant.and(Expr::col(grant::Column::Remaining).gte(allocation.amount)));
     }
     let updated = grant::Entity::update_many()
         .col_expr(
             grant::Column::Remaining,
-            new_remaining.finally(Expr::col(grant::Column::Remaining)).into(),
+            new_remaining
+                .finally(Expr::col(grant::Column::Remaining))
+                .into(),
         )
         .filter(enough_left)
         .exec(txn)

@@ -74,20 +74,12 @@ impl Ledger {
         let user = subtract.end_user_id;
         let txn = self.db.begin().await?;
         let seq = store::lock_account_and_reserve_seq(&txn, user, clock::now()).await?;
-        if let Some(key) = &subtract.idempotency_key {
-            if let Prior::Replay { entry_id } =
+        if let Some(key) = &subtract.idempotency_key
+            && let Prior::Replay { entry_id } =
                 idempotency::check(&txn, key, OPERATION, &subtract.request_hash).await?
-            {
-                txn.rollback().await?;
-                let entry = store::find_entry(&self.db, entry_id).await?.ok_or_else(|| {
-                    Error::Internal(format!("idempotency record names missing entry {entry_id}"))
-                })?;
-                return Ok(SubtractCreditsOutcome {
-                    entry,
-                    balance: self.balance(user).await?,
-                    replayed: true,
-                });
-            }
+        {
+            txn.rollback().await?;
+            return self.replay_debit(user, entry_id).await;
         }
         let mut grants = store::load_open_grants(&txn, user).await?;
         let now = clock::now();
@@ -128,14 +120,39 @@ impl Ledger {
         };
         store::insert_entry(&txn, &entry).await?;
         if let Some(key) = &subtract.idempotency_key {
-            idempotency::record(&txn, key, OPERATION, &subtract.request_hash, user, entry.id, now)
-                .await?;
+            idempotency::record(
+                &txn,
+                key,
+                OPERATION,
+                &subtract.request_hash,
+                user,
+                entry.id,
+                now,
+            )
+            .await?;
         }
         txn.commit().await?;
         Ok(SubtractCreditsOutcome {
             entry,
             balance,
             replayed: false,
+        })
+    }
+
+    async fn replay_debit(
+        &self,
+        user: EndUserId,
+        entry_id: Uuid,
+    ) -> Result<SubtractCreditsOutcome> {
+        let entry = store::find_entry(&self.db, entry_id)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!("idempotency record names missing entry {entry_id}"))
+            })?;
+        Ok(SubtractCreditsOutcome {
+            entry,
+            balance: self.balance(user).await?,
+            replayed: true,
         })
     }
 }

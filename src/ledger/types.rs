@@ -25,7 +25,10 @@ pub struct Amount(i64);
 impl Amount {
     pub fn parse(field: &'static str, value: i64) -> Result<Self> {
         if value <= 0 {
-            return Err(Error::bad_input(field, "must be a positive whole number of credits"));
+            return Err(Error::bad_input(
+                field,
+                "must be a positive whole number of credits",
+            ));
         }
         if value > MAX_CREDITS {
             return Err(Error::bad_input(
@@ -262,7 +265,10 @@ mod tests {
         assert!(Amount::parse("amount", 0).is_err());
         assert!(Amount::parse("amount", -5).is_err());
         assert!(Amount::parse("amount", MAX_CREDITS + 1).is_err());
-        assert_eq!(Amount::parse("amount", MAX_CREDITS).unwrap().get(), MAX_CREDITS);
+        assert_eq!(
+            Amount::parse("amount", MAX_CREDITS).unwrap().get(),
+            MAX_CREDITS
+        );
         assert_eq!(Amount::parse("amount", 1).unwrap().get(), 1);
     }
 
@@ -287,8 +293,13 @@ mod tests {
         assert!(Validity::parse(Some(1), Some(now + Duration::days(1)), None, now).is_err());
         assert!(Validity::parse(None, Some(now - Duration::seconds(1)), None, now).is_err());
         assert!(
-            Validity::parse(None, Some(now + Duration::days(MAX_VALIDITY_DAYS + 1)), None, now)
-                .is_err()
+            Validity::parse(
+                None,
+                Some(now + Duration::days(MAX_VALIDITY_DAYS + 1)),
+                None,
+                now
+            )
+            .is_err()
         );
         let start = now + Duration::days(5);
         assert!(Validity::parse(None, Some(now + Duration::days(1)), Some(start), now).is_err());

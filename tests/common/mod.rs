@@ -138,10 +138,16 @@ impl TestApp {
 
     /// POSTs a GraphQL request with the admin key; returns the whole response body.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        self.graphql_with_key(Some(ADMIN_KEY), query, variables).await
+        self.graphql_with_key(Some(ADMIN_KEY), query, variables)
+            .await
     }
 
-    pub async fn graphql_with_key(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+    pub async fn graphql_with_key(
+        &self,
+        key: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
         let mut request = self
             .client
             .post(format!("{}/graphql", self.address))
@@ -187,7 +193,10 @@ impl TestApp {
         let mut after: Option<String> = None;
         loop {
             let page = self
-                .ok(TRANSACTIONS, json!({ "id": end_user_id, "first": 100, "after": after }))
+                .ok(
+                    TRANSACTIONS,
+                    json!({ "id": end_user_id, "first": 100, "after": after }),
+                )
                 .await;
             for edge in page["edges"].as_array().unwrap() {
                 entries.push(edge["node"].clone());
@@ -206,7 +215,9 @@ pub fn new_user() -> String {
 
 /// The `extensions.code` of the first error, asserting there is one and no data.
 pub fn error_code(body: &Value) -> String {
-    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("expected errors: {body}"));
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected errors: {body}"));
     assert!(!errors.is_empty(), "expected errors: {body}");
     errors[0]["extensions"]["code"]
         .as_str()
@@ -282,30 +293,56 @@ pub async fn assert_ledger_replays(app: &TestApp, end_user_id: &str) -> i64 {
     let mut granted: HashMap<String, i64> = HashMap::new();
     let mut taken: HashMap<String, i64> = HashMap::new();
     for (index, entry) in entries.iter().enumerate() {
-        assert_eq!(entry["sequence"].as_i64().unwrap(), index as i64 + 1, "sequences have no gaps");
+        assert_eq!(
+            entry["sequence"].as_i64().unwrap(),
+            index as i64 + 1,
+            "sequences have no gaps"
+        );
         running += entry["delta"].as_i64().unwrap();
-        assert_eq!(entry["balanceAfter"].as_i64().unwrap(), running, "balanceAfter of {entry}");
+        assert_eq!(
+            entry["balanceAfter"].as_i64().unwrap(),
+            running,
+            "balanceAfter of {entry}"
+        );
         assert!(running >= 0, "the balance never goes below zero");
         if entry["kind"] == "GRANT" {
-            granted.insert(entry["grantId"].as_str().unwrap().to_owned(), entry["amount"].as_i64().unwrap());
+            granted.insert(
+                entry["grantId"].as_str().unwrap().to_owned(),
+                entry["amount"].as_i64().unwrap(),
+            );
         }
         let mut allocated = 0;
         for allocation in entry["allocations"].as_array().unwrap() {
             let amount = allocation["amount"].as_i64().unwrap();
             allocated += amount;
-            *taken.entry(allocation["grantId"].as_str().unwrap().to_owned()).or_default() += amount;
+            *taken
+                .entry(allocation["grantId"].as_str().unwrap().to_owned())
+                .or_default() += amount;
         }
         if entry["kind"] == "DEBIT" {
-            assert_eq!(allocated, entry["amount"].as_i64().unwrap(), "allocations cover the debit");
+            assert_eq!(
+                allocated,
+                entry["amount"].as_i64().unwrap(),
+                "allocations cover the debit"
+            );
         }
     }
     let balance = app.balance(end_user_id).await;
-    assert_eq!(balance["available"].as_i64().unwrap(), running, "the ledger replays to the balance");
+    assert_eq!(
+        balance["available"].as_i64().unwrap(),
+        running,
+        "the ledger replays to the balance"
+    );
     let listed: HashMap<String, i64> = balance["grants"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["id"].as_str().unwrap().to_owned(), g["remaining"].as_i64().unwrap()))
+        .map(|g| {
+            (
+                g["id"].as_str().unwrap().to_owned(),
+                g["remaining"].as_i64().unwrap(),
+            )
+        })
         .collect();
     for (grant_id, amount) in &granted {
         let expected_remaining = amount - taken.get(grant_id).copied().unwrap_or(0);

@@ -24,9 +24,7 @@ impl TransactionsQuery {
         ctx: &Context<'_>,
         end_user_id: Uuid,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last entry of the previous page.")] after: Option<
-            String,
-        >,
+        #[graphql(desc = "Cursor of the last entry of the previous page.")] after: Option<String>,
     ) -> Result<Connection<EntryCursor, LedgerEntry, EmptyFields, EmptyFields>> {
         let ledger = ledger_for_secret_key(ctx)?;
         let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
