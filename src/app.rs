@@ -8,9 +8,10 @@ use tokio::net::TcpListener;
 use crate::auth::api_keys;
 use crate::config::Config;
 use crate::db;
+use crate::events::BalanceEvents;
 use crate::graphql::build_schema;
 use crate::http::{AppState, router};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, run_expiry_scheduler};
 
 pub const ADMIN_KEY_NAME: &str = "admin (TALLY_ADMIN_API_KEY)";
 
@@ -37,8 +38,12 @@ impl Application {
             .await
             .with_context(|| format!("TALLY_LISTEN: cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        let events = BalanceEvents::new(db.get_database_backend());
+        events.spawn_listener(&db);
+        let ledger = Ledger::new(db.clone(), events);
+        tokio::spawn(run_expiry_scheduler(ledger.clone()));
         let state = AppState {
-            schema: build_schema(Ledger::new(db.clone())),
+            schema: build_schema(ledger),
             db,
         };
         Ok(Self {

@@ -4,12 +4,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_ledger;
+mod m20261125_000002_live_balances;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_ledger::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_ledger::Migration),
+            Box::new(m20261125_000002_live_balances::Migration),
+        ]
     }
 }

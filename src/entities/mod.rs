@@ -6,3 +6,4 @@ pub mod grant;
 pub mod idempotency_key;
 pub mod ledger_allocation;
 pub mod ledger_entry;
+pub mod setting;

@@ -53,6 +53,8 @@ pub enum EntryKind {
     Grant,
     /// Credits spent.
     Debit,
+    /// What remained of a grant when it expired.
+    Expiry,
 }
 
 impl From<ledger::EntryKind> for EntryKind {
@@ -60,6 +62,7 @@ impl From<ledger::EntryKind> for EntryKind {
         match kind {
             ledger::EntryKind::Grant => Self::Grant,
             ledger::EntryKind::Debit => Self::Debit,
+            ledger::EntryKind::Expiry => Self::Expiry,
         }
     }
 }
@@ -192,7 +195,7 @@ impl LedgerEntry {
         Credits(self.0.amount)
     }
 
-    /// The signed change to the balance: positive for grants, negative for debits.
+    /// The signed change to the balance: positive for grants, negative for debits and expiries.
     async fn delta(&self) -> Credits {
         Credits(self.0.delta())
     }
@@ -202,7 +205,7 @@ impl LedgerEntry {
         Credits(self.0.balance_after)
     }
 
-    /// The grant a `GRANT` entry created.
+    /// The grant a `GRANT` entry created, or an `EXPIRY` entry expired.
     async fn grant_id(&self) -> Option<Uuid> {
         self.0.grant_id
     }

@@ -1,7 +1,6 @@
 //! Adding credits: a new grant and its `grant` entry.
 
 use chrono::{DateTime, Utc};
-use sea_orm::TransactionTrait;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -104,22 +103,22 @@ impl Ledger {
 
     async fn try_add_credits(&self, add: &AddCredits) -> Result<AddCreditsOutcome> {
         let user = add.end_user_id;
-        let txn = self.db.begin().await?;
-        let seq = store::lock_account_and_reserve_seq(&txn, user, clock::now()).await?;
+        let mut write = self.begin_write(user).await?;
         if let Some(key) = &add.idempotency_key
             && let Prior::Replay { entry_id } =
-                idempotency::check(&txn, key, OPERATION, &add.request_hash).await?
+                idempotency::check(&write.txn, key, OPERATION, &add.request_hash).await?
         {
-            txn.rollback().await?;
+            write.txn.rollback().await?;
             return self.replay(user, entry_id).await;
         }
-        let mut grants = store::load_open_grants(&txn, user).await?;
-        let now = clock::now();
+        write.load(&self.events).await?;
+        let now = write.now;
 
         // Everything the user holds or will hold must stay exact in JavaScript.
-        let outstanding: i64 = grants
+        let outstanding: i64 = write
+            .grants
             .iter()
-            .filter(|g| g.expires_at.is_none_or(|expires_at| now < expires_at))
+            .filter(|g| g.remaining > 0)
             .map(|g| g.remaining)
             .sum();
         if outstanding
@@ -149,12 +148,12 @@ impl Ledger {
             created_at: now,
             voided_at: None,
         };
-        grants.push(grant.clone());
-        let balance = Balance::from_grants(user, &grants, now);
+        write.grants.push(grant.clone());
+        let balance = Balance::from_grants(user, &write.grants, now);
         let entry = Entry {
             id: Uuid::now_v7(),
             end_user_id: user,
-            seq,
+            seq: write.take_seq(),
             kind: EntryKind::Grant,
             amount: grant.amount,
             balance_after: balance.available,
@@ -166,13 +165,24 @@ impl Ledger {
             allocations: Vec::new(),
         };
 
-        store::insert_grant(&txn, &grant).await?;
-        store::insert_entry(&txn, &entry).await?;
+        store::insert_grant(&write.txn, &grant).await?;
+        store::insert_entry(&write.txn, &entry).await?;
         if let Some(key) = &add.idempotency_key {
-            idempotency::record(&txn, key, OPERATION, &add.request_hash, user, entry.id, now)
-                .await?;
+            idempotency::record(
+                &write.txn,
+                key,
+                OPERATION,
+                &add.request_hash,
+                user,
+                entry.id,
+                now,
+            )
+            .await?;
         }
-        txn.commit().await?;
+        write.commit(&self.events).await?;
+        if grant.expires_at.is_some() {
+            self.expiry_alarm.notify_one();
+        }
         Ok(AddCreditsOutcome {
             grant,
             entry,

@@ -1,43 +1,61 @@
 //! The credits ledger: the domain. It knows nothing of HTTP or GraphQL.
 //!
 //! `Ledger` is the service the interfaces call. Every write follows the same shape (see
-//! `store`): lock the account, check the idempotency key, read the grants, plan, write the
-//! entry, record the key, commit.
+//! `account_write` and `store`): lock the account, check the idempotency key, read the grants
+//! and record due expiries, plan, write the entry, record the key, announce, commit.
 
+mod account_write;
 mod add_credits;
 pub mod balance;
 pub mod burn_down;
 pub mod clock;
 pub mod entry;
+mod expiry;
 pub mod grant;
 mod idempotency;
 mod store;
 mod subtract_credits;
 pub mod types;
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
 
 pub use add_credits::{AddCreditsOutcome, AddCreditsRequest};
 pub use balance::Balance;
 pub use entry::Entry;
+pub use expiry::run_expiry_scheduler;
 pub use grant::Grant;
 pub use subtract_credits::{SubtractCreditsOutcome, SubtractCreditsRequest};
 pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 
 use crate::error::{Result, is_unique_violation};
+use crate::events::BalanceEvents;
 
 #[derive(Clone)]
 pub struct Ledger {
     db: DatabaseConnection,
+    events: BalanceEvents,
+    /// Wakes the expiry scheduler when a grant that expires is added.
+    expiry_alarm: Arc<Notify>,
 }
 
 impl Ledger {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, events: BalanceEvents) -> Self {
+        Self {
+            db,
+            events,
+            expiry_alarm: Arc::new(Notify::new()),
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    pub fn events(&self) -> &BalanceEvents {
+        &self.events
     }
 
     /// The balance now. An end user never seen has a balance of zero.

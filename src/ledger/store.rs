@@ -22,7 +22,7 @@ use crate::entities::{account, grant, ledger_allocation, ledger_entry};
 use crate::error::{Error, Result};
 
 /// Locks the end user's account for the rest of the transaction, creating it on first use, and
-/// reserves the sequence number of the entry this transaction will write.
+/// reserves the sequence number of the first entry this transaction will write (returned).
 pub async fn lock_account_and_reserve_seq(
     txn: &impl ConnectionTrait,
     end_user_id: EndUserId,
@@ -46,6 +46,62 @@ pub async fn lock_account_and_reserve_seq(
     .exec_with_returning(txn)
     .await?;
     Ok(account.last_seq)
+}
+
+/// Records that entries up to `last_seq` exist, when a write appended more than the one entry
+/// `lock_account_and_reserve_seq` reserved (due expiries before a debit).
+pub async fn set_last_seq(
+    txn: &impl ConnectionTrait,
+    end_user_id: EndUserId,
+    last_seq: i64,
+) -> Result<()> {
+    account::Entity::update_many()
+        .col_expr(account::Column::LastSeq, Expr::val(last_seq).into())
+        .filter(account::Column::EndUserId.eq(end_user_id.0))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// The soonest expiry after `after` among grants that still hold credits.
+pub async fn next_expiry_after(
+    conn: &impl ConnectionTrait,
+    after: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    use sea_orm::QuerySelect;
+    let next = grant::Entity::find()
+        .select_only()
+        .column(grant::Column::ExpiresAt)
+        .filter(grant::Column::Remaining.gt(0))
+        .filter(grant::Column::VoidedAt.is_null())
+        .filter(grant::Column::ExpiresAt.gt(after))
+        .order_by_asc(grant::Column::ExpiresAt)
+        .limit(1)
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(conn)
+        .await?;
+    Ok(next.flatten())
+}
+
+/// End users holding credits that expired at or before `now` without an expiry entry yet.
+pub async fn end_users_with_due_expiries(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<EndUserId>> {
+    use sea_orm::QuerySelect;
+    let users = grant::Entity::find()
+        .select_only()
+        .column(grant::Column::EndUserId)
+        .distinct()
+        .filter(grant::Column::Remaining.gt(0))
+        .filter(grant::Column::VoidedAt.is_null())
+        .filter(grant::Column::ExpiresAt.lte(now))
+        .limit(limit)
+        .into_tuple::<Uuid>()
+        .all(conn)
+        .await?;
+    Ok(users.into_iter().map(EndUserId).collect())
 }
 
 /// The end user's grants that may still hold credits: not voided, something remaining.

@@ -1,6 +1,5 @@
 //! Spending credits: a `debit` entry drawing on the active grants in burn-down order.
 
-use sea_orm::TransactionTrait;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -9,7 +8,7 @@ use super::burn_down::{Shortfall, plan_debit};
 use super::entry::Entry;
 use super::idempotency::{self, Prior};
 use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey, Metadata};
-use super::{Ledger, clock, retry_once_on_unique_violation, store};
+use super::{Ledger, retry_once_on_unique_violation, store};
 use crate::error::{Error, Result};
 
 const OPERATION: &str = "subtract_credits";
@@ -72,39 +71,46 @@ impl Ledger {
         subtract: &SubtractCredits,
     ) -> Result<SubtractCreditsOutcome> {
         let user = subtract.end_user_id;
-        let txn = self.db.begin().await?;
-        let seq = store::lock_account_and_reserve_seq(&txn, user, clock::now()).await?;
+        let mut write = self.begin_write(user).await?;
         if let Some(key) = &subtract.idempotency_key
             && let Prior::Replay { entry_id } =
-                idempotency::check(&txn, key, OPERATION, &subtract.request_hash).await?
+                idempotency::check(&write.txn, key, OPERATION, &subtract.request_hash).await?
         {
-            txn.rollback().await?;
+            write.txn.rollback().await?;
             return self.replay_debit(user, entry_id).await;
         }
-        let mut grants = store::load_open_grants(&txn, user).await?;
-        let now = clock::now();
-        let allocations = plan_debit(&grants, subtract.amount.get(), now).map_err(
-            |Shortfall {
-                 available,
-                 requested,
-             }| Error::InsufficientCredits {
+        let expired = write.load(&self.events).await?;
+        let now = write.now;
+        let allocations = match plan_debit(&write.grants, subtract.amount.get(), now) {
+            Ok(allocations) => allocations,
+            Err(Shortfall {
                 available,
                 requested,
-            },
-        )?;
-        store::take_from_grants(&txn, &allocations).await?;
+            }) => {
+                // Expiries found on the way are still recorded; the debit is not.
+                if expired > 0 {
+                    write.commit(&self.events).await?;
+                }
+                return Err(Error::InsufficientCredits {
+                    available,
+                    requested,
+                });
+            }
+        };
+        store::take_from_grants(&write.txn, &allocations).await?;
         for allocation in &allocations {
-            let grant = grants
+            let grant = write
+                .grants
                 .iter_mut()
                 .find(|g| g.id == allocation.grant_id)
                 .expect("the plan only names loaded grants");
             grant.remaining -= allocation.amount;
         }
-        let balance = Balance::from_grants(user, &grants, now);
+        let balance = Balance::from_grants(user, &write.grants, now);
         let entry = Entry {
             id: Uuid::now_v7(),
             end_user_id: user,
-            seq,
+            seq: write.take_seq(),
             kind: EntryKind::Debit,
             amount: subtract.amount.get(),
             balance_after: balance.available,
@@ -118,10 +124,10 @@ impl Ledger {
             created_at: now,
             allocations,
         };
-        store::insert_entry(&txn, &entry).await?;
+        store::insert_entry(&write.txn, &entry).await?;
         if let Some(key) = &subtract.idempotency_key {
             idempotency::record(
-                &txn,
+                &write.txn,
                 key,
                 OPERATION,
                 &subtract.request_hash,
@@ -131,7 +137,7 @@ impl Ledger {
             )
             .await?;
         }
-        txn.commit().await?;
+        write.commit(&self.events).await?;
         Ok(SubtractCreditsOutcome {
             entry,
             balance,

@@ -162,15 +162,18 @@ pub enum EntryKind {
     Grant,
     /// Credits spent.
     Debit,
+    /// What remained of a grant when it expired.
+    Expiry,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 2] = [Self::Grant, Self::Debit];
+    pub const ALL: [EntryKind; 3] = [Self::Grant, Self::Debit, Self::Expiry];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grant => "grant",
             Self::Debit => "debit",
+            Self::Expiry => "expiry",
         }
     }
 
@@ -185,7 +188,7 @@ impl EntryKind {
     pub fn sign(self) -> i64 {
         match self {
             Self::Grant => 1,
-            Self::Debit => -1,
+            Self::Debit | Self::Expiry => -1,
         }
     }
 }
@@ -274,7 +277,7 @@ mod tests {
 
     #[test]
     fn validity_days_count_from_now_or_a_later_start() {
-        let now = Utc::now();
+        let now = super::super::clock::now();
         let v = Validity::parse(Some(30), None, None, now).unwrap();
         assert_eq!(v.effective_at, now);
         assert_eq!(v.expires_at, Some(now + Duration::days(30)));
@@ -286,7 +289,7 @@ mod tests {
 
     #[test]
     fn validity_is_refused_when_out_of_range_or_doubly_given() {
-        let now = Utc::now();
+        let now = super::super::clock::now();
         assert!(Validity::parse(Some(0), None, None, now).is_err());
         assert!(Validity::parse(Some(-1), None, None, now).is_err());
         assert!(Validity::parse(Some(MAX_VALIDITY_DAYS + 1), None, None, now).is_err());

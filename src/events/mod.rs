@@ -1,0 +1,148 @@
+//! Balance-change notifications: who must be told that an end user's balance changed.
+//!
+//! Writers announce a change inside their transaction. On PostgreSQL that is a `NOTIFY` on
+//! [`CHANNEL`], which PostgreSQL delivers at commit (never for a rollback) to every process
+//! listening, this one included (`listener`). On SQLite (one process) the announcement is made
+//! in-process right after commit.
+//!
+//! Each process keeps one `watch` channel per end user that has local subscribers. A change
+//! bumps the channel's counter, which never blocks and never queues: a subscriber that is slow
+//! sees one "changed" however many changes happened, then reads the balance as committed now.
+//! So a stalled subscriber delays no writer and no other subscriber, may skip intermediate
+//! balances, and always ends on the latest one.
+
+mod listener;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::ledger::EndUserId;
+
+/// The PostgreSQL channel. Payloads carry an end user id, never balances.
+pub const CHANNEL: &str = "tally_balance";
+
+#[derive(Clone)]
+pub struct BalanceEvents {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: DbBackend,
+    watchers: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+}
+
+impl BalanceEvents {
+    pub fn new(backend: DbBackend) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                watchers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Inside a writing transaction: on PostgreSQL, queue the notification for commit.
+    pub async fn announce_in_transaction(
+        &self,
+        txn: &impl ConnectionTrait,
+        end_user_id: EndUserId,
+    ) -> Result<()> {
+        if self.inner.backend == DbBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [CHANNEL.into(), end_user_id.0.to_string().into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Right after a commit: on SQLite, tell this process's subscribers. (On PostgreSQL the
+    /// listener does it when the notification arrives, for every process alike.)
+    pub fn announce_committed(&self, end_user_id: EndUserId) {
+        if self.inner.backend != DbBackend::Postgres {
+            self.wake(end_user_id.0);
+        }
+    }
+
+    /// Tells this process's subscribers of one end user that their balance changed.
+    pub fn wake(&self, end_user_id: Uuid) {
+        let watchers = self.inner.watchers.lock().expect("watchers lock");
+        if let Some(sender) = watchers.get(&end_user_id) {
+            sender.send_modify(|version| *version = version.wrapping_add(1));
+        }
+    }
+
+    /// Tells every local subscriber to re-read: after notifications may have been lost.
+    pub fn wake_all(&self) {
+        let watchers = self.inner.watchers.lock().expect("watchers lock");
+        for sender in watchers.values() {
+            sender.send_modify(|version| *version = version.wrapping_add(1));
+        }
+    }
+
+    /// Number of end users with local subscribers (for metrics and tests).
+    pub fn watched_end_users(&self) -> usize {
+        self.inner.watchers.lock().expect("watchers lock").len()
+    }
+
+    pub fn subscribe(&self, end_user_id: EndUserId) -> BalanceWatch {
+        let mut watchers = self.inner.watchers.lock().expect("watchers lock");
+        let receiver = watchers
+            .entry(end_user_id.0)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        BalanceWatch {
+            receiver,
+            end_user_id: end_user_id.0,
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// On PostgreSQL, starts the task that turns notifications into local wake-ups.
+    pub fn spawn_listener(&self, db: &sea_orm::DatabaseConnection) {
+        if self.inner.backend == DbBackend::Postgres {
+            let pool = db.get_postgres_connection_pool().clone();
+            tokio::spawn(listener::listen(self.clone(), pool));
+        }
+    }
+}
+
+/// One subscriber's view of an end user's changes.
+pub struct BalanceWatch {
+    receiver: watch::Receiver<u64>,
+    end_user_id: Uuid,
+    inner: Arc<Inner>,
+}
+
+impl BalanceWatch {
+    /// Waits until something changed since the last call (or since subscribing).
+    /// Returns false when the event source is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.receiver.changed().await.is_ok()
+    }
+
+    /// Forgets changes so far: the caller is about to read the current state.
+    pub fn mark_seen(&mut self) {
+        self.receiver.mark_unchanged();
+    }
+}
+
+impl Drop for BalanceWatch {
+    fn drop(&mut self) {
+        let mut watchers = self.inner.watchers.lock().expect("watchers lock");
+        // This receiver still counts while it is being dropped.
+        if watchers
+            .get(&self.end_user_id)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            watchers.remove(&self.end_user_id);
+        }
+    }
+}
