@@ -56,7 +56,7 @@ pub async fn set_last_seq(
     last_seq: i64,
 ) -> Result<()> {
     account::Entity::update_many()
-        .col_expr(account::Column::LastSeq, Expr::val(last_seq).into())
+        .col_expr(account::Column::LastSeq, Expr::val(last_seq))
         .filter(account::Column::EndUserId.eq(end_user_id.0))
         .exec(txn)
         .await?;
