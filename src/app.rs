@@ -5,12 +5,13 @@ use std::future::Future;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::auth::api_keys;
+use crate::auth::tokens::TokenSigner;
+use crate::auth::{Authenticator, api_keys};
 use crate::config::Config;
 use crate::db;
 use crate::events::BalanceEvents;
 use crate::graphql::build_schema;
-use crate::http::{AppState, router};
+use crate::http::{AppState, Limits, WebSocketSettings, router};
 use crate::ledger::{Ledger, run_expiry_scheduler};
 
 pub const ADMIN_KEY_NAME: &str = "admin (TALLY_ADMIN_API_KEY)";
@@ -42,13 +43,25 @@ impl Application {
         events.spawn_listener(&db);
         let ledger = Ledger::new(db.clone(), events);
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
+        let signer = TokenSigner::load(&db, config.token_secret.as_deref())
+            .await
+            .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
         let state = AppState {
-            schema: build_schema(ledger),
+            schema: build_schema(ledger, signer.clone()),
+            auth: Authenticator::new(db.clone(), signer),
             db,
+            websocket: WebSocketSettings {
+                init_timeout: config.ws_init_timeout,
+                keepalive_interval: config.ws_keepalive_interval,
+            },
+        };
+        let limits = Limits {
+            request_timeout: config.request_timeout,
+            max_body_bytes: config.max_body_bytes,
         };
         Ok(Self {
             listener,
-            router: router(state, config.request_timeout, config.max_body_bytes),
+            router: router(state, limits),
             port,
         })
     }

@@ -12,6 +12,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 /// A seeded admin key shorter than this is refused: it would be guessable.
 pub const MIN_ADMIN_API_KEY_CHARS: usize = 24;
+pub const MIN_TOKEN_SECRET_CHARS: usize = 32;
+pub const DEFAULT_WS_INIT_TIMEOUT_SECONDS: u64 = 10;
+pub const DEFAULT_WS_KEEPALIVE_SECONDS: u64 = 20;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -22,6 +25,12 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub db_max_connections: u32,
+    /// Secret that signs end-user tokens; `None`: generated once and kept in the database.
+    pub token_secret: Option<String>,
+    /// A WebSocket that has not completed `connection_init` by then is closed.
+    pub ws_init_timeout: Duration,
+    /// How often idle WebSockets are pinged; one silent for three intervals is closed.
+    pub ws_keepalive_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +52,9 @@ impl Config {
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECONDS),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            token_secret: None,
+            ws_init_timeout: Duration::from_secs(DEFAULT_WS_INIT_TIMEOUT_SECONDS),
+            ws_keepalive_interval: Duration::from_secs(DEFAULT_WS_KEEPALIVE_SECONDS),
         }
     }
 
@@ -106,6 +118,29 @@ impl Config {
             1..=1000,
         )? as u32;
 
+        let token_secret = get("TALLY_TOKEN_SECRET");
+        if token_secret
+            .as_ref()
+            .is_some_and(|secret| secret.chars().count() < MIN_TOKEN_SECRET_CHARS)
+        {
+            return Err(ConfigError {
+                variable: "TALLY_TOKEN_SECRET",
+                problem: format!("must be at least {MIN_TOKEN_SECRET_CHARS} characters"),
+            });
+        }
+        let ws_init_timeout_seconds = parse_number(
+            &get,
+            "TALLY_WS_INIT_TIMEOUT_SECONDS",
+            DEFAULT_WS_INIT_TIMEOUT_SECONDS,
+            1..=300,
+        )?;
+        let ws_keepalive_seconds = parse_number(
+            &get,
+            "TALLY_WS_KEEPALIVE_SECONDS",
+            DEFAULT_WS_KEEPALIVE_SECONDS,
+            1..=3600,
+        )?;
+
         Ok(Self {
             database_url,
             listen,
@@ -113,6 +148,9 @@ impl Config {
             request_timeout: Duration::from_secs(request_timeout_seconds),
             max_body_bytes,
             db_max_connections,
+            token_secret,
+            ws_init_timeout: Duration::from_secs(ws_init_timeout_seconds),
+            ws_keepalive_interval: Duration::from_secs(ws_keepalive_seconds),
         })
     }
 }

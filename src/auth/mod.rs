@@ -1,37 +1,111 @@
-//! Who is calling. Secret API keys (for the customer's backend) are the only credential so far.
+//! Who is calling, and what they may do.
+//!
+//! Secret API keys (the customer's backend) may do everything. End-user tokens (frontends) may
+//! only read their own end user's balance, history and live balance. Nothing else gets in.
 
 pub mod api_keys;
+pub mod tokens;
 
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::ledger::EndUserId;
+use tokens::TokenSigner;
 
-/// The credential a request presented, resolved once per request.
+/// The credential a request presented, resolved once per request (or per socket).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
-    /// No `Authorization` header.
+    /// No credential.
     Anonymous,
-    /// A credential that is malformed, unknown or revoked.
+    /// A credential that is malformed, unknown, revoked, expired or tampered with.
     Invalid,
     /// A live secret key: full access.
     SecretKey { key_id: Uuid },
+    /// A valid end-user token: read-only access to that end user.
+    EndUser { end_user_id: EndUserId },
 }
 
 impl Caller {
-    /// Data operations need a credential; with the current credential types, a valid one is a
-    /// secret key and may do everything.
+    fn unauthenticated(&self) -> Option<Error> {
+        match self {
+            Self::Anonymous => Some(Error::Unauthenticated(
+                "missing credential: send Authorization: Bearer <secret key or end-user token>",
+            )),
+            Self::Invalid => Some(Error::Unauthenticated(
+                "invalid, expired or revoked credential",
+            )),
+            _ => None,
+        }
+    }
+
+    /// Writes and administration: secret keys only.
     pub fn require_secret_key(&self) -> Result<()> {
+        if let Some(error) = self.unauthenticated() {
+            return Err(error);
+        }
         match self {
             Self::SecretKey { .. } => Ok(()),
-            Self::Anonymous => Err(Error::Unauthenticated(
-                "missing credential: send Authorization: Bearer <secret key>",
+            _ => Err(Error::Forbidden(
+                "end-user tokens are read-only: this needs a secret key",
             )),
-            Self::Invalid => Err(Error::Unauthenticated("invalid or revoked credential")),
+        }
+    }
+
+    /// Reading one end user's data: a secret key, or that end user's own token.
+    pub fn require_read(&self, end_user_id: EndUserId) -> Result<()> {
+        if let Some(error) = self.unauthenticated() {
+            return Err(error);
+        }
+        match self {
+            Self::EndUser { end_user_id: own } if *own != end_user_id => Err(Error::Forbidden(
+                "this token may only read its own end user's data",
+            )),
+            _ => Ok(()),
         }
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
+/// Turns credentials into callers.
+#[derive(Clone)]
+pub struct Authenticator {
+    db: DatabaseConnection,
+    signer: TokenSigner,
+}
+
+impl Authenticator {
+    pub fn new(db: DatabaseConnection, signer: TokenSigner) -> Self {
+        Self { db, signer }
+    }
+
+    pub fn signer(&self) -> &TokenSigner {
+        &self.signer
+    }
+
+    /// The caller an `Authorization` header value (or `None`) names.
+    pub async fn identify(&self, authorization: Option<&str>) -> Result<Caller> {
+        let Some(value) = authorization else {
+            return Ok(Caller::Anonymous);
+        };
+        let Some(credential) = bearer_token(value) else {
+            return Ok(Caller::Invalid);
+        };
+        if tokens::looks_like_token(credential) {
+            return Ok(self
+                .signer
+                .verify(credential)
+                .map_or(Caller::Invalid, |end_user_id| Caller::EndUser {
+                    end_user_id,
+                }));
+        }
+        Ok(match api_keys::authenticate(&self.db, credential).await? {
+            Some(key_id) => Caller::SecretKey { key_id },
+            None => Caller::Invalid,
+        })
+    }
+}
+
+/// The credential of an `Authorization: Bearer <credential>` value (scheme case-insensitive).
 pub fn bearer_token(header_value: &str) -> Option<&str> {
     let (scheme, token) = header_value.trim().split_once(' ')?;
     let token = token.trim();
@@ -49,5 +123,40 @@ mod tests {
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearer "), None);
         assert_eq!(bearer_token("abc"), None);
+    }
+
+    #[test]
+    fn tokens_verify_until_they_expire_or_are_altered() {
+        let signer = TokenSigner::from_secret(b"a test secret of enough length!!");
+        let user = EndUserId(Uuid::new_v4());
+        let (token, _) = signer.issue(user, 60).unwrap();
+        assert!(tokens::looks_like_token(&token));
+        assert_eq!(signer.verify(&token), Some(user));
+        let other = TokenSigner::from_secret(b"another secret of enough length!");
+        assert_eq!(other.verify(&token), None);
+        let mut tampered = token.clone();
+        tampered.insert(token.len() - 3, 'x');
+        assert_eq!(signer.verify(&tampered), None);
+        assert!(signer.issue(user, 0).is_err());
+        assert!(signer.issue(user, tokens::MAX_TTL_SECONDS + 1).is_err());
+    }
+
+    #[test]
+    fn tokens_read_only_their_own_end_user() {
+        let user = EndUserId(Uuid::new_v4());
+        let caller = Caller::EndUser { end_user_id: user };
+        assert!(caller.require_read(user).is_ok());
+        assert!(matches!(
+            caller.require_read(EndUserId(Uuid::new_v4())),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            caller.require_secret_key(),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            Caller::Anonymous.require_read(user),
+            Err(Error::Unauthenticated(_))
+        ));
     }
 }

@@ -1,12 +1,13 @@
-//! What resolvers take from the request context.
+//! What resolvers take from the request context, with the access check each operation needs.
 
 use async_graphql::Context;
 
 use crate::auth::Caller;
+use crate::auth::tokens::TokenSigner;
 use crate::error::{Error, Result};
-use crate::ledger::Ledger;
+use crate::ledger::{EndUserId, Ledger};
 
-pub fn ledger<'a>(ctx: &Context<'a>) -> Result<&'a Ledger> {
+fn ledger<'a>(ctx: &Context<'a>) -> Result<&'a Ledger> {
     ctx.data::<Ledger>()
         .map_err(|_| Error::Internal("ledger missing from GraphQL context".into()))
 }
@@ -15,8 +16,21 @@ pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
     ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous)
 }
 
-/// The ledger, for a caller holding a secret key; `UNAUTHENTICATED` otherwise.
+/// The ledger, for a caller holding a secret key.
 pub fn ledger_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a Ledger> {
     caller(ctx).require_secret_key()?;
     ledger(ctx)
+}
+
+/// The ledger, for a caller who may read `end_user_id`'s data.
+pub fn ledger_for_reader<'a>(ctx: &Context<'a>, end_user_id: EndUserId) -> Result<&'a Ledger> {
+    caller(ctx).require_read(end_user_id)?;
+    ledger(ctx)
+}
+
+/// The token signer, for a caller holding a secret key.
+pub fn signer_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a TokenSigner> {
+    caller(ctx).require_secret_key()?;
+    ctx.data::<TokenSigner>()
+        .map_err(|_| Error::Internal("token signer missing from GraphQL context".into()))
 }

@@ -5,31 +5,34 @@ mod error_codes;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{Schema, SchemaBuilder};
 
+use crate::auth::tokens::TokenSigner;
 use crate::ledger::Ledger;
+use subscription::Subscription;
 
-pub type TallySchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type TallySchema = Schema<query::Query, mutation::Mutation, Subscription>;
 
 /// Deep enough for GraphiQL's introspection query, far too shallow for abuse.
 pub const MAX_QUERY_DEPTH: usize = 16;
 pub const MAX_QUERY_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscription> {
+fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     Schema::build(
         query::Query::default(),
         mutation::Mutation::default(),
-        EmptySubscription,
+        Subscription,
     )
     .limit_depth(MAX_QUERY_DEPTH)
     .limit_complexity(MAX_QUERY_COMPLEXITY)
     .extension(error_codes::ErrorCodes)
 }
 
-pub fn build_schema(ledger: Ledger) -> TallySchema {
-    builder().data(ledger).finish()
+pub fn build_schema(ledger: Ledger, signer: TokenSigner) -> TallySchema {
+    builder().data(ledger).data(signer).finish()
 }
 
 /// The SDL, as committed in `schema.graphql` and printed by `tally schema`.

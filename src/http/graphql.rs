@@ -1,15 +1,30 @@
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
-use axum::response::{Html, IntoResponse};
+use axum::http::header::{AUTHORIZATION, UPGRADE};
+use axum::response::{Html, IntoResponse, Response};
 
-use super::AppState;
-use crate::auth::{self, Caller};
-use crate::error::Error;
+use super::{AppState, subscriptions};
 
-pub async fn graphiql() -> impl IntoResponse {
+/// GET: a WebSocket upgrade carries subscriptions; anything else is a browser, shown GraphiQL.
+pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+    let is_upgrade = request
+        .headers()
+        .get(UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        return graphiql().into_response();
+    }
+    let (mut parts, _body) = request.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => subscriptions::upgrade(state, &parts.headers, upgrade),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+fn graphiql() -> Html<String> {
     Html(
         GraphiQLSource::build()
             .endpoint("/graphql")
@@ -24,7 +39,10 @@ pub async fn execute(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    let caller = match identify_caller(&state, &headers).await {
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or(""));
+    let caller = match state.auth.identify(authorization).await {
         Ok(caller) => caller,
         Err(error) => {
             return async_graphql::Response::from_errors(vec![
@@ -38,19 +56,4 @@ pub async fn execute(
         .execute(request.into_inner().data(caller))
         .await
         .into()
-}
-
-async fn identify_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Error> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(Caller::Anonymous);
-    };
-    let Some(token) = value.to_str().ok().and_then(auth::bearer_token) else {
-        return Ok(Caller::Invalid);
-    };
-    Ok(
-        match auth::api_keys::authenticate(&state.db, token).await? {
-            Some(key_id) => Caller::SecretKey { key_id },
-            None => Caller::Invalid,
-        },
-    )
 }

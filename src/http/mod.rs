@@ -2,6 +2,7 @@
 
 mod graphql;
 mod health;
+mod subscriptions;
 
 use std::time::Duration;
 
@@ -13,23 +14,38 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::Authenticator;
 use crate::graphql::TallySchema;
 
 #[derive(Clone)]
 pub struct AppState {
     pub schema: TallySchema,
     pub db: DatabaseConnection,
+    pub auth: Authenticator,
+    pub websocket: WebSocketSettings,
 }
 
-pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize) -> Router {
+#[derive(Clone, Copy, Debug)]
+pub struct WebSocketSettings {
+    pub init_timeout: Duration,
+    pub keepalive_interval: Duration,
+}
+
+pub struct Limits {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState, limits: Limits) -> Router {
     Router::new()
-        .route("/graphql", get(graphql::graphiql).post(graphql::execute))
+        .route("/graphql", get(graphql::get).post(graphql::execute))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        // Applies to answering the request; an upgraded WebSocket lives on past it.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
+            limits.request_timeout,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -3,6 +3,8 @@
 //! (`TALLY_REQUIRE_POSTGRES_TESTS=1` turns a missing URL into a failure, as CI wants).
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,8 +30,13 @@ pub struct TestApp {
 }
 
 enum TestDatabase {
+    /// Owned by another `TestApp`.
+    Borrowed,
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl Drop for TestDatabase {
@@ -130,10 +137,23 @@ impl TestApp {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.admin_api_key = Some(ADMIN_KEY.to_owned());
         config.request_timeout = Duration::from_secs(60);
+        config.ws_init_timeout = Duration::from_secs(1);
         let app = Application::build(config).await.expect("Tally starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until(std::future::pending()));
         address
+    }
+
+    /// A handle that sends requests to another Tally (e.g. a second process) on the same
+    /// database; it does not own the database.
+    pub fn client_for(app: &TestApp, address: &str) -> TestApp {
+        TestApp {
+            address: address.to_owned(),
+            database_url: app.database_url.clone(),
+            backend: app.backend,
+            client: app.client.clone(),
+            _database: TestDatabase::Borrowed,
+        }
     }
 
     /// POSTs a GraphQL request with the admin key; returns the whole response body.

@@ -1,6 +1,7 @@
 mod credits;
+mod tokens;
 
 use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(credits::CreditsMutation);
+pub struct Mutation(credits::CreditsMutation, tokens::TokensMutation);

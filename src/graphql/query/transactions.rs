@@ -3,7 +3,7 @@ use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::graphql::context::ledger_for_secret_key;
+use crate::graphql::context::ledger_for_reader;
 use crate::graphql::types::LedgerEntry;
 use crate::ledger::EndUserId;
 
@@ -19,6 +19,7 @@ pub struct TransactionsQuery;
 #[Object]
 impl TransactionsQuery {
     /// An end user's ledger entries, newest first (a Relay connection).
+    /// Secret keys, or that end user's own token.
     async fn transactions(
         &self,
         ctx: &Context<'_>,
@@ -26,7 +27,7 @@ impl TransactionsQuery {
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last entry of the previous page.")] after: Option<String>,
     ) -> Result<Connection<EntryCursor, LedgerEntry, EmptyFields, EmptyFields>> {
-        let ledger = ledger_for_secret_key(ctx)?;
+        let ledger = ledger_for_reader(ctx, EndUserId(end_user_id))?;
         let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(0..=MAX_PAGE_SIZE).contains(&first) {
             return Err(

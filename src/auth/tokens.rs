@@ -1,0 +1,120 @@
+//! End-user tokens: short-lived signed JWTs (HS256) naming one end user, for frontends.
+//!
+//! The signing secret is `TALLY_TOKEN_SECRET`, or else one generated once and kept in the
+//! database (`settings`), so that every process shares it.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::entities::setting;
+use crate::error::{Error, Result};
+use crate::ledger::{EndUserId, clock};
+
+pub const DEFAULT_TTL_SECONDS: i64 = 15 * 60;
+pub const MAX_TTL_SECONDS: i64 = 24 * 60 * 60;
+const ISSUER: &str = "tally";
+const AUDIENCE: &str = "tally:end-user";
+const SECRET_SETTING: &str = "end_user_token_secret";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+    iss: String,
+    aud: String,
+}
+
+#[derive(Clone)]
+pub struct TokenSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenSigner {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// The configured secret, or the one stored in the database (generated on first use).
+    pub async fn load(db: &impl ConnectionTrait, configured: Option<&str>) -> Result<Self> {
+        if let Some(secret) = configured {
+            return Ok(Self::from_secret(secret.as_bytes()));
+        }
+        let mut fresh = [0u8; 32];
+        rand::rng().fill_bytes(&mut fresh);
+        // First process wins; the others read what it stored.
+        setting::Entity::insert(setting::ActiveModel {
+            name: Set(SECRET_SETTING.to_owned()),
+            value: Set(URL_SAFE_NO_PAD.encode(fresh)),
+            created_at: Set(clock::now()),
+        })
+        .on_conflict(
+            OnConflict::column(setting::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+        let stored = setting::Entity::find_by_id(SECRET_SETTING.to_owned())
+            .one(db)
+            .await?
+            .ok_or_else(|| Error::Internal("token secret missing after insert".into()))?;
+        Ok(Self::from_secret(stored.value.as_bytes()))
+    }
+
+    /// A token for `end_user_id`, valid `ttl_seconds` (1 to `MAX_TTL_SECONDS`).
+    pub fn issue(
+        &self,
+        end_user_id: EndUserId,
+        ttl_seconds: i64,
+    ) -> Result<(String, DateTime<Utc>)> {
+        if !(1..=MAX_TTL_SECONDS).contains(&ttl_seconds) {
+            return Err(Error::bad_input(
+                "ttlSeconds",
+                format!("must be from 1 to {MAX_TTL_SECONDS}"),
+            ));
+        }
+        let issued_at = Utc::now();
+        let expires_at = issued_at + Duration::seconds(ttl_seconds);
+        let claims = Claims {
+            sub: end_user_id.0.to_string(),
+            iat: issued_at.timestamp(),
+            exp: expires_at.timestamp(),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("signing a token: {e}")))?;
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at);
+        Ok((token, expires_at))
+    }
+
+    /// The end user a valid token names; `None` when it is expired, tampered with or foreign.
+    pub fn verify(&self, token: &str) -> Option<EndUserId> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        Uuid::parse_str(&data.claims.sub).ok().map(EndUserId)
+    }
+}
+
+/// JWTs are three base64url parts, the first a JSON header (`eyJ…`); secret keys are not.
+pub fn looks_like_token(credential: &str) -> bool {
+    credential.starts_with("eyJ") && credential.split('.').count() == 3
+}

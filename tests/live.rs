@@ -1,0 +1,429 @@
+//! Live balances: subscriptions over both WebSocket protocols, end-user tokens, expiry on time,
+//! several processes on one PostgreSQL, and subscribers that stall.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
+use common::*;
+use serde_json::{Value, json};
+
+const PUSH_WAIT: Duration = Duration::from_secs(5);
+
+on_both_databases!(
+    every_change_is_pushed_in_order_on_both_protocols,
+    end_user_tokens_read_only_their_own_user,
+    sockets_need_a_credential_and_a_timely_init,
+    a_stalled_subscriber_delays_nobody,
+);
+
+fn available(data: &Value) -> i64 {
+    data["balanceChanged"]["available"]
+        .as_i64()
+        .expect("available")
+}
+
+async fn every_change_is_pushed_in_order_on_both_protocols(app: TestApp) {
+    for protocol in Protocol::BOTH {
+        let user = new_user();
+        let mut socket = Socket::connect(&app.address, protocol, ADMIN_KEY).await;
+        socket
+            .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+            .await;
+        let first = socket.next_data(PUSH_WAIT).await;
+        assert_eq!(first["balanceChanged"]["endUserId"], user);
+        assert_eq!(
+            available(&first),
+            0,
+            "{protocol:?}: the current balance at once"
+        );
+
+        app.add_credits(json!({ "endUserId": user, "amount": 100, "validityDays": 30 }))
+            .await;
+        assert_eq!(
+            available(&socket.next_data(PUSH_WAIT).await),
+            100,
+            "{protocol:?}: grant"
+        );
+        app.subtract_credits(json!({ "endUserId": user, "amount": 30 }))
+            .await;
+        assert_eq!(
+            available(&socket.next_data(PUSH_WAIT).await),
+            70,
+            "{protocol:?}: debit"
+        );
+
+        let soon = (Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
+        app.add_credits(json!({ "endUserId": user, "amount": 5, "expiresAt": soon }))
+            .await;
+        assert_eq!(
+            available(&socket.next_data(PUSH_WAIT).await),
+            75,
+            "{protocol:?}: short grant"
+        );
+        // The expiry is pushed within a second of the grant's expiresAt, and only once.
+        let expired = socket.next_data(Duration::from_millis(2500)).await;
+        assert_eq!(available(&expired), 70, "{protocol:?}: expiry");
+        assert!(
+            socket
+                .next_event(Duration::from_millis(1500))
+                .await
+                .is_none(),
+            "{protocol:?}: nothing more after the expiry"
+        );
+        let kinds: Vec<Value> = app
+            .all_entries(&user)
+            .await
+            .iter()
+            .map(|e| e["kind"].clone())
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                json!("EXPIRY"),
+                json!("GRANT"),
+                json!("DEBIT"),
+                json!("GRANT")
+            ]
+        );
+        assert_ledger_replays(&app, &user).await;
+    }
+}
+
+async fn create_token(app: &TestApp, user: &str, ttl_seconds: i64) -> String {
+    let created = app
+        .ok(
+            "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token expiresAt } }",
+            json!({ "input": { "endUserId": user, "ttlSeconds": ttl_seconds } }),
+        )
+        .await;
+    created["token"].as_str().unwrap().to_owned()
+}
+
+async fn end_user_tokens_read_only_their_own_user(app: TestApp) {
+    let user = new_user();
+    let other = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 40 }))
+        .await;
+    let token = create_token(&app, &user, 600).await;
+
+    // Its own balance and history: yes.
+    let body = app
+        .graphql_with_key(Some(&token), BALANCE, json!({ "id": user }))
+        .await;
+    assert_eq!(body["data"]["balance"]["available"], 40, "{body}");
+    let body = app
+        .graphql_with_key(Some(&token), TRANSACTIONS, json!({ "id": user }))
+        .await;
+    assert_eq!(
+        body["data"]["transactions"]["edges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{body}"
+    );
+    // Someone else's, any write, minting tokens: forbidden.
+    for (query, variables) in [
+        (BALANCE, json!({ "id": other })),
+        (TRANSACTIONS, json!({ "id": other })),
+        (
+            SUBTRACT_CREDITS,
+            json!({ "input": { "endUserId": user, "amount": 1 } }),
+        ),
+        (
+            ADD_CREDITS,
+            json!({ "input": { "endUserId": user, "amount": 1 } }),
+        ),
+        (
+            "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token } }",
+            json!({ "input": { "endUserId": user } }),
+        ),
+    ] {
+        let body = app.graphql_with_key(Some(&token), query, variables).await;
+        assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    }
+    assert_eq!(app.available(&user).await, 40, "nothing was written");
+
+    // Subscribing to its own balance works on both protocols; to another's is refused.
+    for protocol in Protocol::BOTH {
+        let mut socket = Socket::connect(&app.address, protocol, &token).await;
+        socket
+            .subscribe("own", BALANCE_CHANGED, json!({ "id": user }))
+            .await;
+        assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 40);
+        socket
+            .subscribe("other", BALANCE_CHANGED, json!({ "id": other }))
+            .await;
+        match socket.next_event(PUSH_WAIT).await {
+            Some(Event::Errors(errors)) => {
+                assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{errors}")
+            }
+            other => panic!("{protocol:?}: expected FORBIDDEN, got {other:?}"),
+        }
+    }
+
+    // Tampered and expired tokens are not credentials.
+    let mut tampered = token.clone();
+    let flip = tampered.len() - 5;
+    tampered.replace_range(
+        flip..flip + 1,
+        if &token[flip..flip + 1] == "A" {
+            "B"
+        } else {
+            "A"
+        },
+    );
+    let body = app
+        .graphql_with_key(Some(&tampered), BALANCE, json!({ "id": user }))
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let short = create_token(&app, &user, 1).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let body = app
+        .graphql_with_key(Some(&short), BALANCE, json!({ "id": user }))
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let mut socket = Socket::open(&app.address, Protocol::TransportWs, None).await;
+    assert!(
+        !socket
+            .init(json!({ "authorization": format!("Bearer {short}") }))
+            .await
+    );
+
+    // Lifetimes are bounded.
+    for ttl in [0, 86_401] {
+        let body = app
+            .graphql(
+                "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token } }",
+                json!({ "input": { "endUserId": user, "ttlSeconds": ttl } }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    }
+}
+
+async fn sockets_need_a_credential_and_a_timely_init(app: TestApp) {
+    for protocol in Protocol::BOTH {
+        // No credential anywhere: refused.
+        let mut socket = Socket::open(&app.address, protocol, None).await;
+        assert!(!socket.init(json!({})).await, "{protocol:?}");
+        // A wrong key: refused.
+        let mut socket = Socket::open(&app.address, protocol, None).await;
+        assert!(
+            !socket
+                .init(json!({ "authorization": "Bearer tally_sk_nope" }))
+                .await
+        );
+        // The upgrade request's header works too.
+        let mut socket =
+            Socket::open(&app.address, protocol, Some(&format!("Bearer {ADMIN_KEY}"))).await;
+        assert!(
+            socket.init(json!({})).await,
+            "{protocol:?}: header credential"
+        );
+        let user = new_user();
+        socket
+            .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+            .await;
+        assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 0);
+    }
+    // Never sending connection_init: closed after the timeout (1 s in tests) with 4408.
+    let mut socket = Socket::open(&app.address, Protocol::TransportWs, None).await;
+    match socket.next_event(Duration::from_secs(5)).await {
+        Some(Event::Closed(code, _)) => assert_eq!(code, Some(4408)),
+        other => panic!("expected the socket closed, got {other:?}"),
+    }
+}
+
+async fn a_stalled_subscriber_delays_nobody(app: TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 1_000_000 }))
+        .await;
+    // Ten subscribers that never read what they are sent. Each update they are sent is made
+    // large (~30 KB, the field repeated under aliases) so that their sockets' buffers fill up
+    // and the server's sends to them block.
+    let aliases: String = (0..1500).map(|i| format!("a{i}: available ")).collect();
+    let heavy = format!(
+        "subscription($id: UUID!) {{ balanceChanged(endUserId: $id) {{ available {aliases} }} }}"
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
+        socket.subscribe("1", &heavy, json!({ "id": user })).await;
+        stalled.push(socket);
+    }
+    let mut live = Socket::connect(&app.address, Protocol::LegacyWs, ADMIN_KEY).await;
+    live.subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+        .await;
+    assert_eq!(available(&live.next_data(PUSH_WAIT).await), 1_000_000);
+
+    const DEBITS: i64 = 400;
+    let debits = async {
+        for _ in 0..DEBITS {
+            app.subtract_credits(json!({ "endUserId": user, "amount": 1 }))
+                .await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), debits)
+        .await
+        .expect("debits finish while subscribers stall");
+    // The reading subscriber ends on the latest balance (it may have skipped some).
+    let expected = 1_000_000 - DEBITS;
+    let mut last = 0;
+    while last != expected {
+        last = available(&live.next_data(PUSH_WAIT).await);
+        assert!(last >= expected, "balances only go down here");
+    }
+    // A stalled one that finally reads also ends on the latest.
+    let socket = &mut stalled[0];
+    let mut last = 0;
+    while last != expected {
+        last = available(&socket.next_data(PUSH_WAIT).await);
+    }
+}
+
+/// Two real `tally` processes on one PostgreSQL database.
+mod postgres_processes {
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    struct Process(Child);
+
+    impl Drop for Process {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    async fn start_process(database_url: &str) -> (Process, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = Process(
+            Command::new(env!("CARGO_BIN_EXE_tally"))
+                .arg("serve")
+                .env("DATABASE_URL", database_url)
+                .env("TALLY_LISTEN", format!("127.0.0.1:{port}"))
+                .env("TALLY_ADMIN_API_KEY", ADMIN_KEY)
+                .env("RUST_LOG", "warn")
+                .current_dir(std::env::temp_dir())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("tally starts"),
+        );
+        let address = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client
+                .get(format!("{address}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return (process, address);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("tally did not become ready on {address}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_changes_cross_processes_and_expire_once() {
+        let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+            return;
+        };
+        let (_a, process_a) = start_process(&app.database_url).await;
+        let (_b, process_b) = start_process(&app.database_url).await;
+        let user = new_user();
+
+        for protocol in Protocol::BOTH {
+            let mut on_b = Socket::connect(&process_b, protocol, ADMIN_KEY).await;
+            on_b.subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+                .await;
+            let start = available(&on_b.next_data(PUSH_WAIT).await);
+            // A debit through process A reaches the subscriber on process B.
+            let via_a = TestApp::client_for(&app, &process_a);
+            via_a
+                .add_credits(json!({ "endUserId": user, "amount": 10 }))
+                .await;
+            assert_eq!(available(&on_b.next_data(PUSH_WAIT).await), start + 10);
+            via_a
+                .subtract_credits(json!({ "endUserId": user, "amount": 3 }))
+                .await;
+            assert_eq!(available(&on_b.next_data(PUSH_WAIT).await), start + 7);
+        }
+
+        // A grant expiring in a second: both processes' schedulers race; expired once.
+        let mut on_a = Socket::connect(&process_a, Protocol::TransportWs, ADMIN_KEY).await;
+        on_a.subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+            .await;
+        let mut on_b = Socket::connect(&process_b, Protocol::LegacyWs, ADMIN_KEY).await;
+        on_b.subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+            .await;
+        let before = available(&on_a.next_data(PUSH_WAIT).await);
+        assert_eq!(available(&on_b.next_data(PUSH_WAIT).await), before);
+        let soon = (Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+        let via_b = TestApp::client_for(&app, &process_b);
+        via_b
+            .add_credits(json!({ "endUserId": user, "amount": 50, "expiresAt": soon }))
+            .await;
+        for socket in [&mut on_a, &mut on_b] {
+            assert_eq!(available(&socket.next_data(PUSH_WAIT).await), before + 50);
+            assert_eq!(
+                available(&socket.next_data(Duration::from_millis(2500)).await),
+                before
+            );
+            assert!(
+                socket
+                    .next_event(Duration::from_millis(1500))
+                    .await
+                    .is_none(),
+                "pushed once"
+            );
+        }
+        let expiries = app
+            .all_entries(&user)
+            .await
+            .iter()
+            .filter(|e| e["kind"] == "EXPIRY")
+            .count();
+        assert_eq!(expiries, 1, "one expiry entry with two schedulers running");
+        assert_ledger_replays(&app, &user).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_listener_reconnect_sends_fresh_snapshots() {
+        let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+            return;
+        };
+        let user = new_user();
+        let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
+        socket
+            .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+            .await;
+        assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 0);
+        // Cut the listening connection; the change made while it is down must still arrive.
+        let admin = sea_orm::Database::connect(&app.database_url).await.unwrap();
+        use sea_orm::ConnectionTrait;
+        admin
+            .execute_unprepared(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+            )
+            .await
+            .unwrap();
+        app.add_credits(json!({ "endUserId": user, "amount": 8 }))
+            .await;
+        let mut last = 0;
+        while last != 8 {
+            last = available(&socket.next_data(PUSH_WAIT).await);
+        }
+    }
+}
