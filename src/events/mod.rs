@@ -9,7 +9,8 @@
 //! bumps the channel's counter, which never blocks and never queues: a subscriber that is slow
 //! sees one "changed" however many changes happened, then reads the balance as committed now.
 //! So a stalled subscriber delays no writer and no other subscriber, may skip intermediate
-//! balances, and always ends on the latest one.
+//! balances, and always ends on the latest one. The local subscribers of one end user share
+//! each read (`BalanceWatch::latest`): one query per change per process, not per subscriber.
 
 mod listener;
 
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::ledger::EndUserId;
+use crate::ledger::{Balance, EndUserId};
 
 /// The PostgreSQL channel. Payloads carry an end user id, never balances.
 pub const CHANNEL: &str = "tally_balance";
@@ -33,7 +34,13 @@ pub struct BalanceEvents {
 
 struct Inner {
     backend: DbBackend,
-    watchers: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+    watchers: Mutex<HashMap<Uuid, Watched>>,
+}
+
+/// One end user's local subscribers: the change counter, and the last balance read for them.
+struct Watched {
+    changes: watch::Sender<u64>,
+    last_read: Arc<tokio::sync::Mutex<Option<(u64, Arc<Balance>)>>>,
 }
 
 impl BalanceEvents {
@@ -74,16 +81,16 @@ impl BalanceEvents {
     /// Tells this process's subscribers of one end user that their balance changed.
     pub fn wake(&self, end_user_id: Uuid) {
         let watchers = self.inner.watchers.lock().expect("watchers lock");
-        if let Some(sender) = watchers.get(&end_user_id) {
-            sender.send_modify(|version| *version = version.wrapping_add(1));
+        if let Some(watched) = watchers.get(&end_user_id) {
+            watched.changes.send_modify(|version| *version += 1);
         }
     }
 
     /// Tells every local subscriber to re-read: after notifications may have been lost.
     pub fn wake_all(&self) {
         let watchers = self.inner.watchers.lock().expect("watchers lock");
-        for sender in watchers.values() {
-            sender.send_modify(|version| *version = version.wrapping_add(1));
+        for watched in watchers.values() {
+            watched.changes.send_modify(|version| *version += 1);
         }
     }
 
@@ -94,12 +101,13 @@ impl BalanceEvents {
 
     pub fn subscribe(&self, end_user_id: EndUserId) -> BalanceWatch {
         let mut watchers = self.inner.watchers.lock().expect("watchers lock");
-        let receiver = watchers
-            .entry(end_user_id.0)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe();
+        let watched = watchers.entry(end_user_id.0).or_insert_with(|| Watched {
+            changes: watch::channel(0).0,
+            last_read: Arc::new(tokio::sync::Mutex::new(None)),
+        });
         BalanceWatch {
-            receiver,
+            receiver: watched.changes.subscribe(),
+            last_read: watched.last_read.clone(),
             end_user_id: end_user_id.0,
             inner: self.inner.clone(),
         }
@@ -117,20 +125,40 @@ impl BalanceEvents {
 /// One subscriber's view of an end user's changes.
 pub struct BalanceWatch {
     receiver: watch::Receiver<u64>,
+    last_read: Arc<tokio::sync::Mutex<Option<(u64, Arc<Balance>)>>>,
     end_user_id: Uuid,
     inner: Arc<Inner>,
 }
 
 impl BalanceWatch {
-    /// Waits until something changed since the last call (or since subscribing).
+    /// Waits until something changed since the last `latest` (or since subscribing).
     /// Returns false when the event source is gone.
     pub async fn changed(&mut self) -> bool {
         self.receiver.changed().await.is_ok()
     }
 
-    /// Forgets changes so far: the caller is about to read the current state.
-    pub fn mark_seen(&mut self) {
-        self.receiver.mark_unchanged();
+    /// The balance as of every change announced so far. `read` runs at most once per change
+    /// for all local subscribers of the end user; the others take its result. With `fresh`,
+    /// `read` runs regardless (a new subscriber's first snapshot).
+    pub async fn latest<F, Fut>(&mut self, fresh: bool, read: F) -> Result<Arc<Balance>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Balance>>,
+    {
+        let wanted = *self.receiver.borrow_and_update();
+        // Reads are serialized per end user, so a later read never loses to an earlier one.
+        let mut last_read = self.last_read.lock().await;
+        if !fresh
+            && let Some((version, balance)) = last_read.as_ref()
+            && *version >= wanted
+        {
+            return Ok(balance.clone());
+        }
+        // Tag the read with the newest change announced before it starts: it includes them all.
+        let version = *self.receiver.borrow();
+        let balance = Arc::new(read().await?);
+        *last_read = Some((version, balance.clone()));
+        Ok(balance)
     }
 }
 
@@ -140,7 +168,7 @@ impl Drop for BalanceWatch {
         // This receiver still counts while it is being dropped.
         if watchers
             .get(&self.end_user_id)
-            .is_some_and(|sender| sender.receiver_count() <= 1)
+            .is_some_and(|watched| watched.changes.receiver_count() <= 1)
         {
             watchers.remove(&self.end_user_id);
         }

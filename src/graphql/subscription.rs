@@ -29,11 +29,10 @@ impl Subscription {
                     return None;
                 }
                 // Changes from here on trigger another read, so the last read is the latest.
-                watch.mark_seen();
-                let balance = ledger
-                    .balance(end_user_id)
+                let balance = watch
+                    .latest(first, || ledger.balance(end_user_id))
                     .await
-                    .map(Balance)
+                    .map(|balance| Balance(balance.as_ref().clone()))
                     .map_err(Into::into);
                 Some((balance, (ledger, watch, false)))
             },

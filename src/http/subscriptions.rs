@@ -27,6 +27,11 @@ const CLOSE_INIT_TIMEOUT: u16 = 4408;
 /// graphql-transport-ws: "Forbidden" (no or bad credential).
 const CLOSE_FORBIDDEN: u16 = 4403;
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// Socket buffers per connection. tungstenite's defaults (128 KiB each way) would cost
+/// ~150 KiB per idle subscriber; client messages are small and updates are flushed one by one.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Largest message a client may send (a subscribe with its query).
+const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 
 pub fn upgrade(state: AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
     let Some(protocol) = headers
@@ -49,6 +54,10 @@ pub fn upgrade(state: AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) 
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| serve(socket, state, protocol, header_credential))
 }
