@@ -37,10 +37,14 @@ struct Inner {
     watchers: Mutex<HashMap<Uuid, Watched>>,
 }
 
+/// The last balance read for an end user's local subscribers, tagged with the change counter
+/// it includes; the mutex also serializes the reads.
+type SharedRead = Arc<tokio::sync::Mutex<Option<(u64, Arc<Balance>)>>>;
+
 /// One end user's local subscribers: the change counter, and the last balance read for them.
 struct Watched {
     changes: watch::Sender<u64>,
-    last_read: Arc<tokio::sync::Mutex<Option<(u64, Arc<Balance>)>>>,
+    last_read: SharedRead,
 }
 
 impl BalanceEvents {
@@ -125,7 +129,7 @@ impl BalanceEvents {
 /// One subscriber's view of an end user's changes.
 pub struct BalanceWatch {
     receiver: watch::Receiver<u64>,
-    last_read: Arc<tokio::sync::Mutex<Option<(u64, Arc<Balance>)>>>,
+    last_read: SharedRead,
     end_user_id: Uuid,
     inner: Arc<Inner>,
 }
