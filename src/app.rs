@@ -40,7 +40,7 @@ impl Application {
             .with_context(|| format!("TALLY_LISTEN: cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let events = BalanceEvents::new(db.get_database_backend());
-        events.spawn_listener(&db);
+        events.start_listener(&db).await?;
         let ledger = Ledger::new(db.clone(), events);
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
         let signer = TokenSigner::load(&db, config.token_secret.as_deref())

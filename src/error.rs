@@ -29,6 +29,10 @@ pub enum Error {
     IdempotencyConflict {
         key: String,
     },
+    /// `startCycle` while the end user has an active cycle.
+    ActiveCycleExists,
+    /// `stopCycle` without an active cycle.
+    NoActiveCycle,
     Database(DbErr),
     Internal(String),
 }
@@ -62,6 +66,8 @@ impl Error {
             Self::NotFound(_) => "NOT_FOUND",
             Self::InsufficientCredits { .. } => "INSUFFICIENT_CREDITS",
             Self::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
+            Self::ActiveCycleExists => "ACTIVE_CYCLE_EXISTS",
+            Self::NoActiveCycle => "NO_ACTIVE_CYCLE",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -79,6 +85,8 @@ impl Error {
             Self::IdempotencyConflict { key } => {
                 format!("idempotency key '{key}' was already used for a different request")
             }
+            Self::ActiveCycleExists => "the end user already has an active recurring cycle".into(),
+            Self::NoActiveCycle => "the end user has no active recurring cycle".into(),
             Self::Database(error) => format!("database error: {error}"),
             Self::Internal(message) => format!("internal error: {message}"),
         }

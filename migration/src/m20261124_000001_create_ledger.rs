@@ -162,7 +162,7 @@ impl MigrationTrait for Migration {
                             .from(LedgerEntries::Table, LedgerEntries::EndUserId)
                             .to(Accounts::Table, Accounts::EndUserId),
                     )
-                    .check(Expr::col(LedgerEntries::Amount).gt(0))
+                    .check(Expr::col(LedgerEntries::Amount).gte(0))
                     .check(Expr::col(LedgerEntries::BalanceAfter).gte(0))
                     .to_owned(),
             )
@@ -211,7 +211,8 @@ impl MigrationTrait for Migration {
                             .from(LedgerAllocations::Table, LedgerAllocations::GrantId)
                             .to(Grants::Table, Grants::Id),
                     )
-                    .check(Expr::col(LedgerAllocations::Amount).gt(0))
+                    // Negative when credits go back to a grant (a reversed debit).
+                    .check(Expr::col(LedgerAllocations::Amount).ne(0))
                     .to_owned(),
             )
             .await?;

@@ -19,6 +19,10 @@ pub struct Model {
     pub metadata: Option<Json>,
     pub created_at: DateTimeUtc,
     pub voided_at: Option<DateTimeUtc>,
+    /// Earmarked by open holds: part of `remaining` that only those holds may take.
+    pub held: i64,
+    /// The recurring cycle that granted it, if any.
+    pub cycle_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,6 +21,10 @@ pub struct Model {
     pub metadata: Option<Json>,
     pub idempotency_key: Option<String>,
     pub created_at: DateTimeUtc,
+    /// The hold a HOLD / CAPTURE / RELEASE entry is about.
+    pub hold_id: Option<Uuid>,
+    /// The debit a REVERSAL gives back.
+    pub reversed_entry_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,7 +2,10 @@
 
 pub mod account;
 pub mod api_key;
+pub mod cycle;
 pub mod grant;
+pub mod hold;
+pub mod hold_allocation;
 pub mod idempotency_key;
 pub mod ledger_allocation;
 pub mod ledger_entry;

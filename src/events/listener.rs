@@ -4,13 +4,15 @@ use std::time::Duration;
 
 use sea_orm::sqlx::PgPool;
 use sea_orm::sqlx::postgres::PgListener;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{BalanceEvents, CHANNEL};
 
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
-pub async fn listen(events: BalanceEvents, pool: PgPool) {
+pub async fn listen(events: BalanceEvents, pool: PgPool, listening: oneshot::Sender<()>) {
+    let mut listening = Some(listening);
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(listener) => listener,
@@ -27,6 +29,9 @@ pub async fn listen(events: BalanceEvents, pool: PgPool) {
         }
         // Notifications sent while no connection listened are lost: everyone re-reads.
         events.wake_all();
+        if let Some(listening) = listening.take() {
+            let _ = listening.send(());
+        }
         tracing::debug!("balance listener connected");
         loop {
             match listener.try_recv().await {

@@ -117,12 +117,19 @@ impl BalanceEvents {
         }
     }
 
-    /// On PostgreSQL, starts the task that turns notifications into local wake-ups.
-    pub fn spawn_listener(&self, db: &sea_orm::DatabaseConnection) {
-        if self.inner.backend == DbBackend::Postgres {
-            let pool = db.get_postgres_connection_pool().clone();
-            tokio::spawn(listener::listen(self.clone(), pool));
+    /// On PostgreSQL, starts the task that turns notifications into local wake-ups, and waits
+    /// until it listens: a process must not accept subscribers it cannot yet keep up to date.
+    pub async fn start_listener(&self, db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+        if self.inner.backend != DbBackend::Postgres {
+            return Ok(());
         }
+        let pool = db.get_postgres_connection_pool().clone();
+        let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(listener::listen(self.clone(), pool, listening_tx));
+        tokio::time::timeout(std::time::Duration::from_secs(30), listening_rx)
+            .await
+            .map_err(|_| anyhow::anyhow!("PostgreSQL LISTEN did not start within 30 s"))?
+            .map_err(|_| anyhow::anyhow!("the balance listener stopped before listening"))
     }
 }
 

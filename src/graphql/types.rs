@@ -55,6 +55,18 @@ pub enum EntryKind {
     Debit,
     /// What remained of a grant when it expired.
     Expiry,
+    /// What remained of a grant when it was voided.
+    Void,
+    /// Credits a debit took, given back to its grants.
+    Reversal,
+    /// Credits reserved by a hold: no longer available, not yet spent.
+    Hold,
+    /// Held credits spent.
+    Capture,
+    /// Held credits made available again.
+    Release,
+    /// A recurring cycle's new period (or the rollover into it).
+    Renewal,
 }
 
 impl From<ledger::EntryKind> for EntryKind {
@@ -63,6 +75,28 @@ impl From<ledger::EntryKind> for EntryKind {
             ledger::EntryKind::Grant => Self::Grant,
             ledger::EntryKind::Debit => Self::Debit,
             ledger::EntryKind::Expiry => Self::Expiry,
+            ledger::EntryKind::Void => Self::Void,
+            ledger::EntryKind::Reversal => Self::Reversal,
+            ledger::EntryKind::Hold => Self::Hold,
+            ledger::EntryKind::Capture => Self::Capture,
+            ledger::EntryKind::Release => Self::Release,
+            ledger::EntryKind::Renewal => Self::Renewal,
+        }
+    }
+}
+
+impl From<EntryKind> for ledger::EntryKind {
+    fn from(kind: EntryKind) -> Self {
+        match kind {
+            EntryKind::Grant => Self::Grant,
+            EntryKind::Debit => Self::Debit,
+            EntryKind::Expiry => Self::Expiry,
+            EntryKind::Void => Self::Void,
+            EntryKind::Reversal => Self::Reversal,
+            EntryKind::Hold => Self::Hold,
+            EntryKind::Capture => Self::Capture,
+            EntryKind::Release => Self::Release,
+            EntryKind::Renewal => Self::Renewal,
         }
     }
 }
@@ -76,9 +110,14 @@ impl Balance {
         self.0.end_user_id.0
     }
 
-    /// What a debit can take now: the sum of what remains in the active grants.
+    /// What a debit can take now: what remains in the active grants, less open holds.
     async fn available(&self) -> Credits {
         Credits(self.0.available)
+    }
+
+    /// Credits reserved by open holds: not available, not yet spent.
+    async fn held(&self) -> Credits {
+        Credits(self.0.held)
     }
 
     /// The active grants, in the order debits consume them (burn-down order).
@@ -146,6 +185,20 @@ impl Grant {
         self.0.created_at
     }
 
+    /// Part of `remaining` reserved by open holds.
+    async fn held(&self) -> Credits {
+        Credits(self.0.held)
+    }
+
+    /// The recurring cycle that granted it.
+    async fn cycle_id(&self) -> Option<Uuid> {
+        self.0.cycle_id
+    }
+
+    async fn voided_at(&self) -> Option<DateTime<Utc>> {
+        self.0.voided_at
+    }
+
     /// True while the grant counts towards the balance.
     async fn active(&self) -> bool {
         self.0.is_active(Utc::now())
@@ -195,7 +248,9 @@ impl LedgerEntry {
         Credits(self.0.amount)
     }
 
-    /// The signed change to the balance: positive for grants, negative for debits and expiries.
+    /// The signed change to the available balance: positive for grants, renewals, reversals and
+    /// releases; negative for debits, expiries, voids and holds; zero for captures (their
+    /// hold already took the credits out of the available balance).
     async fn delta(&self) -> Credits {
         Credits(self.0.delta())
     }
@@ -205,12 +260,23 @@ impl LedgerEntry {
         Credits(self.0.balance_after)
     }
 
-    /// The grant a `GRANT` entry created, or an `EXPIRY` entry expired.
+    /// The grant a `GRANT`/`RENEWAL` entry created, or an `EXPIRY`/`VOID` entry ended.
     async fn grant_id(&self) -> Option<Uuid> {
         self.0.grant_id
     }
 
-    /// Which grants paid for a debit, and how much each, in the order they were drawn on.
+    /// The hold a `HOLD`, `CAPTURE` or `RELEASE` entry is about.
+    async fn hold_id(&self) -> Option<Uuid> {
+        self.0.hold_id
+    }
+
+    /// The debit a `REVERSAL` gives back.
+    async fn reversed_entry_id(&self) -> Option<Uuid> {
+        self.0.reversed_entry_id
+    }
+
+    /// Which grants paid for a debit (or lost credits to an expiry, void or capture), and how
+    /// much each, in the order they were drawn on; negative amounts went back to the grant.
     async fn allocations(&self) -> Vec<Allocation> {
         self.0.allocations.iter().map(Allocation::from).collect()
     }
@@ -229,5 +295,131 @@ impl LedgerEntry {
 
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+}
+
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(name = "HoldStatus")]
+pub enum HoldStatus {
+    Open,
+    Captured,
+    Released,
+    /// Passed its deadline and was released by itself.
+    Expired,
+}
+
+/// Credits reserved for work in progress.
+pub struct Hold(pub ledger::holds::Hold);
+
+#[Object]
+impl Hold {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn end_user_id(&self) -> Uuid {
+        self.0.end_user_id.0
+    }
+
+    /// Credits reserved.
+    async fn amount(&self) -> Credits {
+        Credits(self.0.amount)
+    }
+
+    /// Credits spent by the capture (0 until captured).
+    async fn captured_amount(&self) -> Credits {
+        Credits(self.0.captured_amount)
+    }
+
+    async fn status(&self) -> HoldStatus {
+        match self.0.status {
+            ledger::holds::HoldStatus::Open => HoldStatus::Open,
+            ledger::holds::HoldStatus::Captured => HoldStatus::Captured,
+            ledger::holds::HoldStatus::Released => HoldStatus::Released,
+            ledger::holds::HoldStatus::Expired => HoldStatus::Expired,
+        }
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    /// When an open hold releases itself.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn closed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.closed_at
+    }
+}
+
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(name = "CycleStatus")]
+pub enum CycleStatus {
+    /// Renews at the end of each period.
+    Active,
+    /// Stopped: the current period runs out, nothing renews.
+    Canceled,
+}
+
+/// An end user's recurring grant: `amount` credits every `validityDays`.
+pub struct Cycle(pub ledger::cycles::Cycle);
+
+#[Object]
+impl Cycle {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn end_user_id(&self) -> Uuid {
+        self.0.end_user_id.0
+    }
+
+    /// Credits granted each period.
+    async fn amount(&self) -> Credits {
+        Credits(self.0.amount)
+    }
+
+    /// Length of a period in days.
+    async fn validity_days(&self) -> i32 {
+        self.0.validity_days
+    }
+
+    /// Most credits carried from one period into the next.
+    async fn rollover_max(&self) -> Credits {
+        Credits(self.0.rollover_max)
+    }
+
+    async fn status(&self) -> CycleStatus {
+        match self.0.status {
+            ledger::cycles::CycleStatus::Active => CycleStatus::Active,
+            ledger::cycles::CycleStatus::Canceled => CycleStatus::Canceled,
+        }
+    }
+
+    async fn current_period_start(&self) -> DateTime<Utc> {
+        self.0.current_period_start
+    }
+
+    async fn current_period_end(&self) -> DateTime<Utc> {
+        self.0.current_period_end
+    }
+
+    /// The grant of the current period.
+    async fn current_grant_id(&self) -> Uuid {
+        self.0.current_grant_id
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn canceled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.canceled_at
     }
 }

@@ -1,9 +1,10 @@
 //! The shape every write to one end user's credits takes.
 //!
 //! `Ledger::begin_write` opens a transaction and locks the account (see `store`); `load` reads
-//! the open grants and first records the expiries that are due, so every entry a write appends
-//! comes after the expiries that preceded it; `commit` fixes the account's sequence, announces
-//! the change (inside the transaction on PostgreSQL) and commits.
+//! the open grants, holds and cycle and first settles what fell due (holds past their deadline
+//! are released, grants past their expiry expire, a cycle past its period end renews), so every
+//! entry a write appends comes after the events that preceded it; `commit` fixes the account's
+//! sequence, announces the change (inside the transaction on PostgreSQL) and commits.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
@@ -11,9 +12,11 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use super::burn_down::{Allocation, active_balance};
 use super::entry::Entry;
 use super::grant::Grant;
+use super::holds::Hold;
 use super::types::{EndUserId, EntryKind};
 use super::{Ledger, clock, store};
 use crate::error::Result;
+use crate::events::BalanceEvents;
 
 pub struct AccountWrite {
     pub txn: DatabaseTransaction,
@@ -25,6 +28,7 @@ pub struct AccountWrite {
     next_seq: i64,
     reserved_through: i64,
     announced: bool,
+    last_entry_at: Option<DateTime<Utc>>,
 }
 
 impl Ledger {
@@ -39,20 +43,47 @@ impl Ledger {
             next_seq: reserved,
             reserved_through: reserved,
             announced: false,
+            last_entry_at: None,
         })
     }
 }
 
 impl AccountWrite {
-    /// Loads the open grants and records every expiry that is due. Returns how many.
-    pub async fn load(&mut self, events: &crate::events::BalanceEvents) -> Result<usize> {
+    /// Loads the open grants and settles everything due. Returns how many entries that wrote.
+    pub async fn load(&mut self, events: &BalanceEvents) -> Result<usize> {
         self.grants = store::load_open_grants(&self.txn, self.end_user_id).await?;
         self.now = clock::now();
+        let before = self.next_seq;
+        for hold in store::due_holds(&self.txn, self.end_user_id, self.now).await? {
+            self.close_hold(&hold, 0, super::holds::HoldStatus::Expired)
+                .await?;
+        }
+        self.expire_due().await?;
+        super::cycles::renew_due(self).await?;
+        let written = (self.next_seq - before) as usize;
+        if written > 0 {
+            self.announce(events).await?;
+        }
+        Ok(written)
+    }
+
+    /// The available balance now, as this write has changed it.
+    pub fn available(&self) -> i64 {
+        active_balance(&self.grants, self.now)
+    }
+
+    pub fn grant_mut(&mut self, grant_id: uuid::Uuid) -> Option<&mut Grant> {
+        self.grants.iter_mut().find(|g| g.id == grant_id)
+    }
+
+    /// Records an `EXPIRY` entry for every grant whose expiry has passed with spendable credits
+    /// left (credits held by open holds stay until the hold closes).
+    pub async fn expire_due(&mut self) -> Result<usize> {
+        let now = self.now;
         let mut due: Vec<&Grant> = self
             .grants
             .iter()
-            .filter(|g| g.voided_at.is_none() && g.remaining > 0)
-            .filter(|g| g.expires_at.is_some_and(|at| at <= self.now))
+            .filter(|g| g.voided_at.is_none() && g.spendable() > 0 && g.is_expired(now))
             .collect();
         if due.is_empty() {
             return Ok(0);
@@ -63,43 +94,147 @@ impl AccountWrite {
             .map(|g| {
                 let allocation = Allocation {
                     grant_id: g.id,
-                    amount: g.remaining,
+                    amount: g.spendable(),
                 };
                 (allocation, g.expires_at.expect("due grants expire"))
             })
             .collect();
         let allocations: Vec<Allocation> = expiring.iter().map(|(a, _)| *a).collect();
-        store::take_from_grants(&self.txn, &allocations).await?;
+        self.take(&allocations).await?;
 
         // Entries in expiry order; each balanceAfter counts the grants that expire after it.
-        let still_active = active_balance(&self.grants, self.now);
+        let still_active = self.available();
         let mut expiring_later: i64 = allocations.iter().map(|a| a.amount).sum();
         for (allocation, expired_at) in &expiring {
             expiring_later -= allocation.amount;
-            let entry = Entry {
-                id: uuid::Uuid::now_v7(),
-                end_user_id: self.end_user_id,
-                seq: self.take_seq(),
-                kind: EntryKind::Expiry,
-                amount: allocation.amount,
-                balance_after: still_active + expiring_later,
-                grant_id: Some(allocation.grant_id),
-                description: None,
-                metadata: None,
-                idempotency_key: None,
-                // When it happened, not when it was noticed.
-                created_at: *expired_at,
-                allocations: vec![*allocation],
+            // When it happened, not when it was noticed; but never before this write's own
+            // earlier entries (credits released back onto an expired grant expire now).
+            let happened_at = match self.last_entry_at {
+                Some(last) => (*expired_at).max(last),
+                None => *expired_at,
             };
-            store::insert_entry(&self.txn, &entry).await?;
+            let mut entry = Entry::new(
+                EntryKind::Expiry,
+                self.end_user_id,
+                self.take_seq(),
+                allocation.amount,
+                still_active + expiring_later,
+                happened_at,
+            );
+            entry.grant_id = Some(allocation.grant_id);
+            entry.allocations = vec![*allocation];
+            self.insert_entry(&entry).await?;
         }
-        for grant in &mut self.grants {
-            if allocations.iter().any(|a| a.grant_id == grant.id) {
-                grant.remaining = 0;
+        Ok(expiring.len())
+    }
+
+    /// Takes (or with negative amounts gives back) credits from grants, here and in the database.
+    pub async fn take(&mut self, allocations: &[Allocation]) -> Result<()> {
+        store::take_from_grants(&self.txn, allocations).await?;
+        for allocation in allocations {
+            if let Some(grant) = self.grant_mut(allocation.grant_id) {
+                grant.remaining -= allocation.amount;
             }
         }
-        self.announce(events).await?;
-        Ok(expiring.len())
+        Ok(())
+    }
+
+    /// Changes what holds earmark on grants, here and in the database.
+    pub async fn change_held(&mut self, changes: &[Allocation]) -> Result<()> {
+        store::change_held(&self.txn, changes).await?;
+        for change in changes {
+            if let Some(grant) = self.grant_mut(change.grant_id) {
+                grant.held += change.amount;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes an open hold: spends `capture` of it (from the grants it earmarked, in order),
+    /// makes the rest available again, and expires whatever that frees on expired grants.
+    pub async fn close_hold(
+        &mut self,
+        hold: &Hold,
+        capture: i64,
+        status: super::holds::HoldStatus,
+    ) -> Result<Option<Entry>> {
+        debug_assert!((0..=hold.amount).contains(&capture));
+        let earmarks = store::hold_allocations(&self.txn, hold.id).await?;
+        let mut still_to_capture = capture;
+        let mut captured = Vec::new();
+        for earmark in &earmarks {
+            let taken = earmark.amount.min(still_to_capture);
+            if taken > 0 {
+                captured.push(Allocation {
+                    grant_id: earmark.grant_id,
+                    amount: taken,
+                });
+                still_to_capture -= taken;
+            }
+        }
+        let unearmark: Vec<Allocation> = earmarks
+            .iter()
+            .map(|e| Allocation {
+                grant_id: e.grant_id,
+                amount: -e.amount,
+            })
+            .collect();
+        self.change_held(&unearmark).await?;
+        self.take(&captured).await?;
+        store::close_hold(&self.txn, hold.id, status, capture, self.now).await?;
+
+        let released = hold.amount - capture;
+        let mut capture_entry = None;
+        if capture > 0 {
+            let mut entry = Entry::new(
+                EntryKind::Capture,
+                self.end_user_id,
+                self.take_seq(),
+                capture,
+                0,
+                self.now,
+            );
+            entry.hold_id = Some(hold.id);
+            entry.description = hold.description.clone();
+            entry.allocations = captured;
+            capture_entry = Some(entry);
+        }
+        let release_entry = (released > 0).then(|| {
+            let mut entry = Entry::new(
+                EntryKind::Release,
+                self.end_user_id,
+                0,
+                released,
+                0,
+                self.now,
+            );
+            entry.hold_id = Some(hold.id);
+            entry
+        });
+        // balanceAfter is known once both are applied; the capture moves nothing available.
+        let available_after_release = self.available();
+        if let Some(entry) = capture_entry.as_mut() {
+            entry.balance_after = available_after_release - released;
+            self.insert_entry(entry).await?;
+        }
+        if let Some(mut entry) = release_entry {
+            entry.seq = self.take_seq();
+            entry.balance_after = available_after_release;
+            self.insert_entry(&entry).await?;
+        }
+        self.expire_due().await?;
+        Ok(capture_entry)
+    }
+
+    /// Appends an entry (entries are only ever inserted).
+    pub async fn insert_entry(&mut self, entry: &Entry) -> Result<()> {
+        store::insert_entry(&self.txn, entry).await?;
+        self.last_entry_at = Some(self.last_entry_at.map_or(entry.created_at, |at| at.max(entry.created_at)));
+        Ok(())
+    }
+
+    pub fn last_entry_at(&self) -> Option<DateTime<Utc>> {
+        self.last_entry_at
     }
 
     /// The sequence number for the next entry this write appends.
@@ -109,7 +244,7 @@ impl AccountWrite {
         seq
     }
 
-    pub async fn announce(&mut self, events: &crate::events::BalanceEvents) -> Result<()> {
+    pub async fn announce(&mut self, events: &BalanceEvents) -> Result<()> {
         if !self.announced {
             events
                 .announce_in_transaction(&self.txn, self.end_user_id)
@@ -119,8 +254,25 @@ impl AccountWrite {
         Ok(())
     }
 
+    /// Commits a change that needs no ledger entry (stopping a cycle), with whatever `load`
+    /// settled; the reserved sequence number is given back when unused.
+    pub async fn commit_without_entries(self) -> Result<()> {
+        if self.next_seq == self.reserved_through {
+            store::set_last_seq(&self.txn, self.end_user_id, self.reserved_through - 1).await?;
+            self.txn.commit().await?;
+            return Ok(());
+        }
+        let last_used = self.next_seq - 1;
+        if last_used > self.reserved_through {
+            store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
+        }
+        // `load` announced inside the transaction when it settled something.
+        self.txn.commit().await?;
+        Ok(())
+    }
+
     /// Commits what was written. A write that appended nothing rolls back instead.
-    pub async fn commit(mut self, events: &crate::events::BalanceEvents) -> Result<()> {
+    pub async fn commit(mut self, events: &BalanceEvents) -> Result<()> {
         let last_used = self.next_seq - 1;
         if last_used < self.reserved_through {
             self.txn.rollback().await?;

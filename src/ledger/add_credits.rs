@@ -147,6 +147,8 @@ impl Ledger {
             metadata: add.metadata.as_ref().map(|m| m.as_json().clone()),
             created_at: now,
             voided_at: None,
+            held: 0,
+            cycle_id: None,
         };
         write.grants.push(grant.clone());
         let balance = Balance::from_grants(user, &write.grants, now);
@@ -162,6 +164,8 @@ impl Ledger {
             metadata: grant.metadata.clone(),
             idempotency_key: add.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
             created_at: now,
+            hold_id: None,
+            reversed_entry_id: None,
             allocations: Vec::new(),
         };
 

@@ -9,8 +9,10 @@ use super::types::EndUserId;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Balance {
     pub end_user_id: EndUserId,
-    /// What a debit could take now.
+    /// What a debit could take now: the active grants' remaining credits less open holds.
     pub available: i64,
+    /// Credits reserved by open holds (on any grant, expired ones included).
+    pub held: i64,
     /// The active grants, in the order debits consume them.
     pub grants: Vec<Grant>,
     /// The soonest `expires_at` among the active grants.
@@ -25,7 +27,12 @@ impl Balance {
             .collect();
         Self {
             end_user_id,
-            available: active.iter().map(|g| g.remaining).sum(),
+            available: active.iter().map(Grant::spendable).sum(),
+            held: grants
+                .iter()
+                .filter(|g| g.voided_at.is_none())
+                .map(|g| g.held)
+                .sum(),
             next_expiry: active.iter().filter_map(|g| g.expires_at).min(),
             grants: active,
         }

@@ -44,12 +44,12 @@ pub fn active_in_burn_down_order(grants: &[Grant], now: DateTime<Utc>) -> Vec<&G
     active
 }
 
-/// Sum of what remains in the grants active at `now`.
+/// What debits may take at `now`: what remains in the active grants, less open holds.
 pub fn active_balance(grants: &[Grant], now: DateTime<Utc>) -> i64 {
     grants
         .iter()
         .filter(|g| g.is_active(now))
-        .map(|g| g.remaining)
+        .map(Grant::spendable)
         .sum()
 }
 
@@ -73,7 +73,10 @@ pub fn plan_debit(
         if still_needed == 0 {
             break;
         }
-        let taken = grant.remaining.min(still_needed);
+        let taken = grant.spendable().min(still_needed);
+        if taken == 0 {
+            continue;
+        }
         allocations.push(Allocation {
             grant_id: grant.id,
             amount: taken,
@@ -109,6 +112,8 @@ mod tests {
             metadata: None,
             created_at: now() - Duration::days(age_days),
             voided_at: None,
+            held: 0,
+            cycle_id: None,
         }
     }
 
@@ -172,6 +177,17 @@ mod tests {
         let grants = [future, expired, voided, empty, usable];
         assert_eq!(active_balance(&grants, now()), 7);
         assert_eq!(take(&grants, 7), vec![(5, 7)]);
+    }
+
+    #[test]
+    fn credits_held_by_open_holds_are_not_spendable() {
+        let mut held = grant(1, 10, Some(1), 1);
+        held.held = 8;
+        let free = grant(2, 10, Some(5), 1);
+        let grants = [held, free];
+        assert_eq!(active_balance(&grants, now()), 12);
+        assert_eq!(take(&grants, 12), vec![(1, 2), (2, 10)]);
+        assert!(plan_debit(&grants, 13, now()).is_err());
     }
 
     #[test]

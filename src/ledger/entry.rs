@@ -22,11 +22,42 @@ pub struct Entry {
     pub metadata: Option<serde_json::Value>,
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
-    /// In the order the grants were drawn on.
+    /// The hold a HOLD / CAPTURE / RELEASE entry is about.
+    pub hold_id: Option<Uuid>,
+    /// The debit a REVERSAL gives back.
+    pub reversed_entry_id: Option<Uuid>,
+    /// In the order the grants were drawn on; negative amounts give credits back.
     pub allocations: Vec<Allocation>,
 }
 
 impl Entry {
+    /// A new entry with no references, allocations, description or metadata yet.
+    pub fn new(
+        kind: EntryKind,
+        end_user_id: EndUserId,
+        seq: i64,
+        amount: i64,
+        balance_after: i64,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            end_user_id,
+            seq,
+            kind,
+            amount,
+            balance_after,
+            grant_id: None,
+            description: None,
+            metadata: None,
+            idempotency_key: None,
+            created_at,
+            hold_id: None,
+            reversed_entry_id: None,
+            allocations: Vec::new(),
+        }
+    }
+
     /// The signed change to the balance: positive adds, negative takes away.
     pub fn delta(&self) -> i64 {
         self.kind.sign() * self.amount
@@ -45,6 +76,8 @@ impl Entry {
             metadata: model.metadata,
             idempotency_key: model.idempotency_key,
             created_at: model.created_at,
+            hold_id: model.hold_id,
+            reversed_entry_id: model.reversed_entry_id,
             allocations,
         })
     }

@@ -1,5 +1,6 @@
-//! Expiry on time: when a grant's `expiresAt` passes, an `EXPIRY` entry records what remained,
-//! and subscribers hear of it.
+//! Time-driven changes, on time: when a grant's `expiresAt` passes, an `EXPIRY` entry records
+//! what remained; a hold past its deadline is released; a cycle at its period's end renews.
+//! Subscribers hear of each.
 //!
 //! Every process runs `run_expiry_scheduler`. It sleeps until the soonest expiry (at most
 //! `MAX_SLEEP`, so grants added by other processes are not missed for long), and is woken early
@@ -21,24 +22,34 @@ const BATCH: u64 = 200;
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 impl Ledger {
-    /// Records the expiries due for one end user. Returns how many grants expired.
-    pub async fn expire_due(&self, end_user_id: EndUserId) -> Result<usize> {
+    /// Settles what is due for one end user (expiries, hold deadlines, renewals). Returns how
+    /// many entries that wrote.
+    pub async fn settle_due(&self, end_user_id: EndUserId) -> Result<usize> {
         let mut write = self.begin_write(end_user_id).await?;
-        let expired = write.load(&self.events).await?;
+        let written = write.load(&self.events).await?;
         write.commit(&self.events).await?;
-        Ok(expired)
+        Ok(written)
     }
 
-    /// One pass: expires everything due now. Returns when the next expiry is due, if any.
+    /// One pass: settles everything due now. Returns when the next thing falls due, if known.
     pub async fn expire_all_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         loop {
             let now = clock::now();
-            let users = store::end_users_with_due_expiries(&self.db, now, BATCH).await?;
+            let mut users = store::end_users_with_due_expiries(&self.db, now, BATCH).await?;
+            users.extend(store::end_users_with_due_holds(&self.db, now, BATCH).await?);
+            users.extend(store::end_users_with_due_cycles(&self.db, now, BATCH).await?);
+            users.sort_by_key(|u| u.0);
+            users.dedup();
             for user in &users {
-                self.expire_due(*user).await?;
+                self.settle_due(*user).await?;
             }
             if (users.len() as u64) < BATCH {
-                return store::next_expiry_after(&self.db, now).await;
+                let next = [
+                    store::next_expiry_after(&self.db, now).await?,
+                    store::next_hold_deadline_after(&self.db, now).await?,
+                    store::next_period_end_after(&self.db, now).await?,
+                ];
+                return Ok(next.into_iter().flatten().min());
             }
         }
     }

@@ -22,15 +22,25 @@ pub struct Grant {
     pub metadata: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub voided_at: Option<DateTime<Utc>>,
+    /// Part of `remaining` earmarked by open holds: only those holds may take it.
+    pub held: i64,
+    /// The recurring cycle that granted it, if any.
+    pub cycle_id: Option<Uuid>,
 }
 
 impl Grant {
     /// Counts towards the balance at `now`: in effect, not expired, not voided, not used up.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
-        self.effective_at <= now
-            && self.expires_at.is_none_or(|expires_at| now < expires_at)
-            && self.voided_at.is_none()
-            && self.remaining > 0
+        self.effective_at <= now && !self.is_expired(now) && self.voided_at.is_none() && self.remaining > 0
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|expires_at| expires_at <= now)
+    }
+
+    /// What a debit (or a new hold) may take: what remains less what open holds earmarked.
+    pub fn spendable(&self) -> i64 {
+        self.remaining - self.held
     }
 
     pub fn from_model(model: grant::Model) -> Result<Self> {
@@ -47,6 +57,8 @@ impl Grant {
             metadata: model.metadata,
             created_at: model.created_at,
             voided_at: model.voided_at,
+            held: model.held,
+            cycle_id: model.cycle_id,
         })
     }
 }

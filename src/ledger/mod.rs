@@ -6,6 +6,10 @@
 
 mod account_write;
 mod add_credits;
+pub mod corrections;
+pub mod cycles;
+pub mod history;
+pub mod holds;
 pub mod balance;
 pub mod burn_down;
 pub mod clock;

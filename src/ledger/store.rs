@@ -18,7 +18,9 @@ use super::burn_down::Allocation;
 use super::entry::Entry;
 use super::grant::Grant;
 use super::types::EndUserId;
-use crate::entities::{account, grant, ledger_allocation, ledger_entry};
+use crate::entities::{account, cycle, grant, hold, hold_allocation, ledger_allocation, ledger_entry};
+use super::cycles::{Cycle, CycleStatus};
+use super::holds::{Hold, HoldStatus};
 use crate::error::{Error, Result};
 
 /// Locks the end user's account for the rest of the transaction, creating it on first use, and
@@ -72,7 +74,7 @@ pub async fn next_expiry_after(
     let next = grant::Entity::find()
         .select_only()
         .column(grant::Column::ExpiresAt)
-        .filter(grant::Column::Remaining.gt(0))
+        .filter(Expr::col(grant::Column::Remaining).gt(Expr::col(grant::Column::Held)))
         .filter(grant::Column::VoidedAt.is_null())
         .filter(grant::Column::ExpiresAt.gt(after))
         .order_by_asc(grant::Column::ExpiresAt)
@@ -94,7 +96,7 @@ pub async fn end_users_with_due_expiries(
         .select_only()
         .column(grant::Column::EndUserId)
         .distinct()
-        .filter(grant::Column::Remaining.gt(0))
+        .filter(Expr::col(grant::Column::Remaining).gt(Expr::col(grant::Column::Held)))
         .filter(grant::Column::VoidedAt.is_null())
         .filter(grant::Column::ExpiresAt.lte(now))
         .limit(limit)
@@ -121,8 +123,9 @@ pub async fn load_open_grants(
         .collect()
 }
 
-/// Lowers `remaining` of every allocated grant in one statement. The `remaining >= amount`
-/// guard (and the table's CHECK) make a stale plan fail loudly instead of going negative.
+/// Lowers `remaining` of every allocated grant in one statement (negative amounts give
+/// credits back). The `remaining >= amount` guard (and the table's CHECKs) make a stale plan
+/// fail loudly instead of going negative.
 pub async fn take_from_grants(
     txn: &impl ConnectionTrait,
     allocations: &[Allocation],
@@ -175,6 +178,8 @@ pub async fn insert_grant(txn: &impl ConnectionTrait, grant: &Grant) -> Result<(
         metadata: Set(grant.metadata.clone()),
         created_at: Set(grant.created_at),
         voided_at: Set(grant.voided_at),
+        held: Set(grant.held),
+        cycle_id: Set(grant.cycle_id),
     })
     .exec_without_returning(txn)
     .await?;
@@ -195,6 +200,8 @@ pub async fn insert_entry(txn: &impl ConnectionTrait, entry: &Entry) -> Result<(
         metadata: Set(entry.metadata.clone()),
         idempotency_key: Set(entry.idempotency_key.clone()),
         created_at: Set(entry.created_at),
+        hold_id: Set(entry.hold_id),
+        reversed_entry_id: Set(entry.reversed_entry_id),
     })
     .exec_without_returning(txn)
     .await?;
@@ -249,6 +256,13 @@ pub async fn entries_before(
 }
 
 /// Loads the allocations of many entries in one query.
+pub async fn entries_with_allocations(
+    conn: &impl ConnectionTrait,
+    models: Vec<ledger_entry::Model>,
+) -> Result<Vec<Entry>> {
+    attach_allocations(conn, models).await
+}
+
 async fn attach_allocations(
     conn: &impl ConnectionTrait,
     models: Vec<ledger_entry::Model>,
@@ -278,4 +292,299 @@ async fn attach_allocations(
             Entry::from_model(model, own)
         })
         .collect()
+}
+
+/// Changes `held` of several grants by the given amounts, in one statement.
+pub async fn change_held(txn: &impl ConnectionTrait, changes: &[Allocation]) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut new_held = CaseStatement::new();
+    for change in changes {
+        new_held = new_held.case(
+            Expr::col(grant::Column::Id).eq(change.grant_id),
+            Expr::col(grant::Column::Held).add(change.amount),
+        );
+    }
+    let updated = grant::Entity::update_many()
+        .col_expr(
+            grant::Column::Held,
+            new_held.finally(Expr::col(grant::Column::Held)).into(),
+        )
+        .filter(grant::Column::Id.is_in(changes.iter().map(|c| c.grant_id)))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected != changes.len() as u64 {
+        return Err(Error::Internal("a held grant is missing".into()));
+    }
+    Ok(())
+}
+
+pub async fn mark_voided(txn: &impl ConnectionTrait, grant_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    grant::Entity::update_many()
+        .col_expr(grant::Column::VoidedAt, Expr::val(now))
+        .filter(grant::Column::Id.eq(grant_id))
+        .filter(grant::Column::VoidedAt.is_null())
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Every grant the end user ever had (for answering balances at past instants).
+pub async fn all_grants(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Vec<Grant>> {
+    grant::Entity::find()
+        .filter(grant::Column::EndUserId.eq(end_user_id.0))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Grant::from_model)
+        .collect()
+}
+
+/// The REVERSAL entries of a debit.
+pub async fn reversals_of(conn: &impl ConnectionTrait, entry_id: Uuid) -> Result<Vec<Entry>> {
+    let models = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::ReversedEntryId.eq(entry_id))
+        .all(conn)
+        .await?;
+    attach_allocations(conn, models).await
+}
+
+/// What expiries took from a grant.
+pub async fn expired_amount(conn: &impl ConnectionTrait, grant_id: Uuid) -> Result<i64> {
+    let entries = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::GrantId.eq(grant_id))
+        .filter(ledger_entry::Column::Kind.eq(super::types::EntryKind::Expiry.as_str()))
+        .all(conn)
+        .await?;
+    Ok(entries.iter().map(|e| e.amount).sum())
+}
+
+pub async fn insert_hold(txn: &impl ConnectionTrait, hold: &Hold, earmarks: &[Allocation]) -> Result<()> {
+    hold::Entity::insert(hold::ActiveModel {
+        id: Set(hold.id),
+        end_user_id: Set(hold.end_user_id.0),
+        amount: Set(hold.amount),
+        captured_amount: Set(hold.captured_amount),
+        status: Set(hold.status.as_str().to_owned()),
+        description: Set(hold.description.clone()),
+        expires_at: Set(hold.expires_at),
+        created_at: Set(hold.created_at),
+        closed_at: Set(hold.closed_at),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    hold_allocation::Entity::insert_many(earmarks.iter().zip(0..).map(|(earmark, position)| {
+        hold_allocation::ActiveModel {
+            hold_id: Set(hold.id),
+            grant_id: Set(earmark.grant_id),
+            amount: Set(earmark.amount),
+            position: Set(position),
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_hold(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Hold>> {
+    hold::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .map(Hold::from_model)
+        .transpose()
+}
+
+/// The grants a hold earmarks, in the order they were drawn on.
+pub async fn hold_allocations(
+    conn: &impl ConnectionTrait,
+    hold_id: Uuid,
+) -> Result<Vec<hold_allocation::Model>> {
+    Ok(hold_allocation::Entity::find()
+        .filter(hold_allocation::Column::HoldId.eq(hold_id))
+        .order_by_asc(hold_allocation::Column::Position)
+        .all(conn)
+        .await?)
+}
+
+pub async fn close_hold(
+    txn: &impl ConnectionTrait,
+    hold_id: Uuid,
+    status: HoldStatus,
+    captured: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    hold::Entity::update_many()
+        .col_expr(hold::Column::Status, Expr::val(status.as_str()))
+        .col_expr(hold::Column::CapturedAmount, Expr::val(captured))
+        .col_expr(hold::Column::ClosedAt, Expr::val(now))
+        .filter(hold::Column::Id.eq(hold_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// The end user's open holds past their deadline.
+pub async fn due_holds(
+    conn: &impl ConnectionTrait,
+    end_user_id: EndUserId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Hold>> {
+    hold::Entity::find()
+        .filter(hold::Column::EndUserId.eq(end_user_id.0))
+        .filter(hold::Column::Status.eq(HoldStatus::Open.as_str()))
+        .filter(hold::Column::ExpiresAt.lte(now))
+        .order_by_asc(hold::Column::ExpiresAt)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Hold::from_model)
+        .collect()
+}
+
+pub async fn end_users_with_due_holds(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<EndUserId>> {
+    use sea_orm::QuerySelect;
+    let users = hold::Entity::find()
+        .select_only()
+        .column(hold::Column::EndUserId)
+        .distinct()
+        .filter(hold::Column::Status.eq(HoldStatus::Open.as_str()))
+        .filter(hold::Column::ExpiresAt.lte(now))
+        .limit(limit)
+        .into_tuple::<Uuid>()
+        .all(conn)
+        .await?;
+    Ok(users.into_iter().map(EndUserId).collect())
+}
+
+pub async fn next_hold_deadline_after(
+    conn: &impl ConnectionTrait,
+    after: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    use sea_orm::QuerySelect;
+    Ok(hold::Entity::find()
+        .select_only()
+        .column(hold::Column::ExpiresAt)
+        .filter(hold::Column::Status.eq(HoldStatus::Open.as_str()))
+        .filter(hold::Column::ExpiresAt.gt(after))
+        .order_by_asc(hold::Column::ExpiresAt)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await?)
+}
+
+fn cycle_model(cycle: &Cycle) -> cycle::ActiveModel {
+    cycle::ActiveModel {
+        id: Set(cycle.id),
+        end_user_id: Set(cycle.end_user_id.0),
+        amount: Set(cycle.amount),
+        validity_days: Set(cycle.validity_days),
+        rollover_max: Set(cycle.rollover_max),
+        status: Set(cycle.status.as_str().to_owned()),
+        current_period_start: Set(cycle.current_period_start),
+        current_period_end: Set(cycle.current_period_end),
+        current_grant_id: Set(cycle.current_grant_id),
+        created_at: Set(cycle.created_at),
+        canceled_at: Set(cycle.canceled_at),
+    }
+}
+
+pub async fn insert_cycle(txn: &impl ConnectionTrait, cycle: &Cycle) -> Result<()> {
+    cycle::Entity::insert(cycle_model(cycle))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+pub async fn update_cycle(txn: &impl ConnectionTrait, cycle: &Cycle) -> Result<()> {
+    use sea_orm::ActiveModelTrait;
+    cycle_model(cycle).reset_all().update(txn).await?;
+    Ok(())
+}
+
+pub async fn active_cycle(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Option<Cycle>> {
+    cycle::Entity::find()
+        .filter(cycle::Column::EndUserId.eq(end_user_id.0))
+        .filter(cycle::Column::Status.eq(CycleStatus::Active.as_str()))
+        .one(conn)
+        .await?
+        .map(Cycle::from_model)
+        .transpose()
+}
+
+pub async fn latest_cycle(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Option<Cycle>> {
+    cycle::Entity::find()
+        .filter(cycle::Column::EndUserId.eq(end_user_id.0))
+        .order_by_desc(cycle::Column::CreatedAt)
+        .one(conn)
+        .await?
+        .map(Cycle::from_model)
+        .transpose()
+}
+
+/// All cycles of an end user (for Creduse's per-cycle balances).
+pub async fn cycles_of(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Vec<Cycle>> {
+    cycle::Entity::find()
+        .filter(cycle::Column::EndUserId.eq(end_user_id.0))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Cycle::from_model)
+        .collect()
+}
+
+/// The cycle a grant belongs to.
+pub async fn cycle_granting(conn: &impl ConnectionTrait, grant_id: Uuid) -> Result<Option<Cycle>> {
+    let Some(grant) = find_grant(conn, grant_id).await? else {
+        return Ok(None);
+    };
+    let Some(cycle_id) = grant.cycle_id else {
+        return Ok(None);
+    };
+    cycle::Entity::find_by_id(cycle_id)
+        .one(conn)
+        .await?
+        .map(Cycle::from_model)
+        .transpose()
+}
+
+pub async fn end_users_with_due_cycles(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<EndUserId>> {
+    use sea_orm::QuerySelect;
+    let users = cycle::Entity::find()
+        .select_only()
+        .column(cycle::Column::EndUserId)
+        .distinct()
+        .filter(cycle::Column::Status.eq(CycleStatus::Active.as_str()))
+        .filter(cycle::Column::CurrentPeriodEnd.lte(now))
+        .limit(limit)
+        .into_tuple::<Uuid>()
+        .all(conn)
+        .await?;
+    Ok(users.into_iter().map(EndUserId).collect())
+}
+
+pub async fn next_period_end_after(
+    conn: &impl ConnectionTrait,
+    after: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    use sea_orm::QuerySelect;
+    Ok(cycle::Entity::find()
+        .select_only()
+        .column(cycle::Column::CurrentPeriodEnd)
+        .filter(cycle::Column::Status.eq(CycleStatus::Active.as_str()))
+        .filter(cycle::Column::CurrentPeriodEnd.gt(after))
+        .order_by_asc(cycle::Column::CurrentPeriodEnd)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await?)
 }

@@ -122,6 +122,8 @@ impl Ledger {
                 .as_ref()
                 .map(|k| k.as_str().to_owned()),
             created_at: now,
+            hold_id: None,
+            reversed_entry_id: None,
             allocations,
         };
         store::insert_entry(&write.txn, &entry).await?;

@@ -164,16 +164,44 @@ pub enum EntryKind {
     Debit,
     /// What remained of a grant when it expired.
     Expiry,
+    /// What remained of a grant when it was voided.
+    Void,
+    /// Credits a debit took, given back to its grants.
+    Reversal,
+    /// Credits reserved for work in progress (no longer available, not yet spent).
+    Hold,
+    /// Held credits spent.
+    Capture,
+    /// Held credits made available again.
+    Release,
+    /// A recurring cycle's new period (and any rollover).
+    Renewal,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 3] = [Self::Grant, Self::Debit, Self::Expiry];
+    pub const ALL: [EntryKind; 9] = [
+        Self::Grant,
+        Self::Debit,
+        Self::Expiry,
+        Self::Void,
+        Self::Reversal,
+        Self::Hold,
+        Self::Capture,
+        Self::Release,
+        Self::Renewal,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grant => "grant",
             Self::Debit => "debit",
             Self::Expiry => "expiry",
+            Self::Void => "void",
+            Self::Reversal => "reversal",
+            Self::Hold => "hold",
+            Self::Capture => "capture",
+            Self::Release => "release",
+            Self::Renewal => "renewal",
         }
     }
 
@@ -184,11 +212,13 @@ impl EntryKind {
             .ok_or_else(|| Error::Internal(format!("unknown entry kind '{value}' in database")))
     }
 
-    /// +1 when the entry adds to the balance, −1 when it takes from it.
+    /// How the entry moves the available balance: +1 adds, −1 takes, 0 neither (a capture
+    /// spends credits its hold had already taken out of the available balance).
     pub fn sign(self) -> i64 {
         match self {
-            Self::Grant => 1,
-            Self::Debit | Self::Expiry => -1,
+            Self::Grant | Self::Reversal | Self::Release | Self::Renewal => 1,
+            Self::Debit | Self::Expiry | Self::Void | Self::Hold => -1,
+            Self::Capture => 0,
         }
     }
 }

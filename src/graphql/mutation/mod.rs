@@ -1,7 +1,16 @@
+mod corrections;
 mod credits;
+mod cycles;
+mod holds;
 mod tokens;
 
 use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(credits::CreditsMutation, tokens::TokensMutation);
+pub struct Mutation(
+    credits::CreditsMutation,
+    holds::HoldsMutation,
+    corrections::CorrectionsMutation,
+    cycles::CyclesMutation,
+    tokens::TokensMutation,
+);

@@ -1,8 +1,9 @@
 use async_graphql::{Context, Object, Result};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::graphql::context::ledger_for_reader;
-use crate::graphql::types::Balance;
+use crate::graphql::types::{Balance, Cycle};
 use crate::ledger::EndUserId;
 
 #[derive(Default)]
@@ -10,10 +11,26 @@ pub struct BalanceQuery;
 
 #[Object]
 impl BalanceQuery {
-    /// An end user's balance now. An end user never seen has a balance of 0.
-    /// Secret keys, or that end user's own token.
-    async fn balance(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<Balance> {
-        let ledger = ledger_for_reader(ctx, EndUserId(end_user_id))?;
-        Ok(Balance(ledger.balance(EndUserId(end_user_id)).await?))
+    /// An end user's balance now, or at a past instant `at` (replayed from the ledger).
+    /// An end user never seen has a balance of 0. Secret keys, or that end user's own token.
+    async fn balance(
+        &self,
+        ctx: &Context<'_>,
+        end_user_id: Uuid,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Balance> {
+        let user = EndUserId(end_user_id);
+        let ledger = ledger_for_reader(ctx, user)?;
+        Ok(Balance(match at {
+            Some(at) => ledger.balance_at(user, at).await?,
+            None => ledger.balance(user).await?,
+        }))
+    }
+
+    /// The end user's most recent recurring cycle (active or canceled), if any.
+    async fn cycle(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<Option<Cycle>> {
+        let user = EndUserId(end_user_id);
+        let ledger = ledger_for_reader(ctx, user)?;
+        Ok(ledger.cycle(user).await?.map(Cycle))
     }
 }

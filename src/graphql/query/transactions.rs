@@ -1,10 +1,12 @@
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, OpaqueCursor};
 use async_graphql::{Context, Object, Result};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::Error;
 use crate::graphql::context::ledger_for_reader;
-use crate::graphql::types::LedgerEntry;
+use crate::graphql::types::{EntryKind, LedgerEntry};
+use crate::ledger::history::EntryFilter;
 use crate::ledger::EndUserId;
 
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -26,6 +28,11 @@ impl TransactionsQuery {
         end_user_id: Uuid,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last entry of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only entries of these kinds.")] kinds: Option<Vec<EntryKind>>,
+        #[graphql(desc = "Only entries made at or after this instant.")] from: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "Only entries made before this instant.")] to: Option<DateTime<Utc>>,
     ) -> Result<Connection<EntryCursor, LedgerEntry, EmptyFields, EmptyFields>> {
         let ledger = ledger_for_reader(ctx, EndUserId(end_user_id))?;
         let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
@@ -42,8 +49,13 @@ impl TransactionsQuery {
             })
             .transpose()?;
         // One more than asked tells whether there is a next page.
+        let filter = EntryFilter {
+            kinds: kinds.unwrap_or_default().into_iter().map(Into::into).collect(),
+            from,
+            to,
+        };
         let mut entries = ledger
-            .entries(EndUserId(end_user_id), before_seq, first as u64 + 1)
+            .history(EndUserId(end_user_id), &filter, before_seq, first as u64 + 1)
             .await?;
         let has_next_page = entries.len() > first as usize;
         entries.truncate(first as usize);

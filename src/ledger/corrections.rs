@@ -1,0 +1,271 @@
+//! Voids and reversals: corrections that leave their own ledger entries.
+//!
+//! `void_grant` takes what remains of a grant (a VOID entry) and marks it voided. A grant with
+//! credits earmarked by open holds cannot be voided until those holds close.
+//!
+//! `reverse_debit` gives back up to what a debit (or a capture) took, to the grants it took
+//! from, latest-drawn first; partial reversals may not add up to more than the debit took.
+//! Credits given back to a grant that has expired (or been voided) since are recorded, then
+//! leave again at once through an EXPIRY (or VOID) entry: a reversal never revives a grant.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::burn_down::Allocation;
+use super::entry::Entry;
+use super::grant::Grant;
+use super::idempotency::{self, Prior};
+use super::types::{Description, EndUserId, EntryKind, IdempotencyKey};
+use super::{Balance, Ledger, retry_once_on_unique_violation, store};
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VoidGrantRequest {
+    pub grant_id: Uuid,
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReverseDebitRequest {
+    pub entry_id: Uuid,
+    /// All that is left to reverse when `None`.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+pub struct CorrectionOutcome {
+    pub entry: Entry,
+    pub balance: Balance,
+    pub replayed: bool,
+}
+
+const VOID: &str = "void_grant";
+const REVERSE: &str = "reverse_debit";
+
+impl Ledger {
+    pub async fn void_grant(&self, request: VoidGrantRequest) -> Result<CorrectionOutcome> {
+        let hash = idempotency::request_hash(
+            VOID,
+            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        let reason = Description::parse(request.reason.clone())?;
+        let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
+        let user = store::find_grant(&self.db, request.grant_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no grant with id {}", request.grant_id)))?
+            .end_user_id;
+        retry_once_on_unique_violation(|| async {
+            let mut write = self.begin_write(user).await?;
+            if let Some(key) = &key
+                && let Prior::Replay { entry_id } =
+                    idempotency::check(&write.txn, key, VOID, &hash).await?
+            {
+                write.txn.rollback().await?;
+                return self.correction_replay(user, entry_id).await;
+            }
+            write.load(&self.events).await?;
+            let grant = store::find_grant(&write.txn, request.grant_id)
+                .await?
+                .ok_or_else(|| Error::NotFound("grant vanished".into()))?;
+            if grant.voided_at.is_some() {
+                return Err(Error::bad_input("grantId", "the grant is already voided"));
+            }
+            if grant.held > 0 {
+                return Err(Error::bad_input(
+                    "grantId",
+                    format!(
+                        "{} of its credits are held by open holds: capture or release them first",
+                        grant.held
+                    ),
+                ));
+            }
+            let entry = record_void(&mut write, &grant, reason.as_ref(), key.as_ref()).await?;
+            if let Some(key) = &key {
+                idempotency::record(&write.txn, key, VOID, &hash, user, entry.id, write.now)
+                    .await?;
+            }
+            let balance = Balance::from_grants(user, &write.grants, write.now);
+            write.commit(&self.events).await?;
+            Ok(CorrectionOutcome {
+                entry,
+                balance,
+                replayed: false,
+            })
+        })
+        .await
+    }
+
+    pub async fn reverse_debit(&self, request: ReverseDebitRequest) -> Result<CorrectionOutcome> {
+        let hash = idempotency::request_hash(
+            REVERSE,
+            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        if let Some(amount) = request.amount {
+            super::types::Amount::parse("amount", amount)?;
+        }
+        let reason = Description::parse(request.reason.clone())?;
+        let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
+        let debit = store::find_entry(&self.db, request.entry_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no ledger entry with id {}", request.entry_id)))?;
+        if !matches!(debit.kind, EntryKind::Debit | EntryKind::Capture) {
+            return Err(Error::bad_input(
+                "entryId",
+                "only DEBIT and CAPTURE entries can be reversed",
+            ));
+        }
+        let user = debit.end_user_id;
+        retry_once_on_unique_violation(|| async {
+            let mut write = self.begin_write(user).await?;
+            if let Some(key) = &key
+                && let Prior::Replay { entry_id } =
+                    idempotency::check(&write.txn, key, REVERSE, &hash).await?
+            {
+                write.txn.rollback().await?;
+                return self.correction_replay(user, entry_id).await;
+            }
+            write.load(&self.events).await?;
+            // What earlier reversals already gave back, per grant.
+            let earlier = store::reversals_of(&write.txn, debit.id).await?;
+            let mut returnable: Vec<Allocation> = debit
+                .allocations
+                .iter()
+                .rev()
+                .map(|taken| {
+                    let returned: i64 = earlier
+                        .iter()
+                        .flat_map(|r| r.allocations.iter())
+                        .filter(|a| a.grant_id == taken.grant_id)
+                        .map(|a| -a.amount)
+                        .sum();
+                    Allocation {
+                        grant_id: taken.grant_id,
+                        amount: taken.amount - returned,
+                    }
+                })
+                .filter(|a| a.amount > 0)
+                .collect();
+            let left: i64 = returnable.iter().map(|a| a.amount).sum();
+            let amount = request.amount.unwrap_or(left);
+            if amount > left || amount == 0 {
+                return Err(Error::bad_input(
+                    "amount",
+                    format!(
+                        "only {left} of the {} credits this entry took are left to reverse",
+                        debit.amount
+                    ),
+                ));
+            }
+            let mut still = amount;
+            for allocation in &mut returnable {
+                allocation.amount = allocation.amount.min(still);
+                still -= allocation.amount;
+            }
+            returnable.retain(|a| a.amount > 0);
+            let give_back: Vec<Allocation> = returnable
+                .iter()
+                .map(|a| Allocation {
+                    grant_id: a.grant_id,
+                    amount: -a.amount,
+                })
+                .collect();
+            // Grants that are used up are not loaded; bring them in to give back to them.
+            for allocation in &returnable {
+                if write.grant_mut(allocation.grant_id).is_none()
+                    && let Some(grant) = store::find_grant(&write.txn, allocation.grant_id).await?
+                {
+                    write.grants.push(grant);
+                }
+            }
+            write.take(&give_back).await?;
+            let mut entry = Entry::new(
+                EntryKind::Reversal,
+                user,
+                write.take_seq(),
+                amount,
+                write.available(),
+                write.now,
+            );
+            entry.reversed_entry_id = Some(debit.id);
+            entry.description = reason.as_ref().map(|d| d.as_str().to_owned());
+            entry.idempotency_key = key.as_ref().map(|k| k.as_str().to_owned());
+            entry.allocations = give_back;
+            write.insert_entry(&entry).await?;
+            // Credits given back to a voided grant leave again at once.
+            let voided: Vec<Grant> = write
+                .grants
+                .iter()
+                .filter(|g| g.voided_at.is_some() && g.remaining > 0)
+                .cloned()
+                .collect();
+            for grant in &voided {
+                record_void(&mut write, grant, None, None).await?;
+            }
+            write.expire_due().await?;
+            if let Some(key) = &key {
+                idempotency::record(&write.txn, key, REVERSE, &hash, user, entry.id, write.now)
+                    .await?;
+            }
+            let balance = Balance::from_grants(user, &write.grants, write.now);
+            write.commit(&self.events).await?;
+            Ok(CorrectionOutcome {
+                entry,
+                balance,
+                replayed: false,
+            })
+        })
+        .await
+    }
+
+    async fn correction_replay(&self, user: EndUserId, entry_id: Uuid) -> Result<CorrectionOutcome> {
+        let entry = store::find_entry(&self.db, entry_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("missing entry {entry_id}")))?;
+        Ok(CorrectionOutcome {
+            entry,
+            balance: self.balance(user).await?,
+            replayed: true,
+        })
+    }
+}
+
+/// Takes what remains of `grant` in a VOID entry and marks it voided.
+async fn record_void(
+    write: &mut super::account_write::AccountWrite,
+    grant: &Grant,
+    reason: Option<&Description>,
+    key: Option<&IdempotencyKey>,
+) -> Result<Entry> {
+    let taken = Allocation {
+        grant_id: grant.id,
+        amount: grant.remaining,
+    };
+    if taken.amount > 0 {
+        if write.grant_mut(grant.id).is_none() {
+            write.grants.push(grant.clone());
+        }
+        write.take(&[taken]).await?;
+    }
+    store::mark_voided(&write.txn, grant.id, write.now).await?;
+    write.grants.retain(|g| g.id != grant.id);
+    let mut entry = Entry::new(
+        EntryKind::Void,
+        write.end_user_id,
+        write.take_seq(),
+        taken.amount,
+        write.available(),
+        write.now,
+    );
+    entry.grant_id = Some(grant.id);
+    entry.description = reason.map(|d| d.as_str().to_owned());
+    entry.idempotency_key = key.map(|k| k.as_str().to_owned());
+    if taken.amount > 0 {
+        entry.allocations = vec![taken];
+    }
+    write.insert_entry(&entry).await?;
+    Ok(entry)
+}
