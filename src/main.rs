@@ -28,6 +28,9 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL); `schema.graphql` is its output.
     Schema,
+    /// Replay the ledger against the stored grants, holds and accounts; list every difference.
+    /// Exits 1 when there is any.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +139,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     let key = api_keys::revoke(&db, id).await?;
                     println!("revoked {} ({})", key.id, key.name);
                 }
+            }
+        }
+        Command::Verify => {
+            let db = db::connect(&config.database_url, 1).await?;
+            db::migrate(&db).await?;
+            let problems = tally::ledger::verify::verify(&db).await?;
+            if problems.is_empty() {
+                println!("ledger verified: no differences");
+            } else {
+                for problem in &problems {
+                    println!("{problem}");
+                }
+                anyhow::bail!("{} difference(s) between the ledger and the stored state", problems.len());
             }
         }
         Command::Schema => unreachable!("handled before the runtime starts"),

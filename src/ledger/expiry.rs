@@ -16,7 +16,7 @@ use super::{Ledger, clock, store};
 use crate::error::Result;
 
 /// Longest sleep between passes.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+const MAX_SLEEP: Duration = Duration::from_secs(10);
 /// End users handled per query while catching up.
 const BATCH: u64 = 200;
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);

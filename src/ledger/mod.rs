@@ -20,6 +20,7 @@ mod idempotency;
 mod store;
 mod subtract_credits;
 pub mod types;
+pub mod verify;
 
 use std::sync::Arc;
 
