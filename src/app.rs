@@ -47,7 +47,8 @@ impl Application {
             .await
             .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
         let state = AppState {
-            schema: build_schema(ledger, signer.clone()),
+            schema: build_schema(ledger.clone(), signer.clone()),
+            ledger,
             auth: Authenticator::new(db.clone(), signer),
             db,
             websocket: WebSocketSettings {

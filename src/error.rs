@@ -19,6 +19,10 @@ pub enum Error {
         field: &'static str,
         message: String,
     },
+    /// An amount of zero or less (Creduse's `AMOUNT_NEGATIVE`).
+    AmountNotPositive {
+        field: &'static str,
+    },
     Unauthenticated(&'static str),
     Forbidden(&'static str),
     NotFound(String),
@@ -60,7 +64,7 @@ impl Error {
     /// The code clients branch on; the same words in GraphQL and (later) REST.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::BadUserInput { .. } | Self::AmountNotPositive { .. } => "BAD_USER_INPUT",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
@@ -76,6 +80,9 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Self::BadUserInput { field, message } => format!("{field}: {message}"),
+            Self::AmountNotPositive { field } => {
+                format!("{field}: must be a positive whole number of credits")
+            }
             Self::Unauthenticated(message) | Self::Forbidden(message) => (*message).to_owned(),
             Self::NotFound(message) => message.clone(),
             Self::InsufficientCredits {
@@ -94,6 +101,36 @@ impl Error {
 
     fn is_internal(&self) -> bool {
         matches!(self, Self::Database(_) | Self::Internal(_))
+    }
+}
+
+/// The Creduse-compatible REST answer: HTTP status and `error_code`. Creduse's own codes where
+/// one fits (`AMOUNT_NEGATIVE`, `INSUFFICIENT_FUNDS`, `USER_DOES_NOT_EXIST`,
+/// `ACTIVE_CYCLE_EXISTS`, `NO_ACTIVE_CYCLE`), ours otherwise.
+impl Error {
+    pub fn rest_status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            Self::AmountNotPositive { .. } => (422, "AMOUNT_NEGATIVE"),
+            Self::BadUserInput { .. } => (422, "VALIDATION_ERROR"),
+            Self::Unauthenticated(_) => (401, "UNAUTHENTICATED"),
+            Self::Forbidden(_) => (403, "FORBIDDEN"),
+            Self::NotFound(_) => (404, "USER_DOES_NOT_EXIST"),
+            Self::InsufficientCredits { .. } => (402, "INSUFFICIENT_FUNDS"),
+            Self::IdempotencyConflict { .. } => (409, "IDEMPOTENCY_CONFLICT"),
+            Self::ActiveCycleExists => (409, "ACTIVE_CYCLE_EXISTS"),
+            Self::NoActiveCycle => (409, "NO_ACTIVE_CYCLE"),
+            Self::Database(_) | Self::Internal(_) => (500, "INTERNAL_SERVER_ERROR"),
+        }
+    }
+
+    /// The message safe to show: internal details are logged, not returned.
+    pub fn public_message(&self) -> String {
+        if self.is_internal() {
+            tracing::error!(error = self.message(), "internal error answering a request");
+            "internal server error".to_owned()
+        } else {
+            self.message()
+        }
     }
 }
 
@@ -120,7 +157,9 @@ impl From<Error> for async_graphql::Error {
         async_graphql::Error::new(error.message()).extend_with(|_, ext| {
             ext.set("code", code);
             match &error {
-                Error::BadUserInput { field, .. } => ext.set("field", *field),
+                Error::BadUserInput { field, .. } | Error::AmountNotPositive { field } => {
+                    ext.set("field", *field)
+                }
                 Error::InsufficientCredits {
                     available,
                     requested,

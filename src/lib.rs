@@ -15,6 +15,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
+pub mod rest;
 
 pub use app::Application;
 pub use config::Config;

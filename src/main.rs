@@ -151,7 +151,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 for problem in &problems {
                     println!("{problem}");
                 }
-                anyhow::bail!("{} difference(s) between the ledger and the stored state", problems.len());
+                anyhow::bail!(
+                    "{} difference(s) between the ledger and the stored state",
+                    problems.len()
+                );
             }
         }
         Command::Schema => unreachable!("handled before the runtime starts"),

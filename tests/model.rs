@@ -51,16 +51,23 @@ const BALANCE_AT: &str = "query($id: UUID!, $at: DateTime) { balance(endUserId: 
     available held grants { id remaining } } }";
 
 fn kinds(entries: &[Value]) -> Vec<String> {
-    entries.iter().rev().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+    entries
+        .iter()
+        .rev()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn db(app: &TestApp) -> DatabaseConnection {
-    Database::connect(&app.database_url).await.expect("test database")
+    Database::connect(&app.database_url)
+        .await
+        .expect("test database")
 }
 
 async fn holds_reserve_then_capture_or_release(app: TestApp) {
     let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 100 })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
     let held = app
         .ok(HOLD, json!({ "input": { "endUserId": user, "amount": 30, "ttlSeconds": 600, "description": "render job" } }))
         .await;
@@ -72,22 +79,38 @@ async fn holds_reserve_then_capture_or_release(app: TestApp) {
 
     // A debit cannot take held credits.
     let body = app
-        .graphql(SUBTRACT_CREDITS, json!({ "input": { "endUserId": user, "amount": 71 } }))
+        .graphql(
+            SUBTRACT_CREDITS,
+            json!({ "input": { "endUserId": user, "amount": 71 } }),
+        )
         .await;
     assert_eq!(error_code(&body), "INSUFFICIENT_CREDITS");
     assert_eq!(body["errors"][0]["extensions"]["available"], 70);
     // Nor can a second hold.
     let body = app
-        .graphql(HOLD, json!({ "input": { "endUserId": user, "amount": 71, "ttlSeconds": 60 } }))
+        .graphql(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 71, "ttlSeconds": 60 } }),
+        )
         .await;
     assert_eq!(error_code(&body), "INSUFFICIENT_CREDITS");
 
     // Over the held amount: refused, nothing changes.
-    let body = app.graphql(CAPTURE, json!({ "input": { "holdId": hold_id, "amount": 31 } })).await;
+    let body = app
+        .graphql(
+            CAPTURE,
+            json!({ "input": { "holdId": hold_id, "amount": 31 } }),
+        )
+        .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     assert_eq!(app.balance(&user).await["available"], 70);
 
-    let captured = app.ok(CAPTURE, json!({ "input": { "holdId": hold_id, "amount": 20 } })).await;
+    let captured = app
+        .ok(
+            CAPTURE,
+            json!({ "input": { "holdId": hold_id, "amount": 20 } }),
+        )
+        .await;
     assert_eq!(captured["hold"]["status"], "CAPTURED");
     assert_eq!(captured["hold"]["capturedAmount"], 20);
     assert_eq!(captured["entry"]["kind"], "CAPTURE");
@@ -103,17 +126,39 @@ async fn holds_reserve_then_capture_or_release(app: TestApp) {
     }
 
     // Full capture by default; release gives everything back.
-    let second = app.ok(HOLD, json!({ "input": { "endUserId": user, "amount": 10, "ttlSeconds": 60 } })).await;
-    let full = app.ok(CAPTURE, json!({ "input": { "holdId": second["hold"]["id"] } })).await;
+    let second = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 10, "ttlSeconds": 60 } }),
+        )
+        .await;
+    let full = app
+        .ok(
+            CAPTURE,
+            json!({ "input": { "holdId": second["hold"]["id"] } }),
+        )
+        .await;
     assert_eq!(full["hold"]["capturedAmount"], 10);
     assert_eq!(full["balance"]["available"], 70);
-    let third = app.ok(HOLD, json!({ "input": { "endUserId": user, "amount": 50, "ttlSeconds": 60 } })).await;
+    let third = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 50, "ttlSeconds": 60 } }),
+        )
+        .await;
     assert_eq!(third["balance"]["available"], 20);
-    let released = app.ok(RELEASE, json!({ "input": { "holdId": third["hold"]["id"] } })).await;
+    let released = app
+        .ok(
+            RELEASE,
+            json!({ "input": { "holdId": third["hold"]["id"] } }),
+        )
+        .await;
     assert_eq!(released["hold"]["status"], "RELEASED");
     assert_eq!(released["balance"], json!({ "available": 70, "held": 0 }));
 
-    let body = app.graphql(RELEASE, json!({ "input": { "holdId": new_user() } })).await;
+    let body = app
+        .graphql(RELEASE, json!({ "input": { "holdId": new_user() } }))
+        .await;
     assert_eq!(error_code(&body), "NOT_FOUND");
     for input in [
         json!({ "endUserId": user, "amount": 0, "ttlSeconds": 60 }),
@@ -125,7 +170,9 @@ async fn holds_reserve_then_capture_or_release(app: TestApp) {
     }
     assert_eq!(
         kinds(&app.all_entries(&user).await),
-        ["GRANT", "HOLD", "CAPTURE", "RELEASE", "HOLD", "CAPTURE", "HOLD", "RELEASE"]
+        [
+            "GRANT", "HOLD", "CAPTURE", "RELEASE", "HOLD", "CAPTURE", "HOLD", "RELEASE"
+        ]
     );
     assert_ledger_replays(&app, &user).await;
     assert_verify_clean(&app);
@@ -133,36 +180,89 @@ async fn holds_reserve_then_capture_or_release(app: TestApp) {
 
 async fn an_open_hold_releases_itself_at_its_deadline(app: TestApp) {
     let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 40 })).await;
-    let held = app.ok(HOLD, json!({ "input": { "endUserId": user, "amount": 25, "ttlSeconds": 1 } })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 40 }))
+        .await;
+    let held = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 25, "ttlSeconds": 1 } }),
+        )
+        .await;
     assert_eq!(held["balance"]["available"], 15);
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let balance = app.balance(&user).await;
     assert_eq!(balance["available"], 40, "released by the scheduler");
-    let body = app.graphql(CAPTURE, json!({ "input": { "holdId": held["hold"]["id"] } })).await;
-    assert_eq!(error_code(&body), "BAD_USER_INPUT", "an expired hold cannot be captured");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("expired"), "{body}");
-    assert_eq!(kinds(&app.all_entries(&user).await), ["GRANT", "HOLD", "RELEASE"]);
+    let body = app
+        .graphql(
+            CAPTURE,
+            json!({ "input": { "holdId": held["hold"]["id"] } }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        "BAD_USER_INPUT",
+        "an expired hold cannot be captured"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+    assert_eq!(
+        kinds(&app.all_entries(&user).await),
+        ["GRANT", "HOLD", "RELEASE"]
+    );
 }
 
 async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
     let user = new_user();
     let soon = (Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
-    app.add_credits(json!({ "endUserId": user, "amount": 30, "expiresAt": soon })).await;
-    let keep = app.ok(HOLD, json!({ "input": { "endUserId": user, "amount": 10, "ttlSeconds": 600 } })).await;
-    let drop = app.ok(HOLD, json!({ "input": { "endUserId": user, "amount": 5, "ttlSeconds": 600 } })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 30, "expiresAt": soon }))
+        .await;
+    let keep = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 10, "ttlSeconds": 600 } }),
+        )
+        .await;
+    let drop = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 5, "ttlSeconds": 600 } }),
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     // The grant expired: its 15 unheld credits with it; the 15 held stay for the holds.
     let balance = app.ok(BALANCE_AT, json!({ "id": user })).await;
-    assert_eq!((balance["available"].as_i64(), balance["held"].as_i64()), (Some(0), Some(15)));
-    let captured = app.ok(CAPTURE, json!({ "input": { "holdId": keep["hold"]["id"] } })).await;
-    assert_eq!(captured["hold"]["capturedAmount"], 10, "a capture within the hold never fails");
+    assert_eq!(
+        (balance["available"].as_i64(), balance["held"].as_i64()),
+        (Some(0), Some(15))
+    );
+    let captured = app
+        .ok(
+            CAPTURE,
+            json!({ "input": { "holdId": keep["hold"]["id"] } }),
+        )
+        .await;
+    assert_eq!(
+        captured["hold"]["capturedAmount"], 10,
+        "a capture within the hold never fails"
+    );
     // Released credits of an expired grant expire at once.
-    let released = app.ok(RELEASE, json!({ "input": { "holdId": drop["hold"]["id"] } })).await;
+    let released = app
+        .ok(
+            RELEASE,
+            json!({ "input": { "holdId": drop["hold"]["id"] } }),
+        )
+        .await;
     assert_eq!(released["balance"], json!({ "available": 0, "held": 0 }));
     assert_eq!(
         kinds(&app.all_entries(&user).await),
-        ["GRANT", "HOLD", "HOLD", "EXPIRY", "CAPTURE", "RELEASE", "EXPIRY"]
+        [
+            "GRANT", "HOLD", "HOLD", "EXPIRY", "CAPTURE", "RELEASE", "EXPIRY"
+        ]
     );
     assert_verify_clean(&app);
 }
@@ -170,16 +270,25 @@ async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
 async fn concurrent_holds_and_debits_keep_available_non_negative(app: TestApp) {
     let other = TestApp::start(&app.database_url).await;
     let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 100 })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
     let addresses = [app.address.clone(), other];
     let answers = join_all((0..40).map(|i| {
         let via = TestApp::client_for(&app, &addresses[i % 2]);
         let user = user.clone();
         async move {
             if i % 2 == 0 {
-                via.graphql(HOLD, json!({ "input": { "endUserId": user, "amount": 7, "ttlSeconds": 600 } })).await
+                via.graphql(
+                    HOLD,
+                    json!({ "input": { "endUserId": user, "amount": 7, "ttlSeconds": 600 } }),
+                )
+                .await
             } else {
-                via.graphql(SUBTRACT_CREDITS, json!({ "input": { "endUserId": user, "amount": 5 } })).await
+                via.graphql(
+                    SUBTRACT_CREDITS,
+                    json!({ "input": { "endUserId": user, "amount": 5 } }),
+                )
+                .await
             }
         }
     }))
@@ -206,60 +315,116 @@ async fn concurrent_holds_and_debits_keep_available_non_negative(app: TestApp) {
 
 async fn voids_and_reversals_leave_their_own_entries(app: TestApp) {
     let user = new_user();
-    let a = app.add_credits(json!({ "endUserId": user, "amount": 50, "validityDays": 10 })).await;
-    let b = app.add_credits(json!({ "endUserId": user, "amount": 50 })).await;
+    let a = app
+        .add_credits(json!({ "endUserId": user, "amount": 50, "validityDays": 10 }))
+        .await;
+    let b = app
+        .add_credits(json!({ "endUserId": user, "amount": 50 }))
+        .await;
     let (a, b) = (a["grant"]["id"].clone(), b["grant"]["id"].clone());
-    let debit = app.subtract_credits(json!({ "endUserId": user, "amount": 70 })).await;
+    let debit = app
+        .subtract_credits(json!({ "endUserId": user, "amount": 70 }))
+        .await;
     let debit_id = debit["entry"]["id"].clone();
-    assert_eq!(debit["allocations"], json!([{ "grantId": a, "amount": 50 }, { "grantId": b, "amount": 20 }]));
+    assert_eq!(
+        debit["allocations"],
+        json!([{ "grantId": a, "amount": 50 }, { "grantId": b, "amount": 20 }])
+    );
 
     // Partial reversal: back to the grants it came from, latest drawn first.
-    let first = app.ok(REVERSE, json!({ "input": { "entryId": debit_id, "amount": 30, "reason": "job failed" } })).await;
+    let first = app
+        .ok(
+            REVERSE,
+            json!({ "input": { "entryId": debit_id, "amount": 30, "reason": "job failed" } }),
+        )
+        .await;
     assert_eq!(first["entry"]["kind"], "REVERSAL");
     assert_eq!(first["entry"]["reversedEntryId"], debit_id);
-    assert_eq!(first["entry"]["allocations"], json!([{ "grantId": b, "amount": -20 }, { "grantId": a, "amount": -10 }]));
+    assert_eq!(
+        first["entry"]["allocations"],
+        json!([{ "grantId": b, "amount": -20 }, { "grantId": a, "amount": -10 }])
+    );
     assert_eq!(first["balance"]["available"], 60);
     // Reversals may not add up to more than the debit took.
-    let body = app.graphql(REVERSE, json!({ "input": { "entryId": debit_id, "amount": 41 } })).await;
+    let body = app
+        .graphql(
+            REVERSE,
+            json!({ "input": { "entryId": debit_id, "amount": 41 } }),
+        )
+        .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
-    let rest = app.ok(REVERSE, json!({ "input": { "entryId": debit_id } })).await;
+    let rest = app
+        .ok(REVERSE, json!({ "input": { "entryId": debit_id } }))
+        .await;
     assert_eq!(rest["entry"]["amount"], 40);
     assert_eq!(rest["balance"]["available"], 100);
-    let body = app.graphql(REVERSE, json!({ "input": { "entryId": debit_id, "amount": 1 } })).await;
+    let body = app
+        .graphql(
+            REVERSE,
+            json!({ "input": { "entryId": debit_id, "amount": 1 } }),
+        )
+        .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
     // Only debits and captures can be reversed.
     let grant_entry = app.all_entries(&user).await.last().unwrap()["id"].clone();
-    let body = app.graphql(REVERSE, json!({ "input": { "entryId": grant_entry } })).await;
+    let body = app
+        .graphql(REVERSE, json!({ "input": { "entryId": grant_entry } }))
+        .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
-    let body = app.graphql(REVERSE, json!({ "input": { "entryId": new_user() } })).await;
+    let body = app
+        .graphql(REVERSE, json!({ "input": { "entryId": new_user() } }))
+        .await;
     assert_eq!(error_code(&body), "NOT_FOUND");
 
     let voided = app
-        .ok(VOID, json!({ "input": { "grantId": b, "reason": "fraud", "idempotencyKey": "void-b" } }))
+        .ok(
+            VOID,
+            json!({ "input": { "grantId": b, "reason": "fraud", "idempotencyKey": "void-b" } }),
+        )
         .await;
     assert_eq!(voided["entry"]["kind"], "VOID");
     assert_eq!(voided["entry"]["amount"], 50);
     assert_eq!(voided["entry"]["description"], "fraud");
     assert_eq!(voided["balance"]["available"], 50);
     let again = app
-        .ok(VOID, json!({ "input": { "grantId": b, "reason": "fraud", "idempotencyKey": "void-b" } }))
+        .ok(
+            VOID,
+            json!({ "input": { "grantId": b, "reason": "fraud", "idempotencyKey": "void-b" } }),
+        )
         .await;
     assert_eq!(again["replayed"], true);
     assert_eq!(again["entry"]["id"], voided["entry"]["id"]);
-    let body = app.graphql(VOID, json!({ "input": { "grantId": b } })).await;
+    let body = app
+        .graphql(VOID, json!({ "input": { "grantId": b } }))
+        .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "already voided");
-    let body = app.graphql(VOID, json!({ "input": { "grantId": new_user() } })).await;
+    let body = app
+        .graphql(VOID, json!({ "input": { "grantId": new_user() } }))
+        .await;
     assert_eq!(error_code(&body), "NOT_FOUND");
     // A grant with held credits cannot be voided until the hold closes.
-    let hold = app.ok(HOLD, json!({ "input": { "endUserId": user, "amount": 5, "ttlSeconds": 60 } })).await;
-    let body = app.graphql(VOID, json!({ "input": { "grantId": a } })).await;
+    let hold = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 5, "ttlSeconds": 60 } }),
+        )
+        .await;
+    let body = app
+        .graphql(VOID, json!({ "input": { "grantId": a } }))
+        .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
-    app.ok(RELEASE, json!({ "input": { "holdId": hold["hold"]["id"] } })).await;
+    app.ok(
+        RELEASE,
+        json!({ "input": { "holdId": hold["hold"]["id"] } }),
+    )
+    .await;
     let voided = app.ok(VOID, json!({ "input": { "grantId": a } })).await;
     assert_eq!(voided["balance"]["available"], 0);
     assert_eq!(
         kinds(&app.all_entries(&user).await),
-        ["GRANT", "GRANT", "DEBIT", "REVERSAL", "REVERSAL", "VOID", "HOLD", "RELEASE", "VOID"]
+        [
+            "GRANT", "GRANT", "DEBIT", "REVERSAL", "REVERSAL", "VOID", "HOLD", "RELEASE", "VOID"
+        ]
     );
     assert_ledger_replays(&app, &user).await;
     assert_verify_clean(&app);
@@ -268,14 +433,26 @@ async fn voids_and_reversals_leave_their_own_entries(app: TestApp) {
 async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
     let user = new_user();
     let soon = (Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
-    app.add_credits(json!({ "endUserId": user, "amount": 10, "expiresAt": soon })).await;
-    app.add_credits(json!({ "endUserId": user, "amount": 5 })).await;
-    let debit = app.subtract_credits(json!({ "endUserId": user, "amount": 12 })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 10, "expiresAt": soon }))
+        .await;
+    app.add_credits(json!({ "endUserId": user, "amount": 5 }))
+        .await;
+    let debit = app
+        .subtract_credits(json!({ "endUserId": user, "amount": 12 }))
+        .await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let reversed = app.ok(REVERSE, json!({ "input": { "entryId": debit["entry"]["id"] } })).await;
+    let reversed = app
+        .ok(
+            REVERSE,
+            json!({ "input": { "entryId": debit["entry"]["id"] } }),
+        )
+        .await;
     // The 2 from the never-expiring grant come back; the 10 from the expired one leave again.
     assert_eq!(reversed["balance"]["available"], 5);
-    assert_eq!(kinds(&app.all_entries(&user).await), ["GRANT", "GRANT", "DEBIT", "REVERSAL", "EXPIRY"]);
+    assert_eq!(
+        kinds(&app.all_entries(&user).await),
+        ["GRANT", "GRANT", "DEBIT", "REVERSAL", "EXPIRY"]
+    );
     assert_verify_clean(&app);
 }
 
@@ -324,32 +501,72 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
     assert_eq!(started["cycle"]["status"], "ACTIVE");
     assert_eq!(started["balance"]["available"], 100);
     let body = app
-        .graphql(START_CYCLE, json!({ "input": { "endUserId": user, "amount": 5, "validityDays": 1 } }))
+        .graphql(
+            START_CYCLE,
+            json!({ "input": { "endUserId": user, "amount": 5, "validityDays": 1 } }),
+        )
         .await;
     assert_eq!(error_code(&body), "ACTIVE_CYCLE_EXISTS");
-    app.subtract_credits(json!({ "endUserId": user, "amount": 40 })).await;
+    app.subtract_credits(json!({ "endUserId": user, "amount": 40 }))
+        .await;
 
-    end_period(&app, &user, chrono::Duration::seconds(1), chrono::Duration::days(30)).await;
+    end_period(
+        &app,
+        &user,
+        chrono::Duration::seconds(1),
+        chrono::Duration::days(30),
+    )
+    .await;
     // The next write (here a debit) finds the period over: 60 expire, 100 are granted, and 25
     // of the 60 roll over.
-    let spent = app.subtract_credits(json!({ "endUserId": user, "amount": 1 })).await;
+    let spent = app
+        .subtract_credits(json!({ "endUserId": user, "amount": 1 }))
+        .await;
     assert_eq!(spent["balance"]["available"], 124);
     let entries = app.all_entries(&user).await;
-    assert_eq!(kinds(&entries), ["GRANT", "DEBIT", "EXPIRY", "RENEWAL", "RENEWAL", "DEBIT"]);
+    assert_eq!(
+        kinds(&entries),
+        ["GRANT", "DEBIT", "EXPIRY", "RENEWAL", "RENEWAL", "DEBIT"]
+    );
     assert_eq!(entries[3]["amount"], 60);
     let renewed = app.ok(CYCLE, json!({ "id": user })).await;
-    assert_ne!(renewed["currentGrantId"], started["cycle"]["currentGrantId"]);
-    let start: DateTime<Utc> = renewed["currentPeriodStart"].as_str().unwrap().parse().unwrap();
-    let end: DateTime<Utc> = renewed["currentPeriodEnd"].as_str().unwrap().parse().unwrap();
+    assert_ne!(
+        renewed["currentGrantId"],
+        started["cycle"]["currentGrantId"]
+    );
+    let start: DateTime<Utc> = renewed["currentPeriodStart"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let end: DateTime<Utc> = renewed["currentPeriodEnd"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(end - start, chrono::Duration::days(30));
-    assert!((Utc::now() - start).num_seconds().abs() < 5, "the new period starts where the old ended");
+    assert!(
+        (Utc::now() - start).num_seconds().abs() < 5,
+        "the new period starts where the old ended"
+    );
     assert_ledger_replays(&app, &user).await;
 
     // Without rollover the balance resets to the amount.
     let plain = new_user();
-    app.ok(START_CYCLE, json!({ "input": { "endUserId": plain, "amount": 10, "validityDays": 7 } })).await;
-    app.subtract_credits(json!({ "endUserId": plain, "amount": 3 })).await;
-    end_period(&app, &plain, chrono::Duration::seconds(1), chrono::Duration::days(7)).await;
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": plain, "amount": 10, "validityDays": 7 } }),
+    )
+    .await;
+    app.subtract_credits(json!({ "endUserId": plain, "amount": 3 }))
+        .await;
+    end_period(
+        &app,
+        &plain,
+        chrono::Duration::seconds(1),
+        chrono::Duration::days(7),
+    )
+    .await;
     // The scheduler renews it on its own too (woken within its 10 s nap at the latest).
     let mut available = 0;
     for _ in 0..30 {
@@ -360,40 +577,89 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(available, 10);
-    assert_eq!(kinds(&app.all_entries(&plain).await), ["GRANT", "DEBIT", "EXPIRY", "RENEWAL"]);
+    assert_eq!(
+        kinds(&app.all_entries(&plain).await),
+        ["GRANT", "DEBIT", "EXPIRY", "RENEWAL"]
+    );
     assert_verify_clean(&app);
 }
 
 async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
     let user = new_user();
-    let body = app.graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } })).await;
+    let body = app
+        .graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
+        .await;
     assert_eq!(error_code(&body), "NO_ACTIVE_CYCLE");
-    app.ok(START_CYCLE, json!({ "input": { "endUserId": user, "amount": 20, "validityDays": 30 } })).await;
-    let stopped = app.ok(STOP_CYCLE, json!({ "input": { "endUserId": user } })).await;
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": user, "amount": 20, "validityDays": 30 } }),
+    )
+    .await;
+    let stopped = app
+        .ok(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
+        .await;
     assert_eq!(stopped["status"], "CANCELED");
     assert!(stopped["canceledAt"].is_string());
-    assert_eq!(app.available(&user).await, 20, "usable until the period ends");
-    let body = app.graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } })).await;
+    assert_eq!(
+        app.available(&user).await,
+        20,
+        "usable until the period ends"
+    );
+    let body = app
+        .graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
+        .await;
     assert_eq!(error_code(&body), "NO_ACTIVE_CYCLE");
-    end_period(&app, &user, chrono::Duration::seconds(1), chrono::Duration::days(30)).await;
-    app.add_credits(json!({ "endUserId": user, "amount": 1 })).await;
+    end_period(
+        &app,
+        &user,
+        chrono::Duration::seconds(1),
+        chrono::Duration::days(30),
+    )
+    .await;
+    app.add_credits(json!({ "endUserId": user, "amount": 1 }))
+        .await;
     assert_eq!(app.available(&user).await, 1, "no renewal after a stop");
-    assert_eq!(kinds(&app.all_entries(&user).await), ["GRANT", "EXPIRY", "GRANT"]);
+    assert_eq!(
+        kinds(&app.all_entries(&user).await),
+        ["GRANT", "EXPIRY", "GRANT"]
+    );
     // A new cycle may start once the old one is canceled.
-    app.ok(START_CYCLE, json!({ "input": { "endUserId": user, "amount": 5, "validityDays": 1 } })).await;
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": user, "amount": 5, "validityDays": 1 } }),
+    )
+    .await;
     assert_verify_clean(&app);
 }
 
 async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
     let user = new_user();
-    app.ok(START_CYCLE, json!({ "input": { "endUserId": user, "amount": 10, "validityDays": 1 } })).await;
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": user, "amount": 10, "validityDays": 1 } }),
+    )
+    .await;
     // Nothing ran for 2.5 periods: the missed periods are not granted.
-    end_period(&app, &user, chrono::Duration::hours(60), chrono::Duration::days(1)).await;
-    app.add_credits(json!({ "endUserId": user, "amount": 1 })).await;
+    end_period(
+        &app,
+        &user,
+        chrono::Duration::hours(60),
+        chrono::Duration::days(1),
+    )
+    .await;
+    app.add_credits(json!({ "endUserId": user, "amount": 1 }))
+        .await;
     assert_eq!(app.available(&user).await, 11);
-    assert_eq!(kinds(&app.all_entries(&user).await), ["GRANT", "EXPIRY", "RENEWAL", "GRANT"]);
+    assert_eq!(
+        kinds(&app.all_entries(&user).await),
+        ["GRANT", "EXPIRY", "RENEWAL", "GRANT"]
+    );
     let cycle = app.ok(CYCLE, json!({ "id": user })).await;
-    let start: DateTime<Utc> = cycle["currentPeriodStart"].as_str().unwrap().parse().unwrap();
+    let start: DateTime<Utc> = cycle["currentPeriodStart"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let behind = Utc::now() - start;
     assert!(
         behind >= chrono::Duration::hours(11) && behind <= chrono::Duration::hours(13),
@@ -404,13 +670,26 @@ async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
 async fn two_instances_renew_a_period_once(app: TestApp) {
     let other = TestApp::start(&app.database_url).await;
     let user = new_user();
-    app.ok(START_CYCLE, json!({ "input": { "endUserId": user, "amount": 50, "validityDays": 7 } })).await;
-    end_period(&app, &user, chrono::Duration::seconds(1), chrono::Duration::days(7)).await;
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": user, "amount": 50, "validityDays": 7 } }),
+    )
+    .await;
+    end_period(
+        &app,
+        &user,
+        chrono::Duration::seconds(1),
+        chrono::Duration::days(7),
+    )
+    .await;
     let addresses = [app.address.clone(), other];
     join_all((0..20).map(|i| {
         let via = TestApp::client_for(&app, &addresses[i % 2]);
         let user = user.clone();
-        async move { via.subtract_credits(json!({ "endUserId": user, "amount": 1 })).await }
+        async move {
+            via.subtract_credits(json!({ "endUserId": user, "amount": 1 }))
+                .await
+        }
     }))
     .await;
     let entries = app.all_entries(&user).await;
@@ -422,28 +701,50 @@ async fn two_instances_renew_a_period_once(app: TestApp) {
 
 async fn history_filters_and_balance_at_past_instants(app: TestApp) {
     let user = new_user();
-    let at = |entry: &Value| -> DateTime<Utc> { entry["createdAt"].as_str().unwrap().parse().unwrap() };
+    let at =
+        |entry: &Value| -> DateTime<Utc> { entry["createdAt"].as_str().unwrap().parse().unwrap() };
     let before = Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let granted = app.add_credits(json!({ "endUserId": user, "amount": 100 })).await;
-    let granted_at: DateTime<Utc> = granted["grant"]["createdAt"].as_str().unwrap().parse().unwrap();
+    let granted = app
+        .add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
+    let granted_at: DateTime<Utc> = granted["grant"]["createdAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    app.subtract_credits(json!({ "endUserId": user, "amount": 30 })).await;
+    app.subtract_credits(json!({ "endUserId": user, "amount": 30 }))
+        .await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let soon = (Utc::now() + chrono::Duration::milliseconds(900)).to_rfc3339();
-    app.add_credits(json!({ "endUserId": user, "amount": 50, "expiresAt": soon })).await;
+    app.add_credits(json!({ "endUserId": user, "amount": 50, "expiresAt": soon }))
+        .await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    app.ok(HOLD, json!({ "input": { "endUserId": user, "amount": 20, "ttlSeconds": 600 } })).await;
+    app.ok(
+        HOLD,
+        json!({ "input": { "endUserId": user, "amount": 20, "ttlSeconds": 600 } }),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    app.subtract_credits(json!({ "endUserId": user, "amount": 5 })).await;
+    app.subtract_credits(json!({ "endUserId": user, "amount": 5 }))
+        .await;
 
     let entries = app.ok(
         "query($id: UUID!) { transactions(endUserId: $id, first: 100) { edges { node { kind createdAt balanceAfter } } } }",
         json!({ "id": user }),
     ).await["edges"].as_array().unwrap().iter().map(|e| e["node"].clone()).collect::<Vec<_>>();
-    assert_eq!(kinds(&entries), ["GRANT", "DEBIT", "GRANT", "HOLD", "EXPIRY", "DEBIT"]);
+    assert_eq!(
+        kinds(&entries),
+        ["GRANT", "DEBIT", "GRANT", "HOLD", "EXPIRY", "DEBIT"]
+    );
     // entries are newest first: [DEBIT, EXPIRY, HOLD, GRANT, DEBIT, GRANT]
-    let (debit_at, grant2_at, hold_at, expiry_at) = (at(&entries[4]), at(&entries[3]), at(&entries[2]), at(&entries[1]));
+    let (debit_at, grant2_at, hold_at, expiry_at) = (
+        at(&entries[4]),
+        at(&entries[3]),
+        at(&entries[2]),
+        at(&entries[1]),
+    );
     let checks: Vec<(DateTime<Utc>, i64, i64)> = vec![
         (before, 0, 0),
         (granted_at, 100, 0),
@@ -457,9 +758,17 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
         (Utc::now(), 65, 20),
     ];
     for (instant, available, held) in checks {
-        let balance = app.ok(BALANCE_AT, json!({ "id": user, "at": instant.to_rfc3339() })).await;
+        let balance = app
+            .ok(
+                BALANCE_AT,
+                json!({ "id": user, "at": instant.to_rfc3339() }),
+            )
+            .await;
         assert_eq!(
-            (balance["available"].as_i64().unwrap(), balance["held"].as_i64().unwrap()),
+            (
+                balance["available"].as_i64().unwrap(),
+                balance["held"].as_i64().unwrap()
+            ),
             (available, held),
             "balance at {instant}"
         );
@@ -469,29 +778,58 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
         "query($id: UUID!) { transactions(endUserId: $id, kinds: [DEBIT, HOLD]) { edges { node { kind amount } } } }",
         json!({ "id": user }),
     ).await;
-    let shown: Vec<_> = debits["edges"].as_array().unwrap().iter().map(|e| e["node"]["kind"].clone()).collect();
+    let shown: Vec<_> = debits["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["kind"].clone())
+        .collect();
     assert_eq!(shown, vec![json!("DEBIT"), json!("HOLD"), json!("DEBIT")]);
     let window = app.ok(
         "query($id: UUID!, $from: DateTime, $to: DateTime) { transactions(endUserId: $id, from: $from, to: $to) { edges { node { kind } } } }",
         json!({ "id": user, "from": debit_at.to_rfc3339(), "to": hold_at.to_rfc3339() }),
     ).await;
-    let shown: Vec<_> = window["edges"].as_array().unwrap().iter().map(|e| e["node"]["kind"].clone()).collect();
+    let shown: Vec<_> = window["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["kind"].clone())
+        .collect();
     assert_eq!(shown, vec![json!("GRANT"), json!("DEBIT")]);
 }
 
 async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: TestApp) {
     let users: Vec<String> = (0..3).map(|_| new_user()).collect();
     for user in &users {
-        app.add_credits(json!({ "endUserId": user, "amount": 200, "validityDays": 5 })).await;
+        app.add_credits(json!({ "endUserId": user, "amount": 200, "validityDays": 5 }))
+            .await;
     }
     join_all((0..30).map(|i| {
         let app = &app;
         let user = users[i % 3].clone();
         async move {
             match i % 3 {
-                0 => app.graphql(SUBTRACT_CREDITS, json!({ "input": { "endUserId": user, "amount": 3 } })).await,
-                1 => app.graphql(HOLD, json!({ "input": { "endUserId": user, "amount": 4, "ttlSeconds": 60 } })).await,
-                _ => app.graphql(ADD_CREDITS, json!({ "input": { "endUserId": user, "amount": 2 } })).await,
+                0 => {
+                    app.graphql(
+                        SUBTRACT_CREDITS,
+                        json!({ "input": { "endUserId": user, "amount": 3 } }),
+                    )
+                    .await
+                }
+                1 => {
+                    app.graphql(
+                        HOLD,
+                        json!({ "input": { "endUserId": user, "amount": 4, "ttlSeconds": 60 } }),
+                    )
+                    .await
+                }
+                _ => {
+                    app.graphql(
+                        ADD_CREDITS,
+                        json!({ "input": { "endUserId": user, "amount": 2 } }),
+                    )
+                    .await
+                }
             }
         }
     }))
@@ -502,7 +840,10 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
     let db = db(&app).await;
     let user: uuid::Uuid = users[0].parse().unwrap();
     grant::Entity::update_many()
-        .col_expr(grant::Column::Remaining, Expr::col(grant::Column::Remaining).add(7))
+        .col_expr(
+            grant::Column::Remaining,
+            Expr::col(grant::Column::Remaining).add(7),
+        )
         .filter(grant::Column::EndUserId.eq(user))
         .filter(grant::Column::Amount.eq(200))
         .exec(&db)
@@ -520,7 +861,10 @@ fn run_verify(app: &TestApp) -> (bool, String) {
         .current_dir(std::env::temp_dir())
         .output()
         .expect("tally verify runs");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 fn assert_verify_clean(app: &TestApp) {

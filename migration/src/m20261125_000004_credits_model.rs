@@ -14,7 +14,12 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(Grants::Table)
-                    .add_column(ColumnDef::new(Grants::Held).big_integer().not_null().default(0))
+                    .add_column(
+                        ColumnDef::new(Grants::Held)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -50,12 +55,29 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Holds::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(Holds::EndUserId).uuid().not_null())
                     .col(ColumnDef::new(Holds::Amount).big_integer().not_null())
-                    .col(ColumnDef::new(Holds::CapturedAmount).big_integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(Holds::CapturedAmount)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(ColumnDef::new(Holds::Status).string().not_null())
                     .col(ColumnDef::new(Holds::Description).text().null())
-                    .col(ColumnDef::new(Holds::ExpiresAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Holds::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Holds::ClosedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Holds::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Holds::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Holds::ClosedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .check(Expr::col(Holds::Amount).gt(0))
                     .to_owned(),
             )
@@ -76,8 +98,16 @@ impl MigrationTrait for Migration {
                     .table(HoldAllocations::Table)
                     .col(ColumnDef::new(HoldAllocations::HoldId).uuid().not_null())
                     .col(ColumnDef::new(HoldAllocations::GrantId).uuid().not_null())
-                    .col(ColumnDef::new(HoldAllocations::Amount).big_integer().not_null())
-                    .col(ColumnDef::new(HoldAllocations::Position).integer().not_null())
+                    .col(
+                        ColumnDef::new(HoldAllocations::Amount)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(HoldAllocations::Position)
+                            .integer()
+                            .not_null(),
+                    )
                     .primary_key(
                         Index::create()
                             .col(HoldAllocations::HoldId)
@@ -96,13 +126,34 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Cycles::EndUserId).uuid().not_null())
                     .col(ColumnDef::new(Cycles::Amount).big_integer().not_null())
                     .col(ColumnDef::new(Cycles::ValidityDays).integer().not_null())
-                    .col(ColumnDef::new(Cycles::RolloverMax).big_integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(Cycles::RolloverMax)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(ColumnDef::new(Cycles::Status).string().not_null())
-                    .col(ColumnDef::new(Cycles::CurrentPeriodStart).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Cycles::CurrentPeriodEnd).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Cycles::CurrentPeriodStart)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Cycles::CurrentPeriodEnd)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Cycles::CurrentGrantId).uuid().not_null())
-                    .col(ColumnDef::new(Cycles::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Cycles::CanceledAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Cycles::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Cycles::CanceledAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -133,7 +184,9 @@ impl MigrationTrait for Migration {
             HoldAllocations::Table.into_iden(),
             Holds::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

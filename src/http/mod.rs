@@ -16,12 +16,14 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
 use crate::graphql::TallySchema;
+use crate::ledger::Ledger;
 
 #[derive(Clone)]
 pub struct AppState {
     pub schema: TallySchema,
     pub db: DatabaseConnection,
     pub auth: Authenticator,
+    pub ledger: Ledger,
     pub websocket: WebSocketSettings,
 }
 
@@ -41,6 +43,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::execute))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(crate::rest::routes())
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         // Applies to answering the request; an upgraded WebSocket lives on past it.
         .layer(TimeoutLayer::with_status_code(

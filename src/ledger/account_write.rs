@@ -229,7 +229,10 @@ impl AccountWrite {
     /// Appends an entry (entries are only ever inserted).
     pub async fn insert_entry(&mut self, entry: &Entry) -> Result<()> {
         store::insert_entry(&self.txn, entry).await?;
-        self.last_entry_at = Some(self.last_entry_at.map_or(entry.created_at, |at| at.max(entry.created_at)));
+        self.last_entry_at = Some(
+            self.last_entry_at
+                .map_or(entry.created_at, |at| at.max(entry.created_at)),
+        );
         Ok(())
     }
 

@@ -111,7 +111,9 @@ impl Ledger {
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         let debit = store::find_entry(&self.db, request.entry_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("no ledger entry with id {}", request.entry_id)))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!("no ledger entry with id {}", request.entry_id))
+            })?;
         if !matches!(debit.kind, EntryKind::Debit | EntryKind::Capture) {
             return Err(Error::bad_input(
                 "entryId",
@@ -221,7 +223,11 @@ impl Ledger {
         .await
     }
 
-    async fn correction_replay(&self, user: EndUserId, entry_id: Uuid) -> Result<CorrectionOutcome> {
+    async fn correction_replay(
+        &self,
+        user: EndUserId,
+        entry_id: Uuid,
+    ) -> Result<CorrectionOutcome> {
         let entry = store::find_entry(&self.db, entry_id)
             .await?
             .ok_or_else(|| Error::Internal(format!("missing entry {entry_id}")))?;

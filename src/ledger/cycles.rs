@@ -191,6 +191,11 @@ impl Ledger {
         Ok(cycle)
     }
 
+    /// All the end user's cycles.
+    pub async fn cycles(&self, end_user_id: EndUserId) -> Result<Vec<Cycle>> {
+        store::cycles_of(&self.db, end_user_id).await
+    }
+
     /// The end user's most recent cycle, active or not.
     pub async fn cycle(&self, end_user_id: EndUserId) -> Result<Option<Cycle>> {
         store::latest_cycle(&self.db, end_user_id).await

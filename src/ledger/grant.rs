@@ -31,7 +31,10 @@ pub struct Grant {
 impl Grant {
     /// Counts towards the balance at `now`: in effect, not expired, not voided, not used up.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
-        self.effective_at <= now && !self.is_expired(now) && self.voided_at.is_none() && self.remaining > 0
+        self.effective_at <= now
+            && !self.is_expired(now)
+            && self.voided_at.is_none()
+            && self.remaining > 0
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {

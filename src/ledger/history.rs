@@ -41,9 +41,8 @@ impl Ledger {
             query = query.filter(ledger_entry::Column::Seq.lt(before_seq));
         }
         if !filter.kinds.is_empty() {
-            query = query.filter(
-                ledger_entry::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())),
-            );
+            query = query
+                .filter(ledger_entry::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
         }
         if let Some(from) = filter.from {
             query = query.filter(ledger_entry::Column::CreatedAt.gte(from));

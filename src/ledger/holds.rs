@@ -191,7 +191,8 @@ impl Ledger {
     }
 
     pub async fn release_hold(&self, hold_id: Uuid) -> Result<HoldOutcome> {
-        self.close_hold(hold_id, Some(0), HoldStatus::Released).await
+        self.close_hold(hold_id, Some(0), HoldStatus::Released)
+            .await
     }
 
     async fn close_hold(

@@ -6,16 +6,16 @@
 
 mod account_write;
 mod add_credits;
-pub mod corrections;
-pub mod cycles;
-pub mod history;
-pub mod holds;
 pub mod balance;
 pub mod burn_down;
 pub mod clock;
+pub mod corrections;
+pub mod cycles;
 pub mod entry;
 mod expiry;
 pub mod grant;
+pub mod history;
+pub mod holds;
 mod idempotency;
 mod store;
 mod subtract_credits;
@@ -61,6 +61,11 @@ impl Ledger {
 
     pub fn events(&self) -> &BalanceEvents {
         &self.events
+    }
+
+    /// Whether the end user has ever been written to.
+    pub async fn end_user_exists(&self, end_user_id: EndUserId) -> Result<bool> {
+        store::account_exists(&self.db, end_user_id).await
     }
 
     /// The balance now. An end user never seen has a balance of zero.

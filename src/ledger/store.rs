@@ -15,12 +15,14 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::burn_down::Allocation;
+use super::cycles::{Cycle, CycleStatus};
 use super::entry::Entry;
 use super::grant::Grant;
-use super::types::EndUserId;
-use crate::entities::{account, cycle, grant, hold, hold_allocation, ledger_allocation, ledger_entry};
-use super::cycles::{Cycle, CycleStatus};
 use super::holds::{Hold, HoldStatus};
+use super::types::EndUserId;
+use crate::entities::{
+    account, cycle, grant, hold, hold_allocation, ledger_allocation, ledger_entry,
+};
 use crate::error::{Error, Result};
 
 /// Locks the end user's account for the rest of the transaction, creating it on first use, and
@@ -320,7 +322,11 @@ pub async fn change_held(txn: &impl ConnectionTrait, changes: &[Allocation]) -> 
     Ok(())
 }
 
-pub async fn mark_voided(txn: &impl ConnectionTrait, grant_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+pub async fn mark_voided(
+    txn: &impl ConnectionTrait,
+    grant_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<()> {
     grant::Entity::update_many()
         .col_expr(grant::Column::VoidedAt, Expr::val(now))
         .filter(grant::Column::Id.eq(grant_id))
@@ -360,7 +366,11 @@ pub async fn expired_amount(conn: &impl ConnectionTrait, grant_id: Uuid) -> Resu
     Ok(entries.iter().map(|e| e.amount).sum())
 }
 
-pub async fn insert_hold(txn: &impl ConnectionTrait, hold: &Hold, earmarks: &[Allocation]) -> Result<()> {
+pub async fn insert_hold(
+    txn: &impl ConnectionTrait,
+    hold: &Hold,
+    earmarks: &[Allocation],
+) -> Result<()> {
     hold::Entity::insert(hold::ActiveModel {
         id: Set(hold.id),
         end_user_id: Set(hold.end_user_id.0),
@@ -507,7 +517,10 @@ pub async fn update_cycle(txn: &impl ConnectionTrait, cycle: &Cycle) -> Result<(
     Ok(())
 }
 
-pub async fn active_cycle(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Option<Cycle>> {
+pub async fn active_cycle(
+    conn: &impl ConnectionTrait,
+    end_user_id: EndUserId,
+) -> Result<Option<Cycle>> {
     cycle::Entity::find()
         .filter(cycle::Column::EndUserId.eq(end_user_id.0))
         .filter(cycle::Column::Status.eq(CycleStatus::Active.as_str()))
@@ -517,7 +530,10 @@ pub async fn active_cycle(conn: &impl ConnectionTrait, end_user_id: EndUserId) -
         .transpose()
 }
 
-pub async fn latest_cycle(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Option<Cycle>> {
+pub async fn latest_cycle(
+    conn: &impl ConnectionTrait,
+    end_user_id: EndUserId,
+) -> Result<Option<Cycle>> {
     cycle::Entity::find()
         .filter(cycle::Column::EndUserId.eq(end_user_id.0))
         .order_by_desc(cycle::Column::CreatedAt)
@@ -587,4 +603,11 @@ pub async fn next_period_end_after(
         .into_tuple::<DateTime<Utc>>()
         .one(conn)
         .await?)
+}
+
+pub async fn account_exists(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<bool> {
+    Ok(account::Entity::find_by_id(end_user_id.0)
+        .one(conn)
+        .await?
+        .is_some())
 }

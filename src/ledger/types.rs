@@ -25,10 +25,7 @@ pub struct Amount(i64);
 impl Amount {
     pub fn parse(field: &'static str, value: i64) -> Result<Self> {
         if value <= 0 {
-            return Err(Error::bad_input(
-                field,
-                "must be a positive whole number of credits",
-            ));
+            return Err(Error::AmountNotPositive { field });
         }
         if value > MAX_CREDITS {
             return Err(Error::bad_input(

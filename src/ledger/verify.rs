@@ -36,7 +36,10 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
         .collect();
     let mut held_on: HashMap<Uuid, i64> = HashMap::new();
     let mut earmarked_by_hold: HashMap<Uuid, i64> = HashMap::new();
-    for earmark in earmarks.iter().filter(|e| open_holds.contains_key(&e.hold_id)) {
+    for earmark in earmarks
+        .iter()
+        .filter(|e| open_holds.contains_key(&e.hold_id))
+    {
         *held_on.entry(earmark.grant_id).or_default() += earmark.amount;
         *earmarked_by_hold.entry(earmark.hold_id).or_default() += earmark.amount;
     }
@@ -118,7 +121,9 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
         }
     }
     for (end_user_id, _) in seqs {
-        problems.push(format!("end user {end_user_id}: entries without an account"));
+        problems.push(format!(
+            "end user {end_user_id}: entries without an account"
+        ));
     }
     Ok(problems)
 }

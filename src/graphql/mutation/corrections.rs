@@ -49,7 +49,11 @@ pub struct CorrectionsMutation;
 impl CorrectionsMutation {
     /// Sets what remains of a grant to zero (a VOID entry). Refused while open holds reserve
     /// some of its credits.
-    async fn void_grant(&self, ctx: &Context<'_>, input: VoidGrantInput) -> Result<CorrectionPayload> {
+    async fn void_grant(
+        &self,
+        ctx: &Context<'_>,
+        input: VoidGrantInput,
+    ) -> Result<CorrectionPayload> {
         let ledger = ledger_for_secret_key(ctx)?;
         Ok(ledger
             .void_grant(VoidGrantRequest {

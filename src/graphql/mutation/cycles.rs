@@ -65,6 +65,8 @@ impl CyclesMutation {
     /// `NO_ACTIVE_CYCLE` if there is none.
     async fn stop_cycle(&self, ctx: &Context<'_>, input: StopCycleInput) -> Result<Cycle> {
         let ledger = ledger_for_secret_key(ctx)?;
-        Ok(Cycle(ledger.stop_cycle(EndUserId(input.end_user_id)).await?))
+        Ok(Cycle(
+            ledger.stop_cycle(EndUserId(input.end_user_id)).await?,
+        ))
     }
 }

@@ -75,7 +75,11 @@ impl HoldsMutation {
     }
 
     /// Spends up to the held amount and releases the rest. Over the hold's amount: refused.
-    async fn capture_hold(&self, ctx: &Context<'_>, input: CaptureHoldInput) -> Result<HoldPayload> {
+    async fn capture_hold(
+        &self,
+        ctx: &Context<'_>,
+        input: CaptureHoldInput,
+    ) -> Result<HoldPayload> {
         let ledger = ledger_for_secret_key(ctx)?;
         Ok(ledger
             .capture_hold(input.hold_id, input.amount.map(|a| a.0))
@@ -84,7 +88,11 @@ impl HoldsMutation {
     }
 
     /// Makes a hold's credits available again.
-    async fn release_hold(&self, ctx: &Context<'_>, input: ReleaseHoldInput) -> Result<HoldPayload> {
+    async fn release_hold(
+        &self,
+        ctx: &Context<'_>,
+        input: ReleaseHoldInput,
+    ) -> Result<HoldPayload> {
         let ledger = ledger_for_secret_key(ctx)?;
         Ok(ledger.release_hold(input.hold_id).await?.into())
     }

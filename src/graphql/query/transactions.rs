@@ -6,8 +6,8 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::graphql::context::ledger_for_reader;
 use crate::graphql::types::{EntryKind, LedgerEntry};
-use crate::ledger::history::EntryFilter;
 use crate::ledger::EndUserId;
+use crate::ledger::history::EntryFilter;
 
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 pub const MAX_PAGE_SIZE: i32 = 100;
@@ -18,6 +18,8 @@ type EntryCursor = OpaqueCursor<i64>;
 #[derive(Default)]
 pub struct TransactionsQuery;
 
+// One Rust argument per GraphQL argument.
+#[allow(clippy::too_many_arguments)]
 #[Object]
 impl TransactionsQuery {
     /// An end user's ledger entries, newest first (a Relay connection).
@@ -50,12 +52,21 @@ impl TransactionsQuery {
             .transpose()?;
         // One more than asked tells whether there is a next page.
         let filter = EntryFilter {
-            kinds: kinds.unwrap_or_default().into_iter().map(Into::into).collect(),
+            kinds: kinds
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             from,
             to,
         };
         let mut entries = ledger
-            .history(EndUserId(end_user_id), &filter, before_seq, first as u64 + 1)
+            .history(
+                EndUserId(end_user_id),
+                &filter,
+                before_seq,
+                first as u64 + 1,
+            )
             .await?;
         let has_next_page = entries.len() > first as usize;
         entries.truncate(first as usize);
