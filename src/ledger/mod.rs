@@ -73,16 +73,6 @@ impl Ledger {
         let grants = store::load_open_grants(&self.db, end_user_id).await?;
         Ok(Balance::from_grants(end_user_id, &grants, clock::now()))
     }
-
-    /// Newest first: at most `limit` entries older than `before_seq` (from the newest if `None`).
-    pub async fn entries(
-        &self,
-        end_user_id: EndUserId,
-        before_seq: Option<i64>,
-        limit: u64,
-    ) -> Result<Vec<Entry>> {
-        store::entries_before(&self.db, end_user_id, before_seq, limit).await
-    }
 }
 
 /// Runs a write, and once more if it lost a race on a unique index (two writers with one

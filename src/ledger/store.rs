@@ -238,25 +238,6 @@ pub async fn find_entry(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<
     Ok(entries.pop())
 }
 
-/// Newest first, entries with `seq < before_seq` (all when `None`), at most `limit`.
-pub async fn entries_before(
-    conn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
-    before_seq: Option<i64>,
-    limit: u64,
-) -> Result<Vec<Entry>> {
-    use sea_orm::QuerySelect;
-    let mut query = ledger_entry::Entity::find()
-        .filter(ledger_entry::Column::EndUserId.eq(end_user_id.0))
-        .order_by_desc(ledger_entry::Column::Seq)
-        .limit(limit);
-    if let Some(before_seq) = before_seq {
-        query = query.filter(ledger_entry::Column::Seq.lt(before_seq));
-    }
-    let models = query.all(conn).await?;
-    attach_allocations(conn, models).await
-}
-
 /// Loads the allocations of many entries in one query.
 pub async fn entries_with_allocations(
     conn: &impl ConnectionTrait,
