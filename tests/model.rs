@@ -26,6 +26,7 @@ on_both_databases!(
     two_instances_renew_a_period_once,
     history_filters_and_balance_at_past_instants,
     verify_is_clean_after_a_mixed_run_and_reports_planted_differences,
+    a_used_up_cycle_renews_on_time,
 );
 
 const HOLD: &str = "mutation($input: CreateHoldInput!) { createHold(input: $input) {
@@ -870,4 +871,36 @@ fn run_verify(app: &TestApp) -> (bool, String) {
 fn assert_verify_clean(app: &TestApp) {
     let (ok, stdout) = run_verify(app);
     assert!(ok, "tally verify found differences:\n{stdout}");
+}
+
+/// A cycle whose current grant is used up still renews on time, by the scheduler.
+async fn a_used_up_cycle_renews_on_time(app: TestApp) {
+    let user = new_user();
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": user, "amount": 10, "validityDays": 3 } }),
+    )
+    .await;
+    app.subtract_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    end_period(
+        &app,
+        &user,
+        chrono::Duration::seconds(1),
+        chrono::Duration::days(3),
+    )
+    .await;
+    let mut available = 0;
+    for _ in 0..30 {
+        available = app.available(&user).await;
+        if available == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(available, 10);
+    assert_eq!(
+        kinds(&app.all_entries(&user).await),
+        ["GRANT", "DEBIT", "RENEWAL"]
+    );
 }

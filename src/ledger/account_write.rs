@@ -51,15 +51,33 @@ impl Ledger {
 impl AccountWrite {
     /// Loads the open grants and settles everything due. Returns how many entries that wrote.
     pub async fn load(&mut self, events: &BalanceEvents) -> Result<usize> {
+        self.load_settling(events, false).await
+    }
+
+    /// `load`, for the scheduler: it looks for due holds and renewals even where the grants
+    /// give no hint of any.
+    pub async fn load_settling_all(&mut self, events: &BalanceEvents) -> Result<usize> {
+        self.load_settling(events, true).await
+    }
+
+    async fn load_settling(&mut self, events: &BalanceEvents, everything: bool) -> Result<usize> {
         self.grants = store::load_open_grants(&self.txn, self.end_user_id).await?;
         self.now = clock::now();
         let before = self.next_seq;
-        for hold in store::due_holds(&self.txn, self.end_user_id, self.now).await? {
-            self.close_hold(&hold, 0, super::holds::HoldStatus::Expired)
-                .await?;
+        // Open holds always earmark credits on open grants, and an active cycle's current
+        // grant is open until used up: without either, skip the look-ups (no round trips a
+        // plain debit does not need while it holds the lock). A cycle whose current grant is
+        // used up renews by the scheduler, on time, rather than by this write.
+        if everything || self.grants.iter().any(|g| g.held > 0) {
+            for hold in store::due_holds(&self.txn, self.end_user_id, self.now).await? {
+                self.close_hold(&hold, 0, super::holds::HoldStatus::Expired)
+                    .await?;
+            }
         }
         self.expire_due().await?;
-        super::cycles::renew_due(self).await?;
+        if everything || self.grants.iter().any(|g| g.cycle_id.is_some()) {
+            super::cycles::renew_due(self).await?;
+        }
         let written = (self.next_seq - before) as usize;
         if written > 0 {
             self.announce(events).await?;
