@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_ledger;
 mod m20261125_000002_live_balances;
+mod m20261125_000003_stripe;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_ledger::Migration),
             Box::new(m20261125_000002_live_balances::Migration),
+            Box::new(m20261125_000003_stripe::Migration),
         ]
     }
 }

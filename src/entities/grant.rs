@@ -19,6 +19,14 @@ pub struct Model {
     pub metadata: Option<Json>,
     pub created_at: DateTimeUtc,
     pub voided_at: Option<DateTimeUtc>,
+    /// What the grant is for, unique (a Stripe Checkout Session id for purchases).
+    #[sea_orm(unique)]
+    pub reference: Option<String>,
+    /// The payment behind a purchase (a Stripe PaymentIntent id).
+    pub payment_reference: Option<String>,
+    /// What was paid, in the currency's minor unit.
+    pub paid_amount: Option<i64>,
+    pub paid_currency: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

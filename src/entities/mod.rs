@@ -2,8 +2,12 @@
 
 pub mod account;
 pub mod api_key;
+pub mod bundle;
 pub mod grant;
 pub mod idempotency_key;
 pub mod ledger_allocation;
 pub mod ledger_entry;
 pub mod setting;
+pub mod stripe_event;
+pub mod stripe_payment;
+pub mod stripe_refund;

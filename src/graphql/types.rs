@@ -55,6 +55,8 @@ pub enum EntryKind {
     Debit,
     /// What remained of a grant when it expired.
     Expiry,
+    /// Credits of a purchase taken back because its payment was refunded.
+    Clawback,
 }
 
 impl From<ledger::EntryKind> for EntryKind {
@@ -63,6 +65,7 @@ impl From<ledger::EntryKind> for EntryKind {
             ledger::EntryKind::Grant => Self::Grant,
             ledger::EntryKind::Debit => Self::Debit,
             ledger::EntryKind::Expiry => Self::Expiry,
+            ledger::EntryKind::Clawback => Self::Clawback,
         }
     }
 }

@@ -119,6 +119,18 @@ impl AccountWrite {
         Ok(())
     }
 
+    /// Commits even when no entry was appended (a write that only records something beside the
+    /// ledger, such as a Stripe event): the sequence number reserved by the lock is given back.
+    pub async fn commit_even_if_empty(self, events: &crate::events::BalanceEvents) -> Result<()> {
+        let last_used = self.next_seq - 1;
+        if last_used < self.reserved_through {
+            store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
+            self.txn.commit().await?;
+            return Ok(());
+        }
+        self.commit(events).await
+    }
+
     /// Commits what was written. A write that appended nothing rolls back instead.
     pub async fn commit(mut self, events: &crate::events::BalanceEvents) -> Result<()> {
         let last_used = self.next_seq - 1;

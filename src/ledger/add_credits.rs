@@ -147,6 +147,7 @@ impl Ledger {
             metadata: add.metadata.as_ref().map(|m| m.as_json().clone()),
             created_at: now,
             voided_at: None,
+            payment: None,
         };
         write.grants.push(grant.clone());
         let balance = Balance::from_grants(user, &write.grants, now);

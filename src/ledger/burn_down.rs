@@ -109,6 +109,7 @@ mod tests {
             metadata: None,
             created_at: now() - Duration::days(age_days),
             voided_at: None,
+            payment: None,
         }
     }
 

@@ -22,6 +22,21 @@ pub struct Grant {
     pub metadata: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub voided_at: Option<DateTime<Utc>>,
+    /// How it was paid for, when it was bought.
+    pub payment: Option<Payment>,
+}
+
+/// The payment behind a purchased grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// What the grant is for, unique among grants: a Stripe Checkout Session id.
+    pub reference: String,
+    /// The payment refunds name: a Stripe PaymentIntent id (none when nothing was charged).
+    pub payment_reference: Option<String>,
+    /// What was paid, in the currency's minor unit (cents); `None` when unknown.
+    pub amount: Option<i64>,
+    /// ISO 4217, lower case.
+    pub currency: Option<String>,
 }
 
 impl Grant {
@@ -47,6 +62,12 @@ impl Grant {
             metadata: model.metadata,
             created_at: model.created_at,
             voided_at: model.voided_at,
+            payment: model.reference.map(|reference| Payment {
+                reference,
+                payment_reference: model.payment_reference,
+                amount: model.paid_amount,
+                currency: model.paid_currency,
+            }),
         })
     }
 }

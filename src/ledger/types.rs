@@ -164,16 +164,19 @@ pub enum EntryKind {
     Debit,
     /// What remained of a grant when it expired.
     Expiry,
+    /// Credits of a purchase taken back because its payment was refunded.
+    Clawback,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 3] = [Self::Grant, Self::Debit, Self::Expiry];
+    pub const ALL: [EntryKind; 4] = [Self::Grant, Self::Debit, Self::Expiry, Self::Clawback];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grant => "grant",
             Self::Debit => "debit",
             Self::Expiry => "expiry",
+            Self::Clawback => "clawback",
         }
     }
 
@@ -188,7 +191,7 @@ impl EntryKind {
     pub fn sign(self) -> i64 {
         match self {
             Self::Grant => 1,
-            Self::Debit | Self::Expiry => -1,
+            Self::Debit | Self::Expiry | Self::Clawback => -1,
         }
     }
 }
