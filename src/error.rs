@@ -29,6 +29,9 @@ pub enum Error {
     IdempotencyConflict {
         key: String,
     },
+    /// A service Tally depends on (Stripe) is not configured or did not do what was asked.
+    /// The message is safe to show.
+    Unavailable(String),
     Database(DbErr),
     Internal(String),
 }
@@ -62,6 +65,7 @@ impl Error {
             Self::NotFound(_) => "NOT_FOUND",
             Self::InsufficientCredits { .. } => "INSUFFICIENT_CREDITS",
             Self::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -71,7 +75,7 @@ impl Error {
         match self {
             Self::BadUserInput { field, message } => format!("{field}: {message}"),
             Self::Unauthenticated(message) | Self::Forbidden(message) => (*message).to_owned(),
-            Self::NotFound(message) => message.clone(),
+            Self::NotFound(message) | Self::Unavailable(message) => message.clone(),
             Self::InsufficientCredits {
                 available,
                 requested,

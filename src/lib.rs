@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bundles;
 pub mod config;
 pub mod db;
 pub mod entities;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
+pub mod stripe;
 
 pub use app::Application;
 pub use config::Config;
