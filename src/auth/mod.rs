@@ -52,6 +52,26 @@ impl Caller {
         }
     }
 
+    /// Any valid credential: a secret key or an end-user token.
+    pub fn require_authenticated(&self) -> Result<()> {
+        match self.unauthenticated() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Acting on behalf of one end user (starting a purchase): a secret key, or that end
+    /// user's own token.
+    pub fn require_acting_for(&self, end_user_id: EndUserId) -> Result<()> {
+        self.require_authenticated()?;
+        match self {
+            Self::EndUser { end_user_id: own } if *own != end_user_id => Err(Error::Forbidden(
+                "this token may only act for its own end user",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Reading one end user's data: a secret key, or that end user's own token.
     pub fn require_read(&self, end_user_id: EndUserId) -> Result<()> {
         if let Some(error) = self.unauthenticated() {
@@ -156,6 +176,16 @@ mod tests {
         ));
         assert!(matches!(
             Caller::Anonymous.require_read(user),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(caller.require_acting_for(user).is_ok());
+        assert!(matches!(
+            caller.require_acting_for(EndUserId(Uuid::new_v4())),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(caller.require_authenticated().is_ok());
+        assert!(matches!(
+            Caller::Invalid.require_authenticated(),
             Err(Error::Unauthenticated(_))
         ));
     }

@@ -2,13 +2,14 @@
 
 mod graphql;
 mod health;
+mod stripe_webhook;
 mod subscriptions;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use sea_orm::DatabaseConnection;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -16,6 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
 use crate::graphql::TallySchema;
+use crate::stripe::Stripe;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +25,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub auth: Authenticator,
     pub websocket: WebSocketSettings,
+    pub stripe: Stripe,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +44,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::execute))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // Bodies above TALLY_MAX_BODY_BYTES are refused (413) before the handler runs.
+        .route("/webhooks/stripe", post(stripe_webhook::receive))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         // Applies to answering the request; an upgraded WebSocket lives on past it.
         .layer(TimeoutLayer::with_status_code(
