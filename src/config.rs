@@ -214,8 +214,7 @@ fn parse_stripe(get: &impl Fn(&str) -> Option<String>) -> Result<StripeConfig, C
     {
         return Err(ConfigError {
             variable: "STRIPE_WEBHOOK_SECRET",
-            problem: "must be one or more comma-separated webhook signing secrets (whsec_…)"
-                .into(),
+            problem: "must be one or more comma-separated webhook signing secrets (whsec_…)".into(),
         });
     }
     let api_base = get("STRIPE_API_BASE").map(|url| url.trim().to_owned());
@@ -302,7 +301,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.stripe.secret_key.as_deref(), Some("sk_test_123"));
-        assert_eq!(config.stripe.webhook_secrets, vec!["whsec_new", "whsec_old"]);
+        assert_eq!(
+            config.stripe.webhook_secrets,
+            vec!["whsec_new", "whsec_old"]
+        );
         assert_eq!(
             config.stripe.api_base.as_deref(),
             Some("http://127.0.0.1:12111/")
@@ -332,7 +334,10 @@ mod tests {
                 vec![("TALLY_DB_MAX_CONNECTIONS", "-1")],
                 "TALLY_DB_MAX_CONNECTIONS",
             ),
-            (vec![("STRIPE_SECRET_KEY", "pk_test_abc")], "STRIPE_SECRET_KEY"),
+            (
+                vec![("STRIPE_SECRET_KEY", "pk_test_abc")],
+                "STRIPE_SECRET_KEY",
+            ),
             (
                 vec![("STRIPE_WEBHOOK_SECRET", "whsec_abc,,whsec_def")],
                 "STRIPE_WEBHOOK_SECRET",
@@ -341,7 +346,10 @@ mod tests {
                 vec![("STRIPE_WEBHOOK_SECRET", "sk_test_wrong")],
                 "STRIPE_WEBHOOK_SECRET",
             ),
-            (vec![("STRIPE_API_BASE", "localhost:12111")], "STRIPE_API_BASE"),
+            (
+                vec![("STRIPE_API_BASE", "localhost:12111")],
+                "STRIPE_API_BASE",
+            ),
             (
                 vec![("STRIPE_WEBHOOK_TOLERANCE_SECONDS", "0")],
                 "STRIPE_WEBHOOK_TOLERANCE_SECONDS",

@@ -30,7 +30,10 @@ async fn bundles(app: &TestApp, include_archived: bool) -> Vec<Value> {
 }
 
 fn names(bundles: &[Value]) -> Vec<&str> {
-    bundles.iter().map(|b| b["name"].as_str().unwrap()).collect()
+    bundles
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect()
 }
 
 async fn bundles_are_created_updated_and_archived(app: TestApp) {
@@ -51,7 +54,10 @@ async fn bundles_are_created_updated_and_archived(app: TestApp) {
         .await;
     assert_eq!(small["name"], "100 credits");
     assert_eq!(small["validityDays"], Value::Null, "absent: never expires");
-    assert_eq!(names(&bundles(&app, false).await), vec!["100 credits", "1000 credits"]);
+    assert_eq!(
+        names(&bundles(&app, false).await),
+        vec!["100 credits", "1000 credits"]
+    );
 
     // Update some fields; the rest stay.
     let updated = app
@@ -117,7 +123,10 @@ async fn bundles_are_created_updated_and_archived(app: TestApp) {
     let body = app.graphql(ARCHIVE_BUNDLE, json!({ "id": missing })).await;
     assert_eq!(error_code(&body), "NOT_FOUND");
     let body = app
-        .graphql(UPDATE_BUNDLE, json!({ "input": { "id": missing, "credits": 5 } }))
+        .graphql(
+            UPDATE_BUNDLE,
+            json!({ "input": { "id": missing, "credits": 5 } }),
+        )
         .await;
     assert_eq!(error_code(&body), "NOT_FOUND");
 }
@@ -125,7 +134,8 @@ async fn bundles_are_created_updated_and_archived(app: TestApp) {
 async fn end_users_see_active_bundles_and_change_nothing(app: TestApp) {
     let bundle = app.starter_bundle().await;
     let archived = app.starter_bundle().await;
-    app.ok(ARCHIVE_BUNDLE, json!({ "id": archived["id"] })).await;
+    app.ok(ARCHIVE_BUNDLE, json!({ "id": archived["id"] }))
+        .await;
     let user = new_user();
     let token = app
         .ok(
@@ -193,13 +203,21 @@ async fn bad_bundle_input_is_refused_and_writes_nothing(app: TestApp) {
         ("currency", json!("dollars"), Some("currency")),
         ("currency", json!("u$d"), Some("currency")),
         ("stripePriceId", json!(""), Some("stripePriceId")),
-        ("stripePriceId", json!("price with spaces"), Some("stripePriceId")),
+        (
+            "stripePriceId",
+            json!("price with spaces"),
+            Some("stripePriceId"),
+        ),
     ];
     for (field, value, named) in cases {
         let mut input = valid.clone();
         input[field] = value.clone();
         let body = app.graphql(CREATE_BUNDLE, json!({ "input": input })).await;
-        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{field}={value}: {body}");
+        assert_eq!(
+            error_code(&body),
+            "BAD_USER_INPUT",
+            "{field}={value}: {body}"
+        );
         if let Some(named) = named {
             assert_eq!(body["errors"][0]["extensions"]["field"], named, "{body}");
         }
@@ -224,11 +242,9 @@ async fn bad_bundle_input_is_refused_and_writes_nothing(app: TestApp) {
 async fn the_bundles_file_is_upserted_at_start_up(app: TestApp) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bundles.toml");
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/bundles.example.toml"
-    ))
-    .unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bundles.example.toml"))
+            .unwrap();
     std::fs::write(&path, &example).unwrap();
     let with_file = |path: std::path::PathBuf| -> Configure {
         Arc::new(move |config| config.bundles_file = Some(path.clone()))
@@ -261,7 +277,10 @@ async fn the_bundles_file_is_upserted_at_start_up(app: TestApp) {
 
     // Started again with an edited file: the same bundles are updated, not duplicated.
     let edited = example
-        .replace("name = \"500 credits\"", "name = \"500 credits (best value)\"")
+        .replace(
+            "name = \"500 credits\"",
+            "name = \"500 credits (best value)\"",
+        )
         .replacen("active = true ", "active = false", 1);
     std::fs::write(&path, edited).unwrap();
     TestApp::start_with(&app.database_url, &with_file(path.clone())).await;

@@ -62,9 +62,15 @@ async fn a_checkout_session_is_created_with_the_bundle_and_end_user(env: StripeE
         request.authorization.as_deref(),
         Some(format!("Bearer {STRIPE_SECRET_KEY}").as_str())
     );
-    assert!(request.stripe_version.is_some(), "a pinned API version is sent");
+    assert!(
+        request.stripe_version.is_some(),
+        "a pinned API version is sent"
+    );
     assert_eq!(request.field("mode"), "payment");
-    assert_eq!(request.field("line_items[0][price]"), bundle["stripePriceId"]);
+    assert_eq!(
+        request.field("line_items[0][price]"),
+        bundle["stripePriceId"]
+    );
     assert_eq!(request.field("line_items[0][quantity]"), "1");
     assert_eq!(request.field("client_reference_id"), user);
     assert_eq!(request.field("metadata[tally_bundle_id]"), bundle["id"]);
@@ -139,7 +145,11 @@ async fn end_user_tokens_may_check_out_only_for_themselves(env: StripeEnv) {
             .await;
         assert_eq!(error_code(&body), "UNAUTHENTICATED");
     }
-    assert_eq!(env.stripe.requests().len(), 1, "refused calls never reach Stripe");
+    assert_eq!(
+        env.stripe.requests().len(),
+        1,
+        "refused calls never reach Stripe"
+    );
 }
 
 async fn bad_checkout_input_is_refused_before_stripe_is_called(env: StripeEnv) {
@@ -177,7 +187,9 @@ async fn bad_checkout_input_is_refused_before_stripe_is_called(env: StripeEnv) {
     cases.push((not_uuid, "BAD_USER_INPUT", None));
 
     for (input, code, field) in cases {
-        let body = app.graphql(CREATE_CHECKOUT, json!({ "input": input })).await;
+        let body = app
+            .graphql(CREATE_CHECKOUT, json!({ "input": input }))
+            .await;
         assert_eq!(error_code(&body), code, "{input}: {body}");
         if let Some(field) = field {
             assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
@@ -221,7 +233,12 @@ async fn stripe_errors_are_reported_without_side_effects(env: StripeEnv) {
         )
         .await;
     assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("STRIPE_SECRET_KEY"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("STRIPE_SECRET_KEY")
+    );
     assert!(stand_in.requests().is_empty());
 }
 

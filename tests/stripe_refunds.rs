@@ -20,8 +20,11 @@ on_both_databases_with!(stripe_env;
 /// Buys the starter bundle (100 credits for 999 cents) for `user`; answers the session.
 async fn buy(app: &TestApp, bundle: &Value, user: &str) -> Value {
     let session = paid_session(bundle, user);
-    app.deliver_ok(&event("checkout.session.completed", session.clone()), "applied")
-        .await;
+    app.deliver_ok(
+        &event("checkout.session.completed", session.clone()),
+        "applied",
+    )
+    .await;
     session
 }
 
@@ -44,9 +47,18 @@ async fn a_full_refund_claws_back_the_whole_purchase(env: StripeEnv) {
     let session = buy(app, &bundle, &user).await;
     let grant_id = app.balance(&user).await["grants"][0]["id"].clone();
 
-    let refunded = event("charge.refunded", charge(&payment_intent(&session), 999, 999));
+    let refunded = event(
+        "charge.refunded",
+        charge(&payment_intent(&session), 999, 999),
+    );
     let answer = app.deliver_ok(&refunded, "applied").await;
-    assert!(answer["reason"].as_str().unwrap().contains("clawed back 100"), "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("clawed back 100"),
+        "{answer}"
+    );
     assert_eq!(app.available(&user).await, 0);
 
     let entries = clawbacks(app, &user).await;
@@ -56,7 +68,10 @@ async fn a_full_refund_claws_back_the_whole_purchase(env: StripeEnv) {
     assert_eq!(entry["delta"], -100);
     assert_eq!(entry["balanceAfter"], 0);
     assert_eq!(entry["grantId"], grant_id);
-    assert_eq!(entry["allocations"], json!([{ "grantId": grant_id, "amount": 100 }]));
+    assert_eq!(
+        entry["allocations"],
+        json!([{ "grantId": grant_id, "amount": 100 }])
+    );
     let stored = app.stripe_event(&refunded["id"]).await;
     assert_eq!(stored["outcome"], "APPLIED");
     assert_eq!(stored["entryId"], entry["id"]);
@@ -84,7 +99,13 @@ async fn partial_refunds_add_up_whichever_event_reports_them(env: StripeEnv) {
             "ignored",
         )
         .await;
-    assert!(answer["reason"].as_str().unwrap().contains("already counted"), "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already counted"),
+        "{answer}"
+    );
     assert_eq!(app.available(&user).await, 50);
     // A second refund of $4.99 brings the cumulative amount to the full 999: all 100 credits.
     app.deliver_ok(&event("charge.refunded", charge(&pi, 999, 999)), "applied")
@@ -107,13 +128,19 @@ async fn partial_refunds_add_up_whichever_event_reports_them(env: StripeEnv) {
     let user = new_user();
     let pi = payment_intent(&buy(app, &bundle, &user).await);
     app.deliver_ok(
-        &event("refund.created", refund(&pi, &unique("re_"), 300, "succeeded")),
+        &event(
+            "refund.created",
+            refund(&pi, &unique("re_"), 300, "succeeded"),
+        ),
         "applied",
     )
     .await;
     assert_eq!(app.available(&user).await, 70);
     app.deliver_ok(
-        &event("refund.updated", refund(&pi, &unique("re_"), 200, "succeeded")),
+        &event(
+            "refund.updated",
+            refund(&pi, &unique("re_"), 200, "succeeded"),
+        ),
         "applied",
     )
     .await;
@@ -125,7 +152,10 @@ async fn partial_refunds_add_up_whichever_event_reports_them(env: StripeEnv) {
     let user = new_user();
     let pi = payment_intent(&buy(app, &bundle, &user).await);
     app.deliver_ok(
-        &event("refund.created", refund(&pi, &unique("re_"), 9, "succeeded")),
+        &event(
+            "refund.created",
+            refund(&pi, &unique("re_"), 9, "succeeded"),
+        ),
         "ignored",
     )
     .await;
@@ -140,7 +170,10 @@ async fn a_refund_before_its_purchase_is_applied_when_the_purchase_lands(env: St
     let session = paid_session(&bundle, &user);
     let pi = payment_intent(&session);
 
-    let early = event("refund.created", refund(&pi, &unique("re_"), 500, "succeeded"));
+    let early = event(
+        "refund.created",
+        refund(&pi, &unique("re_"), 500, "succeeded"),
+    );
     let answer = app.deliver_ok(&early, "pending").await;
     assert!(answer["reason"].as_str().unwrap().contains(&pi), "{answer}");
     assert_eq!(app.available(&user).await, 0);
@@ -150,7 +183,13 @@ async fn a_refund_before_its_purchase_is_applied_when_the_purchase_lands(env: St
 
     let purchase = event("checkout.session.completed", session);
     let answer = app.deliver_ok(&purchase, "applied").await;
-    assert!(answer["reason"].as_str().unwrap().contains("clawed back 50"), "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("clawed back 50"),
+        "{answer}"
+    );
     assert_eq!(app.available(&user).await, 50);
 
     let entries = app.all_entries(&user).await;
@@ -161,7 +200,12 @@ async fn a_refund_before_its_purchase_is_applied_when_the_purchase_lands(env: St
     let stored = app.stripe_event(&early["id"]).await;
     assert_eq!(stored["outcome"], "APPLIED");
     assert_eq!(stored["entryId"], entries[0]["id"]);
-    assert!(stored["reason"].as_str().unwrap().contains(purchase["id"].as_str().unwrap()));
+    assert!(
+        stored["reason"]
+            .as_str()
+            .unwrap()
+            .contains(purchase["id"].as_str().unwrap())
+    );
     // Still once: the early refund redelivered after the purchase is a duplicate.
     assert_eq!(app.deliver_ok(&early, "applied").await["duplicate"], true);
     assert_eq!(app.available(&user).await, 50);
@@ -181,10 +225,16 @@ async fn a_partly_spent_purchase_loses_only_what_remains(env: StripeEnv) {
         .subtract_credits(json!({ "endUserId": user, "amount": 80 }))
         .await;
     let purchase_grant = spent["allocations"][0]["grantId"].clone();
-    assert_eq!(spent["allocations"], json!([{ "grantId": purchase_grant, "amount": 80 }]));
+    assert_eq!(
+        spent["allocations"],
+        json!([{ "grantId": purchase_grant, "amount": 80 }])
+    );
     assert_eq!(app.available(&user).await, 60);
 
-    let refunded = event("charge.refunded", charge(&payment_intent(&session), 999, 999));
+    let refunded = event(
+        "charge.refunded",
+        charge(&payment_intent(&session), 999, 999),
+    );
     app.deliver_ok(&refunded, "applied").await;
     // Only the 20 that remained of the purchase; the manual grant is untouched.
     assert_eq!(app.available(&user).await, 40);
@@ -202,7 +252,10 @@ async fn a_partly_spent_purchase_loses_only_what_remains(env: StripeEnv) {
 
     // A later report of the same refund finds nothing more to take.
     app.deliver_ok(
-        &event("refund.updated", refund(&payment_intent(&session), &unique("re_"), 999, "succeeded")),
+        &event(
+            "refund.updated",
+            refund(&payment_intent(&session), &unique("re_"), 999, "succeeded"),
+        ),
         "applied",
     )
     .await;
@@ -249,7 +302,10 @@ async fn unfinished_and_foreign_refunds_change_nothing(env: StripeEnv) {
 
     let pending = event("refund.created", refund(&pi, &refund_id, 999, "pending"));
     let answer = app.deliver_ok(&pending, "ignored").await;
-    assert!(answer["reason"].as_str().unwrap().contains("pending"), "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("pending"),
+        "{answer}"
+    );
     assert_eq!(app.available(&user).await, 100);
     // It succeeds later.
     app.deliver_ok(
@@ -277,7 +333,10 @@ async fn refunds_racing_their_purchases_are_each_applied_once(env: StripeEnv) {
         let session = paid_session(&bundle, &user);
         let pi = payment_intent(&session);
         deliveries.push(event("checkout.session.completed", session));
-        deliveries.push(event("refund.created", refund(&pi, &unique("re_"), 500, "succeeded")));
+        deliveries.push(event(
+            "refund.created",
+            refund(&pi, &unique("re_"), 500, "succeeded"),
+        ));
         deliveries.push(event("charge.refunded", charge(&pi, 999, 500)));
         users.push(user);
     }
@@ -303,7 +362,9 @@ async fn refunds_racing_their_purchases_are_each_applied_once(env: StripeEnv) {
     let events = app.stripe_events().await;
     assert_eq!(events.len(), deliveries.len());
     assert!(
-        events.iter().all(|e| e["outcome"] != "PENDING" && e["outcome"] != "FAILED"),
+        events
+            .iter()
+            .all(|e| e["outcome"] != "PENDING" && e["outcome"] != "FAILED"),
         "{events:#?}"
     );
 }

@@ -17,7 +17,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Bundles::Name).string().not_null())
                     .col(ColumnDef::new(Bundles::Credits).big_integer().not_null())
                     .col(ColumnDef::new(Bundles::ValidityDays).integer().null())
-                    .col(ColumnDef::new(Bundles::PriceAmount).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Bundles::PriceAmount)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Bundles::Currency).string().not_null())
                     .col(
                         ColumnDef::new(Bundles::StripePriceId)
@@ -53,7 +57,10 @@ impl MigrationTrait for Migration {
                 .big_integer()
                 .null()
                 .to_owned(),
-            ColumnDef::new(Grants::PaidCurrency).string().null().to_owned(),
+            ColumnDef::new(Grants::PaidCurrency)
+                .string()
+                .null()
+                .to_owned(),
         ] {
             manager
                 .alter_table(
@@ -99,7 +106,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(StripeEvents::EventType).string().not_null())
                     .col(ColumnDef::new(StripeEvents::Livemode).boolean().not_null())
                     .col(ColumnDef::new(StripeEvents::ObjectId).string().null())
-                    .col(ColumnDef::new(StripeEvents::PaymentIntentId).string().null())
+                    .col(
+                        ColumnDef::new(StripeEvents::PaymentIntentId)
+                            .string()
+                            .null(),
+                    )
                     .col(ColumnDef::new(StripeEvents::Outcome).string().not_null())
                     .col(ColumnDef::new(StripeEvents::Reason).text().null())
                     .col(ColumnDef::new(StripeEvents::EndUserId).uuid().null())
@@ -157,11 +168,7 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .default(0),
                     )
-                    .col(
-                        ColumnDef::new(StripePayments::Currency)
-                            .string()
-                            .null(),
-                    )
+                    .col(ColumnDef::new(StripePayments::Currency).string().null())
                     .col(
                         ColumnDef::new(StripePayments::CreatedAt)
                             .timestamp_with_time_zone()
@@ -193,7 +200,11 @@ impl MigrationTrait for Migration {
                             .string()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(StripeRefunds::Amount).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(StripeRefunds::Amount)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(StripeRefunds::Currency).string().not_null())
                     .col(ColumnDef::new(StripeRefunds::EventId).string().not_null())
                     .col(

@@ -79,7 +79,8 @@ pub fn parse(text: &str) -> Result<Vec<BundleFields>, String> {
 pub async fn load(catalog: &Catalog, path: &Path) -> anyhow::Result<Loaded> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
-    let bundles = parse(&text).map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
+    let bundles =
+        parse(&text).map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
     let mut loaded = Loaded::default();
     for fields in bundles {
         let (_, created) = catalog
@@ -109,7 +110,11 @@ mod tests {
             .collect();
         assert_eq!(
             summary,
-            vec![(100, 999, Some(365)), (500, 1499, Some(365)), (1000, 1999, Some(365))]
+            vec![
+                (100, 999, Some(365)),
+                (500, 1499, Some(365)),
+                (1000, 1999, Some(365))
+            ]
         );
         assert!(bundles.iter().all(|b| b.currency == "usd" && b.active));
     }

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::entities::bundle;
 use crate::error::{Error, Result, is_unique_violation};
-use crate::ledger::types::{Amount, MAX_CREDITS, MAX_VALIDITY_DAYS};
 use crate::ledger::clock;
+use crate::ledger::types::{Amount, MAX_CREDITS, MAX_VALIDITY_DAYS};
 
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_PRICE_ID_CHARS: usize = 255;
@@ -291,12 +291,48 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases: Vec<(BundleFields, &str)> = vec![
-            (BundleFields { name: "  ".into(), ..fields() }, "name"),
-            (BundleFields { credits: 0, ..fields() }, "credits"),
-            (BundleFields { validity_days: Some(0), ..fields() }, "validityDays"),
-            (BundleFields { price_amount: -1, ..fields() }, "priceAmount"),
-            (BundleFields { currency: "dollars".into(), ..fields() }, "currency"),
-            (BundleFields { stripe_price_id: "price 1".into(), ..fields() }, "stripePriceId"),
+            (
+                BundleFields {
+                    name: "  ".into(),
+                    ..fields()
+                },
+                "name",
+            ),
+            (
+                BundleFields {
+                    credits: 0,
+                    ..fields()
+                },
+                "credits",
+            ),
+            (
+                BundleFields {
+                    validity_days: Some(0),
+                    ..fields()
+                },
+                "validityDays",
+            ),
+            (
+                BundleFields {
+                    price_amount: -1,
+                    ..fields()
+                },
+                "priceAmount",
+            ),
+            (
+                BundleFields {
+                    currency: "dollars".into(),
+                    ..fields()
+                },
+                "currency",
+            ),
+            (
+                BundleFields {
+                    stripe_price_id: "price 1".into(),
+                    ..fields()
+                },
+                "stripePriceId",
+            ),
         ];
         for (fields, expected) in cases {
             match fields.validate() {

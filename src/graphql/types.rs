@@ -170,7 +170,11 @@ impl Grant {
 
     /// What the purchase cost, in the currency's minor unit.
     async fn paid_amount(&self) -> Option<MinorUnits> {
-        self.0.payment.as_ref().and_then(|p| p.amount).map(MinorUnits)
+        self.0
+            .payment
+            .as_ref()
+            .and_then(|p| p.amount)
+            .map(MinorUnits)
     }
 
     /// The purchase's currency (ISO 4217, lower case).

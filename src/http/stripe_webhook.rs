@@ -43,7 +43,9 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             .into_response(),
         WebhookAnswer::NotConfigured => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": "the Stripe webhook is not configured (STRIPE_WEBHOOK_SECRET)" })),
+            Json(
+                json!({ "error": "the Stripe webhook is not configured (STRIPE_WEBHOOK_SECRET)" }),
+            ),
         )
             .into_response(),
     }

@@ -82,7 +82,7 @@ pub struct PurchaseRequest {
 pub enum PurchaseOutcome {
     /// The receipt was already stored: nothing changed.
     Duplicate,
-    Done(Recorded),
+    Done(Box<Recorded>),
 }
 
 /// A refund of a payment, as reported.
@@ -150,7 +150,7 @@ impl Ledger {
             let recorded = Recorded::AlreadyGranted { grant };
             receipt.record(&write.txn, &recorded).await?;
             write.commit_even_if_empty(&self.events).await?;
-            return Ok(PurchaseOutcome::Done(recorded));
+            return Ok(PurchaseOutcome::Done(Box::new(recorded)));
         }
         if let Some(payment_reference) = &request.payment.payment_reference {
             store::lock_payment(&write.txn, payment_reference, clock::now()).await?;
@@ -225,7 +225,7 @@ impl Ledger {
         if request.validity_days.is_some() {
             self.expiry_alarm.notify_one();
         }
-        Ok(PurchaseOutcome::Done(recorded))
+        Ok(PurchaseOutcome::Done(Box::new(recorded)))
     }
 
     /// Records a refund and takes back the credits it refunds from the purchase's grant, once
@@ -258,8 +258,7 @@ impl Ledger {
         // Twice at most: a purchase may land between the first look and the payment lock.
         for _ in 0..2 {
             if let Some(grant) =
-                store::find_grant_by_payment_reference(&self.db, &request.payment_reference)
-                    .await?
+                store::find_grant_by_payment_reference(&self.db, &request.payment_reference).await?
             {
                 return self.claw_back_refund(grant, &report, receipt).await;
             }
@@ -283,7 +282,7 @@ impl Ledger {
             };
             receipt.record(&txn, &recorded).await?;
             txn.commit().await?;
-            return Ok(PurchaseOutcome::Done(recorded));
+            return Ok(PurchaseOutcome::Done(Box::new(recorded)));
         }
         Err(Error::Internal(format!(
             "the purchase of payment {} kept changing under a refund",
@@ -344,7 +343,7 @@ impl Ledger {
         };
         receipt.record(&write.txn, &recorded).await?;
         write.commit_even_if_empty(&self.events).await?;
-        Ok(PurchaseOutcome::Done(recorded))
+        Ok(PurchaseOutcome::Done(Box::new(recorded)))
     }
 }
 

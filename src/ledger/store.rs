@@ -362,7 +362,10 @@ pub async fn record_refunds(
 ) -> Result<()> {
     if let Some(cumulative) = report.cumulative {
         stripe_payment::Entity::update_many()
-            .col_expr(stripe_payment::Column::ChargeRefunded, Expr::val(cumulative))
+            .col_expr(
+                stripe_payment::Column::ChargeRefunded,
+                Expr::val(cumulative),
+            )
             .col_expr(stripe_payment::Column::Currency, Expr::val(report.currency))
             .filter(stripe_payment::Column::PaymentIntentId.eq(report.payment_reference))
             .filter(stripe_payment::Column::ChargeRefunded.lt(cumulative))

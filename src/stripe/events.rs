@@ -269,7 +269,10 @@ pub fn describe(recorded: &Recorded) -> Disposition {
             already_clawed_back: true,
         } => on(
             Outcome::Ignored,
-            format!("refund already counted: nothing more to claw back from grant {}", grant.id),
+            format!(
+                "refund already counted: nothing more to claw back from grant {}",
+                grant.id
+            ),
             grant.end_user_id,
             None,
         ),

@@ -129,7 +129,10 @@ impl Stripe {
             .await
             .map_err(|error| Error::Unavailable(error.0))?;
         let url = created.url.ok_or_else(|| {
-            Error::Internal(format!("Stripe returned session {} without a url", created.id))
+            Error::Internal(format!(
+                "Stripe returned session {} without a url",
+                created.id
+            ))
         })?;
         Ok(CheckoutSession {
             id: created.id,

@@ -202,7 +202,10 @@ mod tests {
         let new = sign("whsec_new", "1000", body);
         let header = format!("t=1000,v1={new},v1={old}");
         let only_old = vec!["whsec_old".to_owned()];
-        assert_eq!(verify(Some(&header), body, &only_old, TOLERANCE, 1000), Ok(()));
+        assert_eq!(
+            verify(Some(&header), body, &only_old, TOLERANCE, 1000),
+            Ok(())
+        );
         let header = format!("t=1000,v1={old}");
         let both = vec!["whsec_new".to_owned(), "whsec_old".to_owned()];
         assert_eq!(verify(Some(&header), body, &both, TOLERANCE, 1000), Ok(()));

@@ -27,9 +27,7 @@ use super::{METADATA_BUNDLE_ID, METADATA_END_USER_ID, Stripe};
 use crate::bundles::Bundle;
 use crate::error::Error;
 use crate::ledger::types::MAX_CREDITS;
-use crate::ledger::{
-    EndUserId, Payment, PurchaseOutcome, PurchaseRequest, RefundRequest, clock,
-};
+use crate::ledger::{EndUserId, Payment, PurchaseOutcome, PurchaseRequest, RefundRequest, clock};
 
 /// How the webhook answers a delivery.
 #[derive(Clone, Debug)]
@@ -118,7 +116,11 @@ struct Purchase {
 }
 
 impl Stripe {
-    pub async fn receive_webhook(&self, signature_header: Option<&str>, body: &[u8]) -> WebhookAnswer {
+    pub async fn receive_webhook(
+        &self,
+        signature_header: Option<&str>,
+        body: &[u8],
+    ) -> WebhookAnswer {
         if self.inner.webhook_secrets.is_empty() {
             tracing::error!("a Stripe webhook arrived but STRIPE_WEBHOOK_SECRET is not set");
             return WebhookAnswer::NotConfigured;
@@ -201,9 +203,9 @@ impl Stripe {
                 false
             }
         };
-        let stored = events::find(db, &event.id).await?.ok_or_else(|| {
-            Error::Internal(format!("Stripe event {} was not stored", event.id))
-        })?;
+        let stored = events::find(db, &event.id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("Stripe event {} was not stored", event.id)))?;
         Ok(match handled {
             Err(failure) if failure.retry => WebhookAnswer::Failed {
                 event_id: event.id.clone(),
@@ -221,17 +223,22 @@ impl Stripe {
         match event.event_type.as_str() {
             "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
                 let session: CheckoutSession = parse_object(object, "Checkout Session")?;
-                record.payment_intent_id = session.payment_intent.as_ref().map(|p| p.id().to_owned());
+                record.payment_intent_id =
+                    session.payment_intent.as_ref().map(|p| p.id().to_owned());
                 self.on_paid_session(session, record).await
             }
             "checkout.session.async_payment_failed" => {
                 let session: CheckoutSession = parse_object(object, "Checkout Session")?;
-                record.payment_intent_id = session.payment_intent.as_ref().map(|p| p.id().to_owned());
-                Ok(record_ignored("the asynchronous payment failed: nothing is granted"))
+                record.payment_intent_id =
+                    session.payment_intent.as_ref().map(|p| p.id().to_owned());
+                Ok(record_ignored(
+                    "the asynchronous payment failed: nothing is granted",
+                ))
             }
             "charge.refunded" => {
                 let charge: Charge = parse_object(object, "Charge")?;
-                let Some(payment_intent) = charge.payment_intent.as_ref().map(|p| p.id().to_owned())
+                let Some(payment_intent) =
+                    charge.payment_intent.as_ref().map(|p| p.id().to_owned())
                 else {
                     return Ok(record_ignored(
                         "the charge has no PaymentIntent: not a Checkout purchase",
@@ -263,7 +270,8 @@ impl Stripe {
             }
             "refund.created" | "refund.updated" => {
                 let refund: Refund = parse_object(object, "Refund")?;
-                record.payment_intent_id = refund.payment_intent.as_ref().map(|p| p.id().to_owned());
+                record.payment_intent_id =
+                    refund.payment_intent.as_ref().map(|p| p.id().to_owned());
                 if !refund.succeeded() {
                     return Ok(record_ignored(format!(
                         "refund status {}: credits are clawed back once it succeeds",
@@ -287,7 +295,9 @@ impl Stripe {
                 )
                 .await
             }
-            other => Ok(record_ignored(format!("Tally does not act on {other} events"))),
+            other => Ok(record_ignored(format!(
+                "Tally does not act on {other} events"
+            ))),
         }
     }
 
@@ -371,7 +381,9 @@ impl Stripe {
         let catalog = &self.inner.catalog;
         let (bundle, quantity) = if let Some(id) = metadata.get(METADATA_BUNDLE_ID) {
             let bundle_id = Uuid::parse_str(id).map_err(|_| {
-                Failure::retry(format!("metadata {METADATA_BUNDLE_ID} '{id}' is not a bundle id"))
+                Failure::retry(format!(
+                    "metadata {METADATA_BUNDLE_ID} '{id}' is not a bundle id"
+                ))
             })?;
             let bundle = catalog.get(bundle_id).await?.ok_or_else(|| {
                 Failure::retry(format!(
@@ -399,9 +411,10 @@ impl Stripe {
                 .price_id
                 .as_deref()
                 .ok_or_else(|| Failure::retry("the session's line item has no price"))?;
-            let bundle = catalog.find_by_price(price).await?.ok_or_else(|| {
-                Failure::retry(format!("no bundle has stripePriceId {price}"))
-            })?;
+            let bundle = catalog
+                .find_by_price(price)
+                .await?
+                .ok_or_else(|| Failure::retry(format!("no bundle has stripePriceId {price}")))?;
             (bundle, item.quantity.max(1))
         };
         let end_user = metadata
@@ -413,9 +426,9 @@ impl Stripe {
                      client_reference_id"
                 ))
             })?;
-        let end_user_id = Uuid::parse_str(end_user).map(EndUserId).map_err(|_| {
-            Failure::retry(format!("the end user '{end_user}' is not a UUID"))
-        })?;
+        let end_user_id = Uuid::parse_str(end_user)
+            .map(EndUserId)
+            .map_err(|_| Failure::retry(format!("the end user '{end_user}' is not a UUID")))?;
         let credits = i64::try_from(quantity)
             .ok()
             .and_then(|q| bundle.credits.checked_mul(q))

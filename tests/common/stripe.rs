@@ -309,11 +309,7 @@ fn record(
     headers: &HeaderMap,
     body: &str,
 ) -> Option<Response> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
     let authorization = header("authorization");
     state.requests.lock().unwrap().push(ReceivedRequest {
         method: method.to_owned(),
