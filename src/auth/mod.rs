@@ -1,7 +1,8 @@
 //! Who is calling, and what they may do.
 //!
 //! Secret API keys (the customer's backend) may do everything. End-user tokens (frontends) may
-//! only read their own end user's balance, history and live balance. Nothing else gets in.
+//! only read their own end user's balance, history and live balance, list the active bundles,
+//! and start a Stripe Checkout for their own end user. Nothing else gets in.
 
 pub mod api_keys;
 pub mod tokens;
@@ -22,7 +23,7 @@ pub enum Caller {
     Invalid,
     /// A live secret key: full access.
     SecretKey { key_id: Uuid },
-    /// A valid end-user token: read-only access to that end user.
+    /// A valid end-user token: read access to that end user, and buying for it.
     EndUser { end_user_id: EndUserId },
 }
 

@@ -204,7 +204,7 @@ impl Ledger {
         // Refunds that arrived before the purchase are taken back at once.
         let (mut clawback, mut had_early_refunds) = (None, false);
         if let Some(payment_reference) = &request.payment.payment_reference {
-            let (refunded, _) = store::refunded_total(&write.txn, payment_reference).await?;
+            let refunded = store::refunded_total(&write.txn, payment_reference).await?;
             had_early_refunds = refunded > 0;
             clawback = claw_back(&mut write, grant.id, payment_reference, refunded).await?;
         }
@@ -315,7 +315,7 @@ impl Ledger {
         }
         store::record_refunds(&write.txn, report, clock::now()).await?;
         write.load(&self.events).await?;
-        let (refunded, _) = store::refunded_total(&write.txn, report.payment_reference).await?;
+        let refunded = store::refunded_total(&write.txn, report.payment_reference).await?;
         let before = store::clawed_back(&write.txn, grant.id).await?;
         let entry = claw_back(&mut write, grant.id, report.payment_reference, refunded).await?;
         let grant = write

@@ -395,24 +395,19 @@ pub async fn record_refunds(
 /// How much of the payment is known to be refunded: every report is a lower bound of the true
 /// total, so the total is the larger of the cumulative amount a charge reported and the sum of
 /// the distinct refunds seen.
-pub async fn refunded_total(
-    conn: &impl ConnectionTrait,
-    payment_reference: &str,
-) -> Result<(i64, Option<String>)> {
-    let payment = stripe_payment::Entity::find_by_id(payment_reference.to_owned())
+pub async fn refunded_total(conn: &impl ConnectionTrait, payment_reference: &str) -> Result<i64> {
+    let charge = stripe_payment::Entity::find_by_id(payment_reference.to_owned())
         .one(conn)
-        .await?;
-    let refunds = stripe_refund::Entity::find()
+        .await?
+        .map_or(0, |p| p.charge_refunded);
+    let refunds: i64 = stripe_refund::Entity::find()
         .filter(stripe_refund::Column::PaymentIntentId.eq(payment_reference))
         .all(conn)
-        .await?;
-    let sum: i64 = refunds.iter().map(|r| r.amount).sum();
-    let charge = payment.as_ref().map_or(0, |p| p.charge_refunded);
-    let currency = refunds
-        .first()
-        .map(|r| r.currency.clone())
-        .or_else(|| payment.and_then(|p| p.currency));
-    Ok((std::cmp::max(sum, charge), currency))
+        .await?
+        .iter()
+        .map(|r| r.amount)
+        .sum();
+    Ok(std::cmp::max(refunds, charge))
 }
 
 /// Credits already clawed back from a grant.
