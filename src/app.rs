@@ -7,12 +7,14 @@ use tokio::net::TcpListener;
 
 use crate::auth::tokens::TokenSigner;
 use crate::auth::{Authenticator, api_keys};
+use crate::bundles::{self, Catalog};
 use crate::config::Config;
 use crate::db;
 use crate::events::BalanceEvents;
 use crate::graphql::build_schema;
 use crate::http::{AppState, Limits, WebSocketSettings, router};
 use crate::ledger::{Ledger, run_expiry_scheduler};
+use crate::stripe::Stripe;
 
 pub const ADMIN_KEY_NAME: &str = "admin (TALLY_ADMIN_API_KEY)";
 
@@ -35,6 +37,17 @@ impl Application {
                 .await
                 .map_err(|error| anyhow::anyhow!("TALLY_ADMIN_API_KEY: {}", error.message()))?;
         }
+        let catalog = Catalog::new(db.clone());
+        if let Some(path) = &config.bundles_file {
+            let loaded = bundles::file::load(&catalog, path)
+                .await
+                .map_err(|error| anyhow::anyhow!("TALLY_BUNDLES_FILE: {error:#}"))?;
+            tracing::info!(
+                created = loaded.created,
+                updated = loaded.updated,
+                "bundles loaded from TALLY_BUNDLES_FILE"
+            );
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("TALLY_LISTEN: cannot listen on {}", config.listen))?;
@@ -42,12 +55,13 @@ impl Application {
         let events = BalanceEvents::new(db.get_database_backend());
         events.start_listener(&db).await?;
         let ledger = Ledger::new(db.clone(), events);
+        let stripe = Stripe::new(&config.stripe, ledger.clone(), catalog)?;
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
         let signer = TokenSigner::load(&db, config.token_secret.as_deref())
             .await
             .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
         let state = AppState {
-            schema: build_schema(ledger.clone(), signer.clone()),
+            schema: build_schema(ledger.clone(), signer.clone(), stripe.clone()),
             ledger,
             auth: Authenticator::new(db.clone(), signer),
             db,
@@ -55,6 +69,7 @@ impl Application {
                 init_timeout: config.ws_init_timeout,
                 keepalive_interval: config.ws_keepalive_interval,
             },
+            stripe,
         };
         let limits = Limits {
             request_timeout: config.request_timeout,

@@ -3,6 +3,7 @@
 //! message naming the variable.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tally.db?mode=rwc";
@@ -15,6 +16,7 @@ pub const MIN_ADMIN_API_KEY_CHARS: usize = 24;
 pub const MIN_TOKEN_SECRET_CHARS: usize = 32;
 pub const DEFAULT_WS_INIT_TIMEOUT_SECONDS: u64 = 10;
 pub const DEFAULT_WS_KEEPALIVE_SECONDS: u64 = 20;
+pub const DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS: u64 = 300;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -31,6 +33,35 @@ pub struct Config {
     pub ws_init_timeout: Duration,
     /// How often idle WebSockets are pinged; one silent for three intervals is closed.
     pub ws_keepalive_interval: Duration,
+    pub stripe: StripeConfig,
+    /// A TOML file of bundles upserted at start-up.
+    pub bundles_file: Option<PathBuf>,
+}
+
+/// How Tally talks to Stripe.
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    /// `sk_…` or `rk_…`: creates Checkout Sessions and reads their line items. `None`: Stripe
+    /// API calls are refused.
+    pub secret_key: Option<String>,
+    /// Webhook signing secrets (`whsec_…`); a signature made with any of them is accepted, so
+    /// a secret can be rotated. Empty: the webhook answers 503.
+    pub webhook_secrets: Vec<String>,
+    /// Stripe's API base URL (`None`: https://api.stripe.com/), for a local stand-in.
+    pub api_base: Option<String>,
+    /// Signatures older or further in the future than this are refused.
+    pub webhook_tolerance: Duration,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        Self {
+            secret_key: None,
+            webhook_secrets: Vec::new(),
+            api_base: None,
+            webhook_tolerance: Duration::from_secs(DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +86,8 @@ impl Config {
             token_secret: None,
             ws_init_timeout: Duration::from_secs(DEFAULT_WS_INIT_TIMEOUT_SECONDS),
             ws_keepalive_interval: Duration::from_secs(DEFAULT_WS_KEEPALIVE_SECONDS),
+            stripe: StripeConfig::default(),
+            bundles_file: None,
         }
     }
 
@@ -141,6 +174,9 @@ impl Config {
             1..=3600,
         )?;
 
+        let stripe = parse_stripe(&get)?;
+        let bundles_file = get("TALLY_BUNDLES_FILE").map(|path| PathBuf::from(path.trim()));
+
         Ok(Self {
             database_url,
             listen,
@@ -151,8 +187,59 @@ impl Config {
             token_secret,
             ws_init_timeout: Duration::from_secs(ws_init_timeout_seconds),
             ws_keepalive_interval: Duration::from_secs(ws_keepalive_seconds),
+            stripe,
+            bundles_file,
         })
     }
+}
+
+fn parse_stripe(get: &impl Fn(&str) -> Option<String>) -> Result<StripeConfig, ConfigError> {
+    let secret_key = get("STRIPE_SECRET_KEY").map(|key| key.trim().to_owned());
+    if let Some(key) = &secret_key
+        && (!(key.starts_with("sk_") || key.starts_with("rk_"))
+            || !key.chars().all(|c| c.is_ascii_graphic()))
+    {
+        return Err(ConfigError {
+            variable: "STRIPE_SECRET_KEY",
+            problem: "must be a Stripe secret or restricted key (sk_… or rk_…) without spaces"
+                .into(),
+        });
+    }
+    let webhook_secrets: Vec<String> = get("STRIPE_WEBHOOK_SECRET")
+        .map(|value| value.split(',').map(|s| s.trim().to_owned()).collect())
+        .unwrap_or_default();
+    if webhook_secrets
+        .iter()
+        .any(|secret| !secret.starts_with("whsec_") || secret.len() <= "whsec_".len())
+    {
+        return Err(ConfigError {
+            variable: "STRIPE_WEBHOOK_SECRET",
+            problem: "must be one or more comma-separated webhook signing secrets (whsec_…)".into(),
+        });
+    }
+    let api_base = get("STRIPE_API_BASE").map(|url| url.trim().to_owned());
+    if let Some(url) = &api_base
+        && !((url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() > "https://".len()
+            && url.chars().all(|c| c.is_ascii_graphic()))
+    {
+        return Err(ConfigError {
+            variable: "STRIPE_API_BASE",
+            problem: format!("'{url}' is not an http(s) URL such as https://api.stripe.com/"),
+        });
+    }
+    let tolerance = parse_number(
+        get,
+        "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+        DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+        1..=86_400,
+    )?;
+    Ok(StripeConfig {
+        secret_key,
+        webhook_secrets,
+        api_base,
+        webhook_tolerance: Duration::from_secs(tolerance),
+    })
 }
 
 fn parse_number(
@@ -197,6 +284,33 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert!(config.admin_api_key.is_none());
         assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert!(config.stripe.secret_key.is_none());
+        assert!(config.stripe.webhook_secrets.is_empty());
+        assert_eq!(config.stripe.webhook_tolerance, Duration::from_secs(300));
+        assert!(config.bundles_file.is_none());
+    }
+
+    #[test]
+    fn stripe_settings_are_read() {
+        let config = config_from(&[
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_new, whsec_old"),
+            ("STRIPE_API_BASE", "http://127.0.0.1:12111/"),
+            ("STRIPE_WEBHOOK_TOLERANCE_SECONDS", "60"),
+            ("TALLY_BUNDLES_FILE", "bundles.toml"),
+        ])
+        .unwrap();
+        assert_eq!(config.stripe.secret_key.as_deref(), Some("sk_test_123"));
+        assert_eq!(
+            config.stripe.webhook_secrets,
+            vec!["whsec_new", "whsec_old"]
+        );
+        assert_eq!(
+            config.stripe.api_base.as_deref(),
+            Some("http://127.0.0.1:12111/")
+        );
+        assert_eq!(config.stripe.webhook_tolerance, Duration::from_secs(60));
+        assert_eq!(config.bundles_file, Some(PathBuf::from("bundles.toml")));
     }
 
     #[test]
@@ -219,6 +333,26 @@ mod tests {
             (
                 vec![("TALLY_DB_MAX_CONNECTIONS", "-1")],
                 "TALLY_DB_MAX_CONNECTIONS",
+            ),
+            (
+                vec![("STRIPE_SECRET_KEY", "pk_test_abc")],
+                "STRIPE_SECRET_KEY",
+            ),
+            (
+                vec![("STRIPE_WEBHOOK_SECRET", "whsec_abc,,whsec_def")],
+                "STRIPE_WEBHOOK_SECRET",
+            ),
+            (
+                vec![("STRIPE_WEBHOOK_SECRET", "sk_test_wrong")],
+                "STRIPE_WEBHOOK_SECRET",
+            ),
+            (
+                vec![("STRIPE_API_BASE", "localhost:12111")],
+                "STRIPE_API_BASE",
+            ),
+            (
+                vec![("STRIPE_WEBHOOK_TOLERANCE_SECONDS", "0")],
+                "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
             ),
         ] {
             let error = config_from(&pairs).unwrap_err();

@@ -37,6 +37,9 @@ pub enum Error {
     ActiveCycleExists,
     /// `stopCycle` without an active cycle.
     NoActiveCycle,
+    /// A service Tally depends on (Stripe) is not configured or did not do what was asked.
+    /// The message is safe to show.
+    Unavailable(String),
     Database(DbErr),
     Internal(String),
 }
@@ -72,6 +75,7 @@ impl Error {
             Self::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
             Self::ActiveCycleExists => "ACTIVE_CYCLE_EXISTS",
             Self::NoActiveCycle => "NO_ACTIVE_CYCLE",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -84,7 +88,7 @@ impl Error {
                 format!("{field}: must be a positive whole number of credits")
             }
             Self::Unauthenticated(message) | Self::Forbidden(message) => (*message).to_owned(),
-            Self::NotFound(message) => message.clone(),
+            Self::NotFound(message) | Self::Unavailable(message) => message.clone(),
             Self::InsufficientCredits {
                 available,
                 requested,
@@ -119,6 +123,7 @@ impl Error {
             Self::IdempotencyConflict { .. } => (409, "IDEMPOTENCY_CONFLICT"),
             Self::ActiveCycleExists => (409, "ACTIVE_CYCLE_EXISTS"),
             Self::NoActiveCycle => (409, "NO_ACTIVE_CYCLE"),
+            Self::Unavailable(_) => (503, "SERVICE_UNAVAILABLE"),
             Self::Database(_) | Self::Internal(_) => (500, "INTERNAL_SERVER_ERROR"),
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bundles;
 pub mod config;
 pub mod db;
 pub mod entities;
@@ -16,6 +17,7 @@ pub mod graphql;
 pub mod http;
 pub mod ledger;
 pub mod rest;
+pub mod stripe;
 
 pub use app::Application;
 pub use config::Config;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_ledger;
 mod m20261125_000002_live_balances;
+mod m20261125_000003_stripe;
 mod m20261125_000004_credits_model;
 
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_ledger::Migration),
             Box::new(m20261125_000002_live_balances::Migration),
+            Box::new(m20261125_000003_stripe::Migration),
             Box::new(m20261125_000004_credits_model::Migration),
         ]
     }

@@ -1,7 +1,8 @@
 //! Who is calling, and what they may do.
 //!
 //! Secret API keys (the customer's backend) may do everything. End-user tokens (frontends) may
-//! only read their own end user's balance, history and live balance. Nothing else gets in.
+//! only read their own end user's balance, history and live balance, list the active bundles,
+//! and start a Stripe Checkout for their own end user. Nothing else gets in.
 
 pub mod api_keys;
 pub mod tokens;
@@ -22,7 +23,7 @@ pub enum Caller {
     Invalid,
     /// A live secret key: full access.
     SecretKey { key_id: Uuid },
-    /// A valid end-user token: read-only access to that end user.
+    /// A valid end-user token: read access to that end user, and buying for it.
     EndUser { end_user_id: EndUserId },
 }
 
@@ -49,6 +50,26 @@ impl Caller {
             _ => Err(Error::Forbidden(
                 "end-user tokens are read-only: this needs a secret key",
             )),
+        }
+    }
+
+    /// Any valid credential: a secret key or an end-user token.
+    pub fn require_authenticated(&self) -> Result<()> {
+        match self.unauthenticated() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Acting on behalf of one end user (starting a purchase): a secret key, or that end
+    /// user's own token.
+    pub fn require_acting_for(&self, end_user_id: EndUserId) -> Result<()> {
+        self.require_authenticated()?;
+        match self {
+            Self::EndUser { end_user_id: own } if *own != end_user_id => Err(Error::Forbidden(
+                "this token may only act for its own end user",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -156,6 +177,16 @@ mod tests {
         ));
         assert!(matches!(
             Caller::Anonymous.require_read(user),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(caller.require_acting_for(user).is_ok());
+        assert!(matches!(
+            caller.require_acting_for(EndUserId(Uuid::new_v4())),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(caller.require_authenticated().is_ok());
+        assert!(matches!(
+            Caller::Invalid.require_authenticated(),
             Err(Error::Unauthenticated(_))
         ));
     }

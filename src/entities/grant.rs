@@ -23,6 +23,14 @@ pub struct Model {
     pub held: i64,
     /// The recurring cycle that granted it, if any.
     pub cycle_id: Option<Uuid>,
+    /// What the grant is for, unique (a Stripe Checkout Session id for purchases).
+    #[sea_orm(unique)]
+    pub reference: Option<String>,
+    /// The payment behind a purchase (a Stripe PaymentIntent id).
+    pub payment_reference: Option<String>,
+    /// What was paid, in the currency's minor unit.
+    pub paid_amount: Option<i64>,
+    pub paid_currency: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

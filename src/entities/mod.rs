@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod api_key;
+pub mod bundle;
 pub mod cycle;
 pub mod grant;
 pub mod hold;
@@ -10,3 +11,6 @@ pub mod idempotency_key;
 pub mod ledger_allocation;
 pub mod ledger_entry;
 pub mod setting;
+pub mod stripe_event;
+pub mod stripe_payment;
+pub mod stripe_refund;

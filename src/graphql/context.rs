@@ -6,6 +6,7 @@ use crate::auth::Caller;
 use crate::auth::tokens::TokenSigner;
 use crate::error::{Error, Result};
 use crate::ledger::{EndUserId, Ledger};
+use crate::stripe::Stripe;
 
 fn ledger<'a>(ctx: &Context<'a>) -> Result<&'a Ledger> {
     ctx.data::<Ledger>()
@@ -33,4 +34,27 @@ pub fn signer_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a TokenSigner> {
     caller(ctx).require_secret_key()?;
     ctx.data::<TokenSigner>()
         .map_err(|_| Error::Internal("token signer missing from GraphQL context".into()))
+}
+
+fn stripe<'a>(ctx: &Context<'a>) -> Result<&'a Stripe> {
+    ctx.data::<Stripe>()
+        .map_err(|_| Error::Internal("Stripe service missing from GraphQL context".into()))
+}
+
+/// Stripe purchases and the catalog, for any valid credential.
+pub fn stripe_for_any_caller<'a>(ctx: &Context<'a>) -> Result<&'a Stripe> {
+    caller(ctx).require_authenticated()?;
+    stripe(ctx)
+}
+
+/// Stripe purchases and the catalog, for a caller holding a secret key.
+pub fn stripe_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a Stripe> {
+    caller(ctx).require_secret_key()?;
+    stripe(ctx)
+}
+
+/// Stripe purchases, for a caller who may act for `end_user_id`.
+pub fn stripe_acting_for<'a>(ctx: &Context<'a>, end_user_id: EndUserId) -> Result<&'a Stripe> {
+    caller(ctx).require_acting_for(end_user_id)?;
+    stripe(ctx)
 }

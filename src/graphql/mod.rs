@@ -12,6 +12,7 @@ use async_graphql::{Schema, SchemaBuilder};
 
 use crate::auth::tokens::TokenSigner;
 use crate::ledger::Ledger;
+use crate::stripe::Stripe;
 use subscription::Subscription;
 
 pub type TallySchema = Schema<query::Query, mutation::Mutation, Subscription>;
@@ -31,8 +32,8 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     .extension(error_codes::ErrorCodes)
 }
 
-pub fn build_schema(ledger: Ledger, signer: TokenSigner) -> TallySchema {
-    builder().data(ledger).data(signer).finish()
+pub fn build_schema(ledger: Ledger, signer: TokenSigner, stripe: Stripe) -> TallySchema {
+    builder().data(ledger).data(signer).data(stripe).finish()
 }
 
 /// The SDL, as committed in `schema.graphql` and printed by `tally schema`.

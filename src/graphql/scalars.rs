@@ -40,3 +40,31 @@ impl ScalarType for Credits {
         Value::Number(self.0.into())
     }
 }
+
+/// An amount of money in the currency's minor unit (cents for USD), serialized as a JSON
+/// number; at most 2^53 − 1 in magnitude.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinorUnits(pub i64);
+
+#[Scalar(name = "MinorUnits")]
+impl ScalarType for MinorUnits {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        let Value::Number(number) = &value else {
+            return Err(InputValueError::expected_type(value));
+        };
+        match number.as_i64() {
+            Some(amount) if amount.unsigned_abs() <= MAX_CREDITS as u64 => Ok(Self(amount)),
+            _ => Err(InputValueError::custom(format!(
+                "{number} is not a whole number of minor units from -{MAX_CREDITS} to {MAX_CREDITS}"
+            ))),
+        }
+    }
+
+    fn is_valid(value: &Value) -> bool {
+        matches!(value, Value::Number(n) if n.as_i64().is_some_and(|c| c.unsigned_abs() <= MAX_CREDITS as u64))
+    }
+
+    fn to_value(&self) -> Value {
+        Value::Number(self.0.into())
+    }
+}

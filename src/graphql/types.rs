@@ -4,8 +4,9 @@ use async_graphql::{Enum, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::scalars::Credits;
+use super::scalars::{Credits, MinorUnits};
 use crate::ledger::{self, burn_down};
+use crate::{bundles, stripe};
 
 /// Where a grant's credits came from.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub enum EntryKind {
     Release,
     /// A recurring cycle's new period (or the rollover into it).
     Renewal,
+    /// Credits of a purchase taken back because its payment was refunded.
+    Clawback,
 }
 
 impl From<ledger::EntryKind> for EntryKind {
@@ -81,6 +84,7 @@ impl From<ledger::EntryKind> for EntryKind {
             ledger::EntryKind::Capture => Self::Capture,
             ledger::EntryKind::Release => Self::Release,
             ledger::EntryKind::Renewal => Self::Renewal,
+            ledger::EntryKind::Clawback => Self::Clawback,
         }
     }
 }
@@ -97,6 +101,7 @@ impl From<EntryKind> for ledger::EntryKind {
             EntryKind::Capture => Self::Capture,
             EntryKind::Release => Self::Release,
             EntryKind::Renewal => Self::Renewal,
+            EntryKind::Clawback => Self::Clawback,
         }
     }
 }
@@ -202,6 +207,33 @@ impl Grant {
     /// True while the grant counts towards the balance.
     async fn active(&self) -> bool {
         self.0.is_active(Utc::now())
+    }
+
+    /// What the grant is for, unique among grants: the Stripe Checkout Session of a purchase.
+    async fn reference(&self) -> Option<&str> {
+        self.0.payment.as_ref().map(|p| p.reference.as_str())
+    }
+
+    /// The payment behind a purchase: a Stripe PaymentIntent id (refunds name it).
+    async fn payment_reference(&self) -> Option<&str> {
+        self.0
+            .payment
+            .as_ref()
+            .and_then(|p| p.payment_reference.as_deref())
+    }
+
+    /// What the purchase cost, in the currency's minor unit.
+    async fn paid_amount(&self) -> Option<MinorUnits> {
+        self.0
+            .payment
+            .as_ref()
+            .and_then(|p| p.amount)
+            .map(MinorUnits)
+    }
+
+    /// The purchase's currency (ISO 4217, lower case).
+    async fn paid_currency(&self) -> Option<&str> {
+        self.0.payment.as_ref().and_then(|p| p.currency.as_deref())
     }
 }
 
@@ -421,5 +453,147 @@ impl Cycle {
 
     async fn canceled_at(&self) -> Option<DateTime<Utc>> {
         self.0.canceled_at
+    }
+}
+
+/// Credits for sale at a Stripe price.
+pub struct Bundle(pub bundles::Bundle);
+
+#[Object]
+impl Bundle {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Credits a purchase grants.
+    async fn credits(&self) -> Credits {
+        Credits(self.0.credits)
+    }
+
+    /// The purchased credits expire this many days (× 24 h) after the payment completes;
+    /// null = never.
+    async fn validity_days(&self) -> Option<i64> {
+        self.0.validity_days
+    }
+
+    /// The price, in the currency's minor unit (999 = $9.99). Stripe charges the amount of
+    /// the Stripe price; this is what the catalog shows.
+    async fn price_amount(&self) -> MinorUnits {
+        MinorUnits(self.0.price_amount)
+    }
+
+    /// ISO 4217, lower case (usd).
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+
+    /// The Stripe price it is sold at (price_…), unique among bundles.
+    async fn stripe_price_id(&self) -> &str {
+        &self.0.stripe_price_id
+    }
+
+    /// False once archived: no longer listed to end users nor sold.
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// What Tally made of a Stripe event.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(name = "StripeEventOutcome")]
+pub enum StripeEventOutcome {
+    /// It changed the ledger (a grant or a claw-back) or was taken into account.
+    Applied,
+    /// Nothing to do: another event type, a session already granted, a refund already counted.
+    Ignored,
+    /// Waiting: an unpaid session for its payment, a refund for its purchase.
+    Pending,
+    /// Tally could not process it and answered 5xx; Stripe delivers it again.
+    Failed,
+}
+
+impl From<stripe::Outcome> for StripeEventOutcome {
+    fn from(outcome: stripe::Outcome) -> Self {
+        match outcome {
+            stripe::Outcome::Applied => Self::Applied,
+            stripe::Outcome::Ignored => Self::Ignored,
+            stripe::Outcome::Pending => Self::Pending,
+            stripe::Outcome::Failed => Self::Failed,
+        }
+    }
+}
+
+/// A Stripe event Tally received.
+pub struct StripeEvent(pub stripe::StoredEvent);
+
+#[Object]
+impl StripeEvent {
+    /// Stripe's event id (evt_…).
+    async fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// Stripe's event type, e.g. checkout.session.completed.
+    #[graphql(name = "type")]
+    async fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+
+    async fn livemode(&self) -> bool {
+        self.0.livemode
+    }
+
+    /// The event's object: a Checkout Session, Charge or Refund id.
+    async fn object_id(&self) -> Option<&str> {
+        self.0.object_id.as_deref()
+    }
+
+    async fn payment_intent_id(&self) -> Option<&str> {
+        self.0.payment_intent_id.as_deref()
+    }
+
+    async fn outcome(&self) -> StripeEventOutcome {
+        self.0.outcome.into()
+    }
+
+    /// Why: what was granted or clawed back, what it waits for, or what went wrong.
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+
+    /// The end user it concerned, once known.
+    async fn end_user_id(&self) -> Option<Uuid> {
+        self.0.end_user_id
+    }
+
+    /// The ledger entry it wrote: the purchase's GRANT or a refund's CLAWBACK.
+    async fn entry_id(&self) -> Option<Uuid> {
+        self.0.entry_id
+    }
+
+    /// Deliveries processed: more than one when a failed event was delivered again.
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+
+    /// When it was first received.
+    async fn received_at(&self) -> DateTime<Utc> {
+        self.0.received_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
     }
 }

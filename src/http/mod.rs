@@ -2,13 +2,14 @@
 
 mod graphql;
 mod health;
+mod stripe_webhook;
 mod subscriptions;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use sea_orm::DatabaseConnection;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -17,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Authenticator;
 use crate::graphql::TallySchema;
 use crate::ledger::Ledger;
+use crate::stripe::Stripe;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +27,7 @@ pub struct AppState {
     pub auth: Authenticator,
     pub ledger: Ledger,
     pub websocket: WebSocketSettings,
+    pub stripe: Stripe,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +47,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(crate::rest::routes())
+        // Bodies above TALLY_MAX_BODY_BYTES are refused (413) before the handler runs.
+        .route("/webhooks/stripe", post(stripe_webhook::receive))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         // Applies to answering the request; an upgraded WebSocket lives on past it.
         .layer(TimeoutLayer::with_status_code(

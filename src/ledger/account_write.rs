@@ -275,21 +275,16 @@ impl AccountWrite {
         Ok(())
     }
 
-    /// Commits a change that needs no ledger entry (stopping a cycle), with whatever `load`
-    /// settled; the reserved sequence number is given back when unused.
-    pub async fn commit_without_entries(self) -> Result<()> {
-        if self.next_seq == self.reserved_through {
-            store::set_last_seq(&self.txn, self.end_user_id, self.reserved_through - 1).await?;
+    /// Commits even when no entry was appended (a write that only records something beside the
+    /// ledger, such as a Stripe event): the sequence number reserved by the lock is given back.
+    pub async fn commit_even_if_empty(self, events: &crate::events::BalanceEvents) -> Result<()> {
+        let last_used = self.next_seq - 1;
+        if last_used < self.reserved_through {
+            store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
             self.txn.commit().await?;
             return Ok(());
         }
-        let last_used = self.next_seq - 1;
-        if last_used > self.reserved_through {
-            store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
-        }
-        // `load` announced inside the transaction when it settled something.
-        self.txn.commit().await?;
-        Ok(())
+        self.commit(events).await
     }
 
     /// Commits what was written. A write that appended nothing rolls back instead.

@@ -149,6 +149,7 @@ impl Ledger {
             voided_at: None,
             held: 0,
             cycle_id: None,
+            payment: None,
         };
         write.grants.push(grant.clone());
         let balance = Balance::from_grants(user, &write.grants, now);

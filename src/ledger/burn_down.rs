@@ -114,6 +114,7 @@ mod tests {
             voided_at: None,
             held: 0,
             cycle_id: None,
+            payment: None,
         }
     }
 

@@ -187,7 +187,7 @@ impl Ledger {
         cycle.canceled_at = Some(write.now);
         store::update_cycle(&write.txn, &cycle).await?;
         // No ledger entry: the balance does not change. Commit even so.
-        write.commit_without_entries().await?;
+        write.commit_even_if_empty(&self.events).await?;
         Ok(cycle)
     }
 
@@ -225,6 +225,7 @@ fn cycle_grant(
         voided_at: None,
         held: 0,
         cycle_id: Some(cycle_id),
+        payment: None,
     }
 }
 

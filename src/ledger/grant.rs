@@ -26,6 +26,21 @@ pub struct Grant {
     pub held: i64,
     /// The recurring cycle that granted it, if any.
     pub cycle_id: Option<Uuid>,
+    /// How it was paid for, when it was bought.
+    pub payment: Option<Payment>,
+}
+
+/// The payment behind a purchased grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// What the grant is for, unique among grants: a Stripe Checkout Session id.
+    pub reference: String,
+    /// The payment refunds name: a Stripe PaymentIntent id (none when nothing was charged).
+    pub payment_reference: Option<String>,
+    /// What was paid, in the currency's minor unit (cents); `None` when unknown.
+    pub amount: Option<i64>,
+    /// ISO 4217, lower case.
+    pub currency: Option<String>,
 }
 
 impl Grant {
@@ -62,6 +77,12 @@ impl Grant {
             voided_at: model.voided_at,
             held: model.held,
             cycle_id: model.cycle_id,
+            payment: model.reference.map(|reference| Payment {
+                reference,
+                payment_reference: model.payment_reference,
+                amount: model.paid_amount,
+                currency: model.paid_currency,
+            }),
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod grant;
 pub mod history;
 pub mod holds;
 mod idempotency;
+pub mod purchase;
 mod store;
 mod subtract_credits;
 pub mod types;
@@ -31,7 +32,10 @@ pub use add_credits::{AddCreditsOutcome, AddCreditsRequest};
 pub use balance::Balance;
 pub use entry::Entry;
 pub use expiry::run_expiry_scheduler;
-pub use grant::Grant;
+pub use grant::{Grant, Payment};
+pub use purchase::{
+    PurchaseOutcome, PurchaseRequest, Receipt, Recorded, RefundRequest, clawback_target,
+};
 pub use subtract_credits::{SubtractCreditsOutcome, SubtractCreditsRequest};
 pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 

@@ -21,7 +21,8 @@ use super::grant::Grant;
 use super::holds::{Hold, HoldStatus};
 use super::types::EndUserId;
 use crate::entities::{
-    account, cycle, grant, hold, hold_allocation, ledger_allocation, ledger_entry,
+    account, cycle, grant, hold, hold_allocation, ledger_allocation, ledger_entry, stripe_payment,
+    stripe_refund,
 };
 use crate::error::{Error, Result};
 
@@ -182,6 +183,13 @@ pub async fn insert_grant(txn: &impl ConnectionTrait, grant: &Grant) -> Result<(
         voided_at: Set(grant.voided_at),
         held: Set(grant.held),
         cycle_id: Set(grant.cycle_id),
+        reference: Set(grant.payment.as_ref().map(|p| p.reference.clone())),
+        payment_reference: Set(grant
+            .payment
+            .as_ref()
+            .and_then(|p| p.payment_reference.clone())),
+        paid_amount: Set(grant.payment.as_ref().and_then(|p| p.amount)),
+        paid_currency: Set(grant.payment.as_ref().and_then(|p| p.currency.clone())),
     })
     .exec_without_returning(txn)
     .await?;
@@ -591,4 +599,125 @@ pub async fn account_exists(conn: &impl ConnectionTrait, end_user_id: EndUserId)
         .one(conn)
         .await?
         .is_some())
+}
+
+pub async fn find_grant_by_reference(
+    conn: &impl ConnectionTrait,
+    reference: &str,
+) -> Result<Option<Grant>> {
+    grant::Entity::find()
+        .filter(grant::Column::Reference.eq(reference))
+        .one(conn)
+        .await?
+        .map(Grant::from_model)
+        .transpose()
+}
+
+pub async fn find_grant_by_payment_reference(
+    conn: &impl ConnectionTrait,
+    payment_reference: &str,
+) -> Result<Option<Grant>> {
+    grant::Entity::find()
+        .filter(grant::Column::PaymentReference.eq(payment_reference))
+        .order_by_asc(grant::Column::CreatedAt)
+        .order_by_asc(grant::Column::Id)
+        .one(conn)
+        .await?
+        .map(Grant::from_model)
+        .transpose()
+}
+
+pub async fn lock_payment(
+    txn: &impl ConnectionTrait,
+    payment_reference: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    stripe_payment::Entity::insert(stripe_payment::ActiveModel {
+        payment_intent_id: Set(payment_reference.to_owned()),
+        charge_refunded: Set(0),
+        currency: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(stripe_payment::Column::PaymentIntentId)
+            .value(stripe_payment::Column::UpdatedAt, now)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// A refunded amount as a payment reports it, under `lock_payment`.
+pub struct RefundReport<'a> {
+    pub payment_reference: &'a str,
+    pub currency: &'a str,
+    /// Individual refunds `(id, amount)`; each id counts once, however often it is reported.
+    pub refunds: &'a [(String, i64)],
+    /// The payment's cumulative refunded amount (Stripe's `charge.amount_refunded`).
+    pub cumulative: Option<i64>,
+    /// Who reported it (a Stripe event id), kept with each refund.
+    pub reported_by: &'a str,
+}
+
+pub async fn record_refunds(
+    txn: &impl ConnectionTrait,
+    report: &RefundReport<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if let Some(cumulative) = report.cumulative {
+        stripe_payment::Entity::update_many()
+            .col_expr(
+                stripe_payment::Column::ChargeRefunded,
+                Expr::val(cumulative),
+            )
+            .col_expr(stripe_payment::Column::Currency, Expr::val(report.currency))
+            .filter(stripe_payment::Column::PaymentIntentId.eq(report.payment_reference))
+            .filter(stripe_payment::Column::ChargeRefunded.lt(cumulative))
+            .exec(txn)
+            .await?;
+    }
+    for (refund_id, amount) in report.refunds {
+        stripe_refund::Entity::insert(stripe_refund::ActiveModel {
+            refund_id: Set(refund_id.clone()),
+            payment_intent_id: Set(report.payment_reference.to_owned()),
+            amount: Set(*amount),
+            currency: Set(report.currency.to_owned()),
+            event_id: Set(report.reported_by.to_owned()),
+            created_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(stripe_refund::Column::RefundId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn refunded_total(conn: &impl ConnectionTrait, payment_reference: &str) -> Result<i64> {
+    let charge = stripe_payment::Entity::find_by_id(payment_reference.to_owned())
+        .one(conn)
+        .await?
+        .map_or(0, |p| p.charge_refunded);
+    let refunds: i64 = stripe_refund::Entity::find()
+        .filter(stripe_refund::Column::PaymentIntentId.eq(payment_reference))
+        .all(conn)
+        .await?
+        .iter()
+        .map(|r| r.amount)
+        .sum();
+    Ok(std::cmp::max(refunds, charge))
+}
+
+pub async fn clawed_back(conn: &impl ConnectionTrait, grant_id: Uuid) -> Result<i64> {
+    let entries = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::GrantId.eq(grant_id))
+        .filter(ledger_entry::Column::Kind.eq(super::EntryKind::Clawback.as_str()))
+        .all(conn)
+        .await?;
+    Ok(entries.iter().map(|e| e.amount).sum())
 }

@@ -173,10 +173,12 @@ pub enum EntryKind {
     Release,
     /// A recurring cycle's new period (and any rollover).
     Renewal,
+    /// Credits of a purchase taken back because its payment was refunded.
+    Clawback,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 9] = [
+    pub const ALL: [EntryKind; 10] = [
         Self::Grant,
         Self::Debit,
         Self::Expiry,
@@ -186,6 +188,7 @@ impl EntryKind {
         Self::Capture,
         Self::Release,
         Self::Renewal,
+        Self::Clawback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -199,6 +202,7 @@ impl EntryKind {
             Self::Capture => "capture",
             Self::Release => "release",
             Self::Renewal => "renewal",
+            Self::Clawback => "clawback",
         }
     }
 
@@ -214,7 +218,7 @@ impl EntryKind {
     pub fn sign(self) -> i64 {
         match self {
             Self::Grant | Self::Reversal | Self::Release | Self::Renewal => 1,
-            Self::Debit | Self::Expiry | Self::Void | Self::Hold => -1,
+            Self::Debit | Self::Expiry | Self::Void | Self::Hold | Self::Clawback => -1,
             Self::Capture => 0,
         }
     }

@@ -86,9 +86,13 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
         seqs.entry(entry.end_user_id).or_default().push(entry.seq);
         let allocated = allocated_by_entry.get(&entry.id).copied().unwrap_or(0);
         let expected = match EntryKind::from_stored(&entry.kind) {
-            Ok(EntryKind::Debit | EntryKind::Capture | EntryKind::Expiry | EntryKind::Void) => {
-                Some(entry.amount)
-            }
+            Ok(
+                EntryKind::Debit
+                | EntryKind::Capture
+                | EntryKind::Expiry
+                | EntryKind::Void
+                | EntryKind::Clawback,
+            ) => Some(entry.amount),
             Ok(EntryKind::Reversal) => Some(-entry.amount),
             Ok(EntryKind::Grant | EntryKind::Renewal | EntryKind::Hold | EntryKind::Release) => {
                 Some(0)

@@ -3,9 +3,11 @@
 //! (`TALLY_REQUIRE_POSTGRES_TESTS=1` turns a missing URL into a failure, as CI wants).
 #![allow(dead_code)]
 
+pub mod stripe;
 pub mod ws;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database};
@@ -26,8 +28,13 @@ pub struct TestApp {
     pub database_url: String,
     pub backend: Backend,
     pub client: reqwest::Client,
+    /// What the test changed in the configuration (applied to every instance it starts).
+    configure: Configure,
     _database: TestDatabase,
 }
+
+/// Changes a test makes to the default configuration.
+pub type Configure = Arc<dyn Fn(&mut Config) + Send + Sync>;
 
 enum TestDatabase {
     /// Owned by another `TestApp`.
@@ -95,6 +102,11 @@ fn with_database(url: &str, name: &str) -> String {
 impl TestApp {
     /// Starts Tally on a fresh database; `None` when the backend is not available here.
     pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, Arc::new(|_: &mut Config| {})).await
+    }
+
+    /// Starts Tally on a fresh database with `configure` applied to its configuration.
+    pub async fn spawn_with(backend: Backend, configure: Configure) -> Option<Self> {
         let (database_url, database) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -121,23 +133,40 @@ impl TestApp {
                 )
             }
         };
-        let app = Self::start(&database_url).await;
+        let app = Self::start_with(&database_url, &configure).await;
         Some(Self {
             address: app,
             database_url,
             backend,
             client: reqwest::Client::new(),
+            configure,
             _database: database,
         })
     }
 
     /// Starts one more Tally process-equivalent (its own pool) on the same database.
     pub async fn start(database_url: &str) -> String {
+        Self::start_with(database_url, &(Arc::new(|_: &mut Config| {}) as Configure)).await
+    }
+
+    /// Starts one more instance on this test's database, configured like the first.
+    pub async fn start_another(&self) -> String {
+        Self::start_with(&self.database_url, &self.configure).await
+    }
+
+    /// The configuration tests start from, with `configure` applied.
+    pub fn config(database_url: &str, configure: &Configure) -> Config {
         let mut config = Config::new(database_url);
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.admin_api_key = Some(ADMIN_KEY.to_owned());
         config.request_timeout = Duration::from_secs(60);
         config.ws_init_timeout = Duration::from_secs(1);
+        configure(&mut config);
+        config
+    }
+
+    pub async fn start_with(database_url: &str, configure: &Configure) -> String {
+        let config = Self::config(database_url, configure);
         let app = Application::build(config).await.expect("Tally starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until(std::future::pending()));
@@ -152,6 +181,7 @@ impl TestApp {
             database_url: app.database_url.clone(),
             backend: app.backend,
             client: app.client.clone(),
+            configure: app.configure.clone(),
             _database: TestDatabase::Borrowed,
         }
     }
@@ -301,6 +331,36 @@ macro_rules! on_both_databases {
     };
 }
 
+/// Like `on_both_databases!`, for tests that take what `$setup(backend)` builds (an app with a
+/// particular configuration, and whatever else the test needs). `$setup` answers `None` when
+/// the backend is not available here.
+#[macro_export]
+macro_rules! on_both_databases_with {
+    ($setup:ident; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let env = super::$setup($crate::common::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always available");
+                    super::$name(env).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(env) = super::$setup($crate::common::Backend::Postgres).await {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// Replays the end user's ledger, oldest entry first, and checks it against the stored state:
 /// every `balanceAfter` is the running sum of the deltas, every grant's `remaining` is its
 /// amount less what allocations took, and the sum is today's balance. For tests in which
@@ -339,7 +399,7 @@ pub async fn assert_ledger_replays(app: &TestApp, end_user_id: &str) -> i64 {
                 .entry(allocation["grantId"].as_str().unwrap().to_owned())
                 .or_default() += amount;
         }
-        if entry["kind"] == "DEBIT" {
+        if entry["kind"] == "DEBIT" || entry["kind"] == "CLAWBACK" {
             assert_eq!(
                 allocated,
                 entry["amount"].as_i64().unwrap(),

@@ -1,3 +1,5 @@
+mod bundles;
+mod checkout;
 mod corrections;
 mod credits;
 mod cycles;
@@ -13,4 +15,6 @@ pub struct Mutation(
     corrections::CorrectionsMutation,
     cycles::CyclesMutation,
     tokens::TokensMutation,
+    bundles::BundlesMutation,
+    checkout::CheckoutMutation,
 );

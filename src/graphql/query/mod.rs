@@ -1,7 +1,14 @@
 mod balance;
+mod bundles;
+mod stripe_events;
 mod transactions;
 
 use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
-pub struct Query(balance::BalanceQuery, transactions::TransactionsQuery);
+pub struct Query(
+    balance::BalanceQuery,
+    transactions::TransactionsQuery,
+    bundles::BundlesQuery,
+    stripe_events::StripeEventsQuery,
+);
