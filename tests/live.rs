@@ -427,3 +427,36 @@ mod postgres_processes {
         }
     }
 }
+
+/// Idle sockets are pinged; one that stops answering is closed, one that answers stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_sockets_are_reaped_and_answering_ones_kept() {
+    let configure: Configure = std::sync::Arc::new(|config: &mut tally::Config| {
+        config.ws_keepalive_interval = Duration::from_secs(1);
+    });
+    let app = TestApp::spawn_with(Backend::Sqlite, configure)
+        .await
+        .expect("SQLite");
+    let mut silent = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
+    let mut answering = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
+    // Reading is what answers pings (the client library replies as it reads).
+    assert!(
+        answering.next_event(Duration::from_secs(5)).await.is_none(),
+        "no events, still open"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Closed with 1001, or reset while the client answers the pings it reads too late.
+    match silent.next_event(Duration::from_secs(2)).await {
+        Some(Event::Closed(code, _)) => assert!(matches!(code, Some(1001) | None), "{code:?}"),
+        other => panic!("the silent socket should have been closed, got {other:?}"),
+    }
+    let user = new_user();
+    answering
+        .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+        .await;
+    assert_eq!(
+        available(&answering.next_data(PUSH_WAIT).await),
+        0,
+        "the answering socket works"
+    );
+}
