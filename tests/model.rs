@@ -244,11 +244,11 @@ async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
     let captured = app
         .ok(
             CAPTURE,
-            json!({ "input": { "holdId": keep["hold"]["id"] } }),
+            json!({ "input": { "holdId": keep["hold"]["id"], "amount": 6 } }),
         )
         .await;
     assert_eq!(
-        captured["hold"]["capturedAmount"], 10,
+        captured["hold"]["capturedAmount"], 6,
         "a capture within the hold never fails"
     );
     // Released credits of an expired grant expire at once.
@@ -262,9 +262,10 @@ async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
     assert_eq!(
         kinds(&app.all_entries(&user).await),
         [
-            "GRANT", "HOLD", "HOLD", "EXPIRY", "CAPTURE", "RELEASE", "EXPIRY"
+            "GRANT", "HOLD", "HOLD", "EXPIRY", "CAPTURE", "RELEASE", "EXPIRY", "RELEASE", "EXPIRY"
         ]
     );
+    assert_ledger_replays(&app, &user).await;
     assert_verify_clean(&app);
 }
 
@@ -454,6 +455,35 @@ async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
         kinds(&app.all_entries(&user).await),
         ["GRANT", "GRANT", "DEBIT", "REVERSAL", "EXPIRY"]
     );
+    assert_ledger_replays(&app, &user).await;
+
+    // Into a voided grant: given back, then voided again.
+    let other = new_user();
+    let voided = app
+        .add_credits(json!({ "endUserId": other, "amount": 10 }))
+        .await;
+    app.add_credits(json!({ "endUserId": other, "amount": 3 }))
+        .await;
+    let debit = app
+        .subtract_credits(json!({ "endUserId": other, "amount": 10 }))
+        .await;
+    app.ok(
+        VOID,
+        json!({ "input": { "grantId": voided["grant"]["id"] } }),
+    )
+    .await;
+    let reversed = app
+        .ok(
+            REVERSE,
+            json!({ "input": { "entryId": debit["entry"]["id"] } }),
+        )
+        .await;
+    assert_eq!(reversed["balance"]["available"], 3);
+    assert_eq!(
+        kinds(&app.all_entries(&other).await),
+        ["GRANT", "GRANT", "DEBIT", "VOID", "REVERSAL", "VOID"]
+    );
+    assert_ledger_replays(&app, &other).await;
     assert_verify_clean(&app);
 }
 

@@ -261,6 +261,18 @@ async fn a_partly_spent_purchase_loses_only_what_remains(env: StripeEnv) {
     .await;
     assert_eq!(app.available(&user).await, 40);
     assert_eq!(clawbacks(app, &user).await.len(), 1);
+
+    // Reversing the debit gives the 80 back to the refunded purchase, which claws them back
+    // again: a refunded purchase never regains credits.
+    app.ok(
+        "mutation($input: ReverseDebitInput!) { reverseDebit(input: $input) { entry { kind } } }",
+        json!({ "input": { "entryId": spent["entry"]["id"] } }),
+    )
+    .await;
+    assert_eq!(app.available(&user).await, 40);
+    let entries = clawbacks(app, &user).await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["amount"], 80, "newest first");
     assert_ledger_replays(app, &user).await;
 }
 

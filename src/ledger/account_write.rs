@@ -177,6 +177,10 @@ impl AccountWrite {
         status: super::holds::HoldStatus,
     ) -> Result<Option<Entry>> {
         debug_assert!((0..=hold.amount).contains(&capture));
+        // balanceAfter follows the running sum of deltas: the capture moves nothing available,
+        // the release adds what it frees, even onto a grant that has expired meanwhile (its
+        // EXPIRY entry then takes it away again).
+        let available_before = self.available();
         let earmarks = store::hold_allocations(&self.txn, hold.id).await?;
         let mut still_to_capture = capture;
         let mut captured = Vec::new();
@@ -229,15 +233,13 @@ impl AccountWrite {
             entry.hold_id = Some(hold.id);
             entry
         });
-        // balanceAfter is known once both are applied; the capture moves nothing available.
-        let available_after_release = self.available();
         if let Some(entry) = capture_entry.as_mut() {
-            entry.balance_after = available_after_release - released;
+            entry.balance_after = available_before;
             self.insert_entry(entry).await?;
         }
         if let Some(mut entry) = release_entry {
             entry.seq = self.take_seq();
-            entry.balance_after = available_after_release;
+            entry.balance_after = available_before + released;
             self.insert_entry(&entry).await?;
         }
         self.expire_due().await?;

@@ -83,7 +83,8 @@ impl Ledger {
                     ),
                 ));
             }
-            let entry = record_void(&mut write, &grant, reason.as_ref(), key.as_ref()).await?;
+            let entry =
+                record_void(&mut write, &grant, reason.as_ref(), key.as_ref(), None).await?;
             if let Some(key) = &key {
                 idempotency::record(&write.txn, key, VOID, &hash, user, entry.id, write.now)
                     .await?;
@@ -183,13 +184,17 @@ impl Ledger {
                     write.grants.push(grant);
                 }
             }
+            // balanceAfter follows the running sum of deltas: the reversal adds all it gives
+            // back, even to grants that have expired or been voided since (their EXPIRY or VOID
+            // entries below take that part away again).
+            let mut running = write.available() + amount;
             write.take(&give_back).await?;
             let mut entry = Entry::new(
                 EntryKind::Reversal,
                 user,
                 write.take_seq(),
                 amount,
-                write.available(),
+                running,
                 write.now,
             );
             entry.reversed_entry_id = Some(debit.id);
@@ -205,9 +210,14 @@ impl Ledger {
                 .cloned()
                 .collect();
             for grant in &voided {
-                record_void(&mut write, grant, None, None).await?;
+                running -= grant.remaining;
+                record_void(&mut write, grant, None, None, Some(running)).await?;
             }
             write.expire_due().await?;
+            // Credits given back to a refunded purchase are clawed back again.
+            for allocation in &returnable {
+                super::purchase::claw_back_refunded(&mut write, allocation.grant_id).await?;
+            }
             if let Some(key) = &key {
                 idempotency::record(&write.txn, key, REVERSE, &hash, user, entry.id, write.now)
                     .await?;
@@ -245,6 +255,8 @@ async fn record_void(
     grant: &Grant,
     reason: Option<&Description>,
     key: Option<&IdempotencyKey>,
+    // The running balance after this entry, when the grant is not an active one.
+    balance_after: Option<i64>,
 ) -> Result<Entry> {
     let taken = Allocation {
         grant_id: grant.id,
@@ -263,7 +275,7 @@ async fn record_void(
         write.end_user_id,
         write.take_seq(),
         taken.amount,
-        write.available(),
+        balance_after.unwrap_or_else(|| write.available()),
         write.now,
     );
     entry.grant_id = Some(grant.id);

@@ -40,10 +40,20 @@ impl Ledger {
             users.extend(store::end_users_with_due_cycles(&self.db, now, BATCH).await?);
             users.sort_by_key(|u| u.0);
             users.dedup();
+            let mut settled = 0;
             for user in &users {
-                self.settle_due(*user).await?;
+                // One end user's failure must not hold up everyone sorted after them.
+                match self.settle_due(*user).await {
+                    Ok(_) => settled += 1,
+                    Err(error) => tracing::warn!(
+                        end_user = %user.0,
+                        error = error.message(),
+                        "settling what fell due failed"
+                    ),
+                }
             }
-            if (users.len() as u64) < BATCH {
+            // A full batch of failures would be found again at once: wait instead of spinning.
+            if (users.len() as u64) < BATCH || settled == 0 {
                 let next = [
                     store::next_expiry_after(&self.db, now).await?,
                     store::next_hold_deadline_after(&self.db, now).await?,

@@ -353,6 +353,23 @@ impl Ledger {
     }
 }
 
+/// After credits went back to `grant_id` (a reversed debit), claws back again what its
+/// payment's refunds call for: a refunded purchase never regains credits.
+pub async fn claw_back_refunded(write: &mut AccountWrite, grant_id: Uuid) -> Result<()> {
+    let Some(payment_reference) = write
+        .grants
+        .iter()
+        .find(|g| g.id == grant_id)
+        .and_then(|g| g.payment.as_ref())
+        .and_then(|p| p.payment_reference.clone())
+    else {
+        return Ok(());
+    };
+    let refunded = store::refunded_total(&write.txn, &payment_reference).await?;
+    claw_back(write, grant_id, &payment_reference, refunded).await?;
+    Ok(())
+}
+
 /// Appends the claw-back entry that brings what was taken from `grant_id` up to what
 /// `refunded` calls for, capped by what remains of the grant. `None` when nothing is to take.
 async fn claw_back(
