@@ -27,6 +27,7 @@ on_both_databases!(
     history_filters_and_balance_at_past_instants,
     verify_is_clean_after_a_mixed_run_and_reports_planted_differences,
     a_used_up_cycle_renews_on_time,
+    captures_and_releases_take_idempotency_keys,
 );
 
 const HOLD: &str = "mutation($input: CreateHoldInput!) { createHold(input: $input) {
@@ -933,4 +934,54 @@ async fn a_used_up_cycle_renews_on_time(app: TestApp) {
         kinds(&app.all_entries(&user).await),
         ["GRANT", "DEBIT", "RENEWAL"]
     );
+}
+
+async fn captures_and_releases_take_idempotency_keys(app: TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 50 }))
+        .await;
+    let first = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 20, "ttlSeconds": 60 } }),
+        )
+        .await;
+    let capture = json!({ "input": { "holdId": first["hold"]["id"], "amount": 15, "idempotencyKey": "cap-1" } });
+    let captured = app.ok(CAPTURE, capture.clone()).await;
+    let again = app.ok(CAPTURE, capture).await;
+    assert_eq!(
+        again["entry"]["id"], captured["entry"]["id"],
+        "the first result, replayed"
+    );
+    assert_eq!(again["hold"]["capturedAmount"], 15);
+    assert_eq!(again["balance"]["available"], 35);
+    let body = app
+        .graphql(CAPTURE, json!({ "input": { "holdId": first["hold"]["id"], "amount": 16, "idempotencyKey": "cap-1" } }))
+        .await;
+    assert_eq!(error_code(&body), "IDEMPOTENCY_CONFLICT");
+
+    let second = app
+        .ok(
+            HOLD,
+            json!({ "input": { "endUserId": user, "amount": 5, "ttlSeconds": 60 } }),
+        )
+        .await;
+    let release = json!({ "input": { "holdId": second["hold"]["id"], "idempotencyKey": "rel-1" } });
+    let released = app.ok(RELEASE, release.clone()).await;
+    let again = app.ok(RELEASE, release).await;
+    assert_eq!(again["hold"], released["hold"]);
+    assert_eq!(again["balance"]["available"], 35);
+    // Without a key, closing a closed hold is refused as before.
+    let body = app
+        .graphql(
+            RELEASE,
+            json!({ "input": { "holdId": second["hold"]["id"] } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+    assert_eq!(
+        kinds(&app.all_entries(&user).await),
+        ["GRANT", "HOLD", "CAPTURE", "RELEASE", "HOLD", "RELEASE"]
+    );
+    assert_ledger_replays(&app, &user).await;
 }

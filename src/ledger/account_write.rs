@@ -175,7 +175,7 @@ impl AccountWrite {
         hold: &Hold,
         capture: i64,
         status: super::holds::HoldStatus,
-    ) -> Result<Option<Entry>> {
+    ) -> Result<(Option<Entry>, Option<Entry>)> {
         debug_assert!((0..=hold.amount).contains(&capture));
         // balanceAfter follows the running sum of deltas: the capture moves nothing available,
         // the release adds what it frees, even onto a grant that has expired meanwhile (its
@@ -237,13 +237,17 @@ impl AccountWrite {
             entry.balance_after = available_before;
             self.insert_entry(entry).await?;
         }
-        if let Some(mut entry) = release_entry {
-            entry.seq = self.take_seq();
-            entry.balance_after = available_before + released;
-            self.insert_entry(&entry).await?;
-        }
+        let release_entry = match release_entry {
+            Some(mut entry) => {
+                entry.seq = self.take_seq();
+                entry.balance_after = available_before + released;
+                self.insert_entry(&entry).await?;
+                Some(entry)
+            }
+            None => None,
+        };
         self.expire_due().await?;
-        Ok(capture_entry)
+        Ok((capture_entry, release_entry))
     }
 
     /// Appends an entry (entries are only ever inserted).

@@ -96,6 +96,8 @@ pub struct HoldOutcome {
 }
 
 const CREATE: &str = "create_hold";
+const CAPTURE: &str = "capture_hold";
+const RELEASE: &str = "release_hold";
 
 impl Ledger {
     pub async fn create_hold(&self, request: CreateHoldRequest) -> Result<HoldOutcome> {
@@ -181,17 +183,27 @@ impl Ledger {
     }
 
     /// Spends `amount` of an open hold (all of it when `None`) and releases the rest.
-    pub async fn capture_hold(&self, hold_id: Uuid, amount: Option<i64>) -> Result<HoldOutcome> {
+    pub async fn capture_hold(
+        &self,
+        hold_id: Uuid,
+        amount: Option<i64>,
+        idempotency_key: Option<String>,
+    ) -> Result<HoldOutcome> {
         if let Some(amount) = amount
             && amount < 0
         {
             return Err(Error::bad_input("amount", "must not be negative"));
         }
-        self.close_hold(hold_id, amount, HoldStatus::Captured).await
+        self.close_hold(hold_id, amount, HoldStatus::Captured, idempotency_key)
+            .await
     }
 
-    pub async fn release_hold(&self, hold_id: Uuid) -> Result<HoldOutcome> {
-        self.close_hold(hold_id, Some(0), HoldStatus::Released)
+    pub async fn release_hold(
+        &self,
+        hold_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<HoldOutcome> {
+        self.close_hold(hold_id, Some(0), HoldStatus::Released, idempotency_key)
             .await
     }
 
@@ -200,12 +212,55 @@ impl Ledger {
         hold_id: Uuid,
         capture: Option<i64>,
         status: HoldStatus,
+        idempotency_key: Option<String>,
     ) -> Result<HoldOutcome> {
+        let operation = match status {
+            HoldStatus::Released => RELEASE,
+            _ => CAPTURE,
+        };
+        let hash = idempotency::request_hash(
+            operation,
+            &serde_json::json!({ "hold_id": hold_id, "amount": capture }),
+        );
+        let key = IdempotencyKey::parse(idempotency_key)?;
         let user = store::find_hold(&self.db, hold_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no hold with id {hold_id}")))?
             .end_user_id;
+        retry_once_on_unique_violation(|| {
+            self.try_close_hold(
+                hold_id,
+                capture,
+                status,
+                key.as_ref(),
+                operation,
+                &hash,
+                user,
+            )
+        })
+        .await
+    }
+
+    // One argument per part of the request and its fingerprint.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_close_hold(
+        &self,
+        hold_id: Uuid,
+        capture: Option<i64>,
+        status: HoldStatus,
+        key: Option<&IdempotencyKey>,
+        operation: &str,
+        hash: &str,
+        user: EndUserId,
+    ) -> Result<HoldOutcome> {
         let mut write = self.begin_write(user).await?;
+        if let Some(key) = key
+            && let Prior::Replay { entry_id } =
+                idempotency::check(&write.txn, key, operation, hash).await?
+        {
+            write.txn.rollback().await?;
+            return self.hold_replay(entry_id).await;
+        }
         let settled = write.load(&self.events).await?;
         // Re-read under the lock: it may have closed (or passed its deadline) meanwhile.
         let hold = store::find_hold(&write.txn, hold_id)
@@ -227,8 +282,16 @@ impl Ledger {
                 format!("the hold is for {}; cannot capture {capture}", hold.amount),
             ));
         }
-        let entry = write.close_hold(&hold, capture, status).await?;
+        let (capture_entry, release_entry) = write.close_hold(&hold, capture, status).await?;
         let now = write.now;
+        if let Some(key) = key {
+            let first = capture_entry
+                .as_ref()
+                .or(release_entry.as_ref())
+                .ok_or_else(|| Error::Internal("closing a hold wrote no entry".into()))?;
+            idempotency::record(&write.txn, key, operation, hash, user, first.id, now).await?;
+        }
+        let entry = capture_entry;
         let balance = Balance::from_grants(user, &write.grants, now);
         write.commit(&self.events).await?;
         let hold = store::find_hold(&self.db, hold_id)
@@ -252,10 +315,12 @@ impl Ledger {
         let hold = store::find_hold(&self.db, hold_id)
             .await?
             .ok_or_else(|| Error::Internal(format!("missing hold {hold_id}")))?;
+        // A release answers no entry (as when it first ran).
+        let entry = (entry.kind != EntryKind::Release).then_some(entry);
         Ok(HoldOutcome {
             balance: self.balance(hold.end_user_id).await?,
             hold,
-            entry: Some(entry),
+            entry,
             replayed: true,
         })
     }

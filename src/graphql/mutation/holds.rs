@@ -24,11 +24,15 @@ pub struct CaptureHoldInput {
     pub hold_id: Uuid,
     /// Credits to spend, at most the hold's amount (default: all of it). The rest is released.
     pub amount: Option<Credits>,
+    /// Retrying with the same key and request returns the first result and changes nothing.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
 pub struct ReleaseHoldInput {
     pub hold_id: Uuid,
+    /// Retrying with the same key and request returns the first result and changes nothing.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -82,7 +86,11 @@ impl HoldsMutation {
     ) -> Result<HoldPayload> {
         let ledger = ledger_for_secret_key(ctx)?;
         Ok(ledger
-            .capture_hold(input.hold_id, input.amount.map(|a| a.0))
+            .capture_hold(
+                input.hold_id,
+                input.amount.map(|a| a.0),
+                input.idempotency_key,
+            )
             .await?
             .into())
     }
@@ -94,6 +102,9 @@ impl HoldsMutation {
         input: ReleaseHoldInput,
     ) -> Result<HoldPayload> {
         let ledger = ledger_for_secret_key(ctx)?;
-        Ok(ledger.release_hold(input.hold_id).await?.into())
+        Ok(ledger
+            .release_hold(input.hold_id, input.idempotency_key)
+            .await?
+            .into())
     }
 }
