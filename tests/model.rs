@@ -921,19 +921,31 @@ async fn a_used_up_cycle_renews_on_time(app: TestApp) {
         chrono::Duration::days(3),
     )
     .await;
+    // A write before the scheduler renews (the period's grant is used up, so this write does
+    // not renew it): the renewal that follows is dated after it.
+    app.add_credits(json!({ "endUserId": user, "amount": 1 }))
+        .await;
     let mut available = 0;
     for _ in 0..30 {
         available = app.available(&user).await;
-        if available == 10 {
+        if available == 11 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(available, 10);
-    assert_eq!(
-        kinds(&app.all_entries(&user).await),
-        ["GRANT", "DEBIT", "RENEWAL"]
+    assert_eq!(available, 11);
+    let entries = app.all_entries(&user).await;
+    assert_eq!(kinds(&entries), ["GRANT", "DEBIT", "GRANT", "RENEWAL"]);
+    let times: Vec<DateTime<Utc>> = entries
+        .iter()
+        .rev()
+        .map(|e| e["createdAt"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "entries are dated in sequence: {times:?}"
     );
+    assert_ledger_replays(&app, &user).await;
 }
 
 async fn captures_and_releases_take_idempotency_keys(app: TestApp) {

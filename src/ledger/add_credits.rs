@@ -113,6 +113,11 @@ impl Ledger {
         }
         write.load(&self.events).await?;
         let now = write.now;
+        // Validity was checked against the clock before waiting for the lock; a grant must not
+        // land already expired.
+        if add.validity.expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::bad_input("expiresAt", "must be in the future"));
+        }
 
         // Everything the user holds or will hold must stay exact in JavaScript.
         let outstanding: i64 = write

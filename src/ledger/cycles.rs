@@ -141,11 +141,21 @@ impl Ledger {
             if store::active_cycle(&write.txn, user).await?.is_some() {
                 return Err(Error::ActiveCycleExists);
             }
+            let outstanding: i64 = write.grants.iter().map(|g| g.remaining).sum();
+            if outstanding
+                .checked_add(amount.get())
+                .is_none_or(|total| total > super::MAX_CREDITS)
+            {
+                return Err(Error::bad_input(
+                    "amount",
+                    "would take the end user's credits to more than 2^53 - 1",
+                ));
+            }
             let now = write.now;
             let cycle_id = Uuid::now_v7();
             let end = now + Duration::days(request.validity_days);
             let grant = cycle_grant(user, cycle_id, amount.get(), now, end, None);
-            let entry = grant_period(&mut write, &grant, EntryKind::Grant).await?;
+            let entry = grant_period(&mut write, &grant, EntryKind::Grant, None).await?;
             if let Some(key) = &key {
                 idempotency::record(&write.txn, key, START, &hash, user, entry.id, now).await?;
             }
@@ -229,13 +239,19 @@ fn cycle_grant(
     }
 }
 
-async fn grant_period(write: &mut AccountWrite, grant: &Grant, kind: EntryKind) -> Result<Entry> {
+async fn grant_period(
+    write: &mut AccountWrite,
+    grant: &Grant,
+    kind: EntryKind,
+    not_before: Option<DateTime<Utc>>,
+) -> Result<Entry> {
     store::insert_grant(&write.txn, grant).await?;
     write.grants.push(grant.clone());
-    // A renewal happened at the period boundary; but never before this write's own entries.
-    let at = write
-        .last_entry_at()
-        .map_or(grant.created_at, |last| last.max(grant.created_at));
+    // A renewal happened at the period boundary; but never before entries already written.
+    let at = [write.last_entry_at(), not_before]
+        .into_iter()
+        .flatten()
+        .fold(grant.created_at, DateTime::max);
     let mut entry = Entry::new(
         kind,
         write.end_user_id,
@@ -269,7 +285,10 @@ pub async fn renew_due(write: &mut AccountWrite) -> Result<()> {
     let rollover = expired.min(cycle.rollover_max);
 
     let grant = cycle_grant(write.end_user_id, cycle.id, cycle.amount, start, end, None);
-    grant_period(write, &grant, EntryKind::Renewal).await?;
+    // A renewal the scheduler makes late (the period's grant was used up, so no write did it)
+    // is dated after every entry already in the ledger.
+    let latest = store::latest_entry_at(&write.txn, write.end_user_id).await?;
+    grant_period(write, &grant, EntryKind::Renewal, latest).await?;
     if rollover > 0 {
         let carried = cycle_grant(
             write.end_user_id,
@@ -279,7 +298,7 @@ pub async fn renew_due(write: &mut AccountWrite) -> Result<()> {
             end,
             Some("rollover from the previous period"),
         );
-        grant_period(write, &carried, EntryKind::Renewal).await?;
+        grant_period(write, &carried, EntryKind::Renewal, latest).await?;
     }
     cycle.current_period_start = start;
     cycle.current_period_end = end;

@@ -721,3 +721,20 @@ pub async fn clawed_back(conn: &impl ConnectionTrait, grant_id: Uuid) -> Result<
         .await?;
     Ok(entries.iter().map(|e| e.amount).sum())
 }
+
+/// When the end user's newest entry was made.
+pub async fn latest_entry_at(
+    conn: &impl ConnectionTrait,
+    end_user_id: EndUserId,
+) -> Result<Option<DateTime<Utc>>> {
+    use sea_orm::QuerySelect;
+    Ok(ledger_entry::Entity::find()
+        .select_only()
+        .column(ledger_entry::Column::CreatedAt)
+        .filter(ledger_entry::Column::EndUserId.eq(end_user_id.0))
+        .order_by_desc(ledger_entry::Column::Seq)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await?)
+}

@@ -298,7 +298,7 @@ pub const BALANCE: &str = "query($id: UUID!) { balance(endUserId: $id) {
 
 pub const TRANSACTIONS: &str = "query($id: UUID!, $first: Int, $after: String) {
     transactions(endUserId: $id, first: $first, after: $after) {
-      edges { cursor node { id sequence kind amount delta balanceAfter grantId allocations { grantId amount } idempotencyKey } }
+      edges { cursor node { id sequence kind amount delta balanceAfter grantId allocations { grantId amount } idempotencyKey createdAt } }
       pageInfo { hasNextPage hasPreviousPage endCursor } } }";
 
 /// Generates, for each named `async fn(TestApp)`, one test on SQLite and one on PostgreSQL.
