@@ -64,10 +64,7 @@ struct AddCredits {
 
 impl AddCredits {
     fn parse(request: AddCreditsRequest, now: DateTime<Utc>) -> Result<Self> {
-        let request_hash = idempotency::request_hash(
-            OPERATION,
-            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
-        );
+        let request_hash = idempotency::request_hash(OPERATION, &request)?;
         if let Some(priority) = request.priority
             && !(0..=MAX_PRIORITY).contains(&priority)
         {
@@ -158,25 +155,22 @@ impl Ledger {
         };
         write.grants.push(grant.clone());
         let balance = Balance::from_grants(user, &write.grants, now);
-        let entry = Entry {
-            id: Uuid::now_v7(),
-            end_user_id: user,
-            seq: write.take_seq(),
-            kind: EntryKind::Grant,
-            amount: grant.amount,
-            balance_after: balance.available,
-            grant_id: Some(grant.id),
-            description: grant.description.clone(),
-            metadata: grant.metadata.clone(),
-            idempotency_key: add.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-            created_at: now,
-            hold_id: None,
-            reversed_entry_id: None,
-            allocations: Vec::new(),
-        };
+        let seq = write.take_seq();
+        let mut entry = Entry::new(
+            EntryKind::Grant,
+            user,
+            seq,
+            grant.amount,
+            balance.available,
+            now,
+        );
+        entry.grant_id = Some(grant.id);
+        entry.description = grant.description.clone();
+        entry.metadata = grant.metadata.clone();
+        entry.idempotency_key = add.idempotency_key.as_ref().map(|k| k.as_str().to_owned());
 
         store::insert_grant(&write.txn, &grant).await?;
-        store::insert_entry(&write.txn, &entry).await?;
+        write.insert_entry(&entry).await?;
         if let Some(key) = &add.idempotency_key {
             idempotency::record(
                 &write.txn,
@@ -202,11 +196,7 @@ impl Ledger {
     }
 
     async fn replay(&self, user: EndUserId, entry_id: Uuid) -> Result<AddCreditsOutcome> {
-        let entry = store::find_entry(&self.db, entry_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Internal(format!("idempotency record names missing entry {entry_id}"))
-            })?;
+        let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
         let grant_id = entry
             .grant_id
             .ok_or_else(|| Error::Internal(format!("grant entry {entry_id} names no grant")))?;

@@ -48,10 +48,7 @@ const REVERSE: &str = "reverse_debit";
 
 impl Ledger {
     pub async fn void_grant(&self, request: VoidGrantRequest) -> Result<CorrectionOutcome> {
-        let hash = idempotency::request_hash(
-            VOID,
-            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
-        );
+        let hash = idempotency::request_hash(VOID, &request)?;
         let reason = Description::parse(request.reason.clone())?;
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         let user = store::find_grant(&self.db, request.grant_id)
@@ -101,10 +98,7 @@ impl Ledger {
     }
 
     pub async fn reverse_debit(&self, request: ReverseDebitRequest) -> Result<CorrectionOutcome> {
-        let hash = idempotency::request_hash(
-            REVERSE,
-            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
-        );
+        let hash = idempotency::request_hash(REVERSE, &request)?;
         if let Some(amount) = request.amount {
             super::types::Amount::parse("amount", amount)?;
         }
@@ -238,9 +232,7 @@ impl Ledger {
         user: EndUserId,
         entry_id: Uuid,
     ) -> Result<CorrectionOutcome> {
-        let entry = store::find_entry(&self.db, entry_id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("missing entry {entry_id}")))?;
+        let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
         Ok(CorrectionOutcome {
             entry,
             balance: self.balance(user).await?,

@@ -101,10 +101,7 @@ const START: &str = "start_cycle";
 
 impl Ledger {
     pub async fn start_cycle(&self, request: StartCycleRequest) -> Result<CycleOutcome> {
-        let hash = idempotency::request_hash(
-            START,
-            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
-        );
+        let hash = idempotency::request_hash(START, &request)?;
         let user = EndUserId(request.end_user_id);
         let amount = Amount::parse("amount", request.amount)?;
         if !(1..=MAX_VALIDITY_DAYS).contains(&request.validity_days) {
@@ -124,9 +121,8 @@ impl Ledger {
                     idempotency::check(&write.txn, key, START, &hash).await?
             {
                 write.txn.rollback().await?;
-                let entry = store::find_entry(&self.db, entry_id).await?;
-                let grant_id = entry.and_then(|e| e.grant_id);
-                let cycle = match grant_id {
+                let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
+                let cycle = match entry.grant_id {
                     Some(grant_id) => store::cycle_granting(&self.db, grant_id).await?,
                     None => None,
                 }

@@ -101,10 +101,7 @@ const RELEASE: &str = "release_hold";
 
 impl Ledger {
     pub async fn create_hold(&self, request: CreateHoldRequest) -> Result<HoldOutcome> {
-        let hash = idempotency::request_hash(
-            CREATE,
-            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
-        );
+        let hash = idempotency::request_hash(CREATE, &request)?;
         let user = EndUserId(request.end_user_id);
         let amount = Amount::parse("amount", request.amount)?;
         if !(1..=MAX_HOLD_TTL_SECONDS).contains(&request.ttl_seconds) {
@@ -221,7 +218,7 @@ impl Ledger {
         let hash = idempotency::request_hash(
             operation,
             &serde_json::json!({ "hold_id": hold_id, "amount": capture }),
-        );
+        )?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let user = store::find_hold(&self.db, hold_id)
             .await?
@@ -306,9 +303,7 @@ impl Ledger {
     }
 
     async fn hold_replay(&self, entry_id: Uuid) -> Result<HoldOutcome> {
-        let entry = store::find_entry(&self.db, entry_id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("missing entry {entry_id}")))?;
+        let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
         let hold_id = entry
             .hold_id
             .ok_or_else(|| Error::Internal(format!("entry {entry_id} names no hold")))?;

@@ -11,15 +11,20 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::entry::Entry;
 use super::types::{EndUserId, IdempotencyKey};
 use crate::entities::idempotency_key;
 use crate::error::{Error, Result};
 
 /// The canonical fingerprint of a request: SHA-256 over its JSON form. `serde_json` keeps
 /// object keys sorted, so equal requests hash equally whatever order their fields came in.
-pub fn request_hash(operation: &str, request: &serde_json::Value) -> String {
+pub fn request_hash(operation: &str, request: &impl serde::Serialize) -> Result<String> {
+    let request = serde_json::to_value(request)
+        .map_err(|e| Error::Internal(format!("hashing a request: {e}")))?;
     let canonical = serde_json::json!({ "operation": operation, "request": request });
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    Ok(hex::encode(Sha256::digest(
+        canonical.to_string().as_bytes(),
+    )))
 }
 
 /// What an earlier write with this key means for the current one.
@@ -50,6 +55,15 @@ pub async fn check(
     Ok(Prior::Replay {
         entry_id: record.entry_id,
     })
+}
+
+/// The entry an idempotency record names: the first result, rebuilt for a replay.
+pub async fn replayed_entry(conn: &impl ConnectionTrait, entry_id: Uuid) -> Result<Entry> {
+    super::store::find_entry(conn, entry_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Internal(format!("idempotency record names missing entry {entry_id}"))
+        })
 }
 
 pub async fn record(

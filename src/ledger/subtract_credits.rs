@@ -8,7 +8,7 @@ use super::burn_down::{Shortfall, plan_debit};
 use super::entry::Entry;
 use super::idempotency::{self, Prior};
 use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey, Metadata};
-use super::{Ledger, retry_once_on_unique_violation, store};
+use super::{Ledger, retry_once_on_unique_violation};
 use crate::error::{Error, Result};
 
 const OPERATION: &str = "subtract_credits";
@@ -42,10 +42,7 @@ struct SubtractCredits {
 
 impl SubtractCredits {
     fn parse(request: SubtractCreditsRequest) -> Result<Self> {
-        let request_hash = idempotency::request_hash(
-            OPERATION,
-            &serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))?,
-        );
+        let request_hash = idempotency::request_hash(OPERATION, &request)?;
         Ok(Self {
             end_user_id: EndUserId(request.end_user_id),
             amount: Amount::parse("amount", request.amount)?,
@@ -97,36 +94,25 @@ impl Ledger {
                 });
             }
         };
-        store::take_from_grants(&write.txn, &allocations).await?;
-        for allocation in &allocations {
-            let grant = write
-                .grants
-                .iter_mut()
-                .find(|g| g.id == allocation.grant_id)
-                .expect("the plan only names loaded grants");
-            grant.remaining -= allocation.amount;
-        }
+        write.take(&allocations).await?;
         let balance = Balance::from_grants(user, &write.grants, now);
-        let entry = Entry {
-            id: Uuid::now_v7(),
-            end_user_id: user,
-            seq: write.take_seq(),
-            kind: EntryKind::Debit,
-            amount: subtract.amount.get(),
-            balance_after: balance.available,
-            grant_id: None,
-            description: subtract.description.as_ref().map(|d| d.as_str().to_owned()),
-            metadata: subtract.metadata.as_ref().map(|m| m.as_json().clone()),
-            idempotency_key: subtract
-                .idempotency_key
-                .as_ref()
-                .map(|k| k.as_str().to_owned()),
-            created_at: now,
-            hold_id: None,
-            reversed_entry_id: None,
-            allocations,
-        };
-        store::insert_entry(&write.txn, &entry).await?;
+        let seq = write.take_seq();
+        let mut entry = Entry::new(
+            EntryKind::Debit,
+            user,
+            seq,
+            subtract.amount.get(),
+            balance.available,
+            now,
+        );
+        entry.description = subtract.description.as_ref().map(|d| d.as_str().to_owned());
+        entry.metadata = subtract.metadata.as_ref().map(|m| m.as_json().clone());
+        entry.idempotency_key = subtract
+            .idempotency_key
+            .as_ref()
+            .map(|k| k.as_str().to_owned());
+        entry.allocations = allocations;
+        write.insert_entry(&entry).await?;
         if let Some(key) = &subtract.idempotency_key {
             idempotency::record(
                 &write.txn,
@@ -152,11 +138,7 @@ impl Ledger {
         user: EndUserId,
         entry_id: Uuid,
     ) -> Result<SubtractCreditsOutcome> {
-        let entry = store::find_entry(&self.db, entry_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Internal(format!("idempotency record names missing entry {entry_id}"))
-            })?;
+        let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
         Ok(SubtractCreditsOutcome {
             entry,
             balance: self.balance(user).await?,
