@@ -1,7 +1,7 @@
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, UPGRADE};
+use axum::http::header::UPGRADE;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::{AppState, subscriptions};
@@ -33,10 +33,11 @@ pub async fn execute(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    let authorization = headers
-        .get(AUTHORIZATION)
-        .map(|value| value.to_str().unwrap_or(""));
-    let caller = match state.auth.identify(authorization).await {
+    let caller = match state
+        .auth
+        .identify(super::authorization_header(&headers))
+        .await
+    {
         Ok(caller) => caller,
         Err(error) => {
             return async_graphql::Response::from_errors(vec![

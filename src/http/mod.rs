@@ -58,3 +58,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
+
+/// The request's `Authorization` value. One that is not visible ASCII is still a credential
+/// (an invalid one), never the absence of one.
+pub fn authorization_header(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or(""))
+}

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 
 use super::json::{
     ActiveBalanceResponse, AddResponse, CycleBalance, CycleResponse, RestError, SubtractResponse,
@@ -25,10 +24,9 @@ async fn ledger_for_secret_key<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
 ) -> Result<&'a Ledger, Error> {
-    let authorization = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     state
         .auth
-        .identify(authorization)
+        .identify(crate::http::authorization_header(headers))
         .await?
         .require_secret_key()?;
     Ok(&state.ledger)
