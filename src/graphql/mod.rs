@@ -3,6 +3,7 @@
 pub mod context;
 mod error_codes;
 pub mod mutation;
+pub mod nesting;
 pub mod query;
 pub mod scalars;
 pub mod subscription;
@@ -30,6 +31,7 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     .limit_depth(MAX_QUERY_DEPTH)
     .limit_complexity(MAX_QUERY_COMPLEXITY)
     .extension(error_codes::ErrorCodes)
+    .extension(nesting::NestingLimit)
 }
 
 pub fn build_schema(ledger: Ledger, signer: TokenSigner, stripe: Stripe) -> TallySchema {

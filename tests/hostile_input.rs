@@ -1,0 +1,178 @@
+//! Input built to hurt: whatever a client sends, the server answers with a client error and
+//! keeps serving everyone else.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ws::{Event, Protocol, Socket};
+use common::*;
+use serde_json::{Value, json};
+
+on_both_databases!(deeply_nested_documents_are_refused_on_every_path,);
+
+/// `{ balance(endUserId: [[[…1…]]]) { available } }` and the same with `{a: {a: …}}`.
+fn deep_documents(levels: usize) -> Vec<(String, String)> {
+    let lists = format!(
+        "{{ balance(endUserId: {}1{}) {{ available }} }}",
+        "[".repeat(levels),
+        "]".repeat(levels)
+    );
+    let objects = format!(
+        "{{ balance(endUserId: {}1{}) {{ available }} }}",
+        "{a: ".repeat(levels),
+        "}".repeat(levels)
+    );
+    let subscription = format!(
+        "subscription {{ balanceChanged(endUserId: {}1{}) {{ available }} }}",
+        "[".repeat(levels),
+        "]".repeat(levels)
+    );
+    vec![
+        (format!("lists x{levels}"), lists),
+        (format!("objects x{levels}"), objects),
+        (format!("subscription lists x{levels}"), subscription),
+    ]
+}
+
+/// Refused by the nesting guard itself (debug builds' parser may fail on its own before its
+/// stack runs out; release builds' would overflow it and abort the process).
+fn assert_parse_refused(what: &str, body: &Value) {
+    assert_eq!(error_code(body), "GRAPHQL_PARSE_FAILED", "{what}: {body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("nests brackets more than"),
+        "{what}: {message}"
+    );
+    assert!(body["data"].is_null(), "{what}: {body}");
+}
+
+async fn post_status(app: &TestApp, key: Option<&str>, document: &str) -> u16 {
+    let mut request = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .json(&json!({ "query": document }));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.expect("answered").status().as_u16()
+}
+
+/// `GET /graphql?query=<document>` over a plain TCP connection: (status, body).
+async fn raw_get(address: &str, document: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let query: String = url_encode(document);
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let request = format!(
+        "GET /graphql?query={query} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ADMIN_KEY}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {}", &answer[..answer.len().min(200)]));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer, or the body as it is.
+fn dechunk(body: &str) -> String {
+    if body.trim_start().starts_with('{') {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+async fn assert_still_serving(app: &TestApp) {
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("the server still answers");
+    assert_eq!(health.status(), 200);
+    assert_eq!(app.available(&new_user()).await, 0);
+}
+
+async fn deeply_nested_documents_are_refused_on_every_path(app: TestApp) {
+    for levels in [2_000, 20_000] {
+        for (what, document) in deep_documents(levels) {
+            // Bodies and WebSocket messages are limited to 64 KiB: past that, the document is
+            // refused for its size before anything reads it (20,000 nested objects).
+            let fits = document.len() < 60 * 1024;
+
+            // POST, with no credential and with one.
+            for key in [None, Some(ADMIN_KEY)] {
+                if fits {
+                    let body = app.graphql_with_key(key, &document, json!({})).await;
+                    assert_parse_refused(&format!("POST {what}"), &body);
+                } else {
+                    let status = post_status(&app, key, &document).await;
+                    assert_eq!(status, 413, "POST {what}");
+                }
+            }
+
+            // GET ?query=, sent raw: at 20,000 levels the URL is longer than HTTP clients build.
+            let (status, body) = raw_get(&app.address, &document).await;
+            if status == 200 {
+                let body: Value = serde_json::from_str(&body).expect("JSON body");
+                assert_parse_refused(&format!("GET {what}"), &body);
+            } else {
+                // A URL too long for the HTTP layer is refused before anything parses it.
+                assert!((400..500).contains(&status), "GET {what}: {status}");
+            }
+
+            // Both WebSocket protocols.
+            for protocol in Protocol::BOTH {
+                let mut socket = Socket::connect(&app.address, protocol, ADMIN_KEY).await;
+                socket.subscribe("deep", &document, json!({})).await;
+                match socket.next_event(Duration::from_secs(10)).await {
+                    Some(Event::Errors(errors)) if fits => {
+                        let body = json!({ "errors": errors, "data": null });
+                        assert_parse_refused(&format!("{protocol:?} {what}"), &body);
+                    }
+                    // "Message too big".
+                    Some(Event::Closed(code, _)) if !fits => {
+                        assert!(
+                            matches!(code, Some(1009) | None),
+                            "{protocol:?} {what}: {code:?}"
+                        )
+                    }
+                    other => panic!("{protocol:?} {what}: got {other:?}"),
+                }
+            }
+            assert_still_serving(&app).await;
+        }
+    }
+}
