@@ -54,7 +54,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let events = BalanceEvents::new(db.get_database_backend());
         events.start_listener(&db).await?;
-        let ledger = Ledger::new(db.clone(), events);
+        let ledger = Ledger::new(db.clone(), events, config.pipeline);
         let stripe = Stripe::new(&config.stripe, ledger.clone(), catalog)?;
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
         let signer = TokenSigner::load(&db, config.token_secret.as_deref())

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ledger::pipeline::{DEFAULT_MAX_BATCH, PipelineSettings};
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tally.db?mode=rwc";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
@@ -36,6 +38,8 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// A TOML file of bundles upserted at start-up.
     pub bundles_file: Option<PathBuf>,
+    /// How debits and grants are batched (`TALLY_WRITE_LANES`, `TALLY_MAX_BATCH`).
+    pub pipeline: PipelineSettings,
 }
 
 /// How Tally talks to Stripe.
@@ -88,6 +92,7 @@ impl Config {
             ws_keepalive_interval: Duration::from_secs(DEFAULT_WS_KEEPALIVE_SECONDS),
             stripe: StripeConfig::default(),
             bundles_file: None,
+            pipeline: PipelineSettings::default(),
         }
     }
 
@@ -174,6 +179,19 @@ impl Config {
             1..=3600,
         )?;
 
+        // 0: the default for the database (one lane on SQLite, four on PostgreSQL).
+        let lanes = parse_number(&get, "TALLY_WRITE_LANES", 0, 0..=64)? as usize;
+        let max_batch = parse_number(
+            &get,
+            "TALLY_MAX_BATCH",
+            DEFAULT_MAX_BATCH as u64,
+            1..=10_000,
+        )? as usize;
+        let pipeline = PipelineSettings {
+            lanes: (lanes > 0).then_some(lanes),
+            max_batch,
+        };
+
         let stripe = parse_stripe(&get)?;
         let bundles_file = get("TALLY_BUNDLES_FILE").map(|path| PathBuf::from(path.trim()));
 
@@ -189,6 +207,7 @@ impl Config {
             ws_keepalive_interval: Duration::from_secs(ws_keepalive_seconds),
             stripe,
             bundles_file,
+            pipeline,
         })
     }
 }

@@ -74,6 +74,38 @@ impl BalanceEvents {
         Ok(())
     }
 
+    /// `announce_in_transaction` for several end users, in one statement.
+    pub async fn announce_many_in_transaction(
+        &self,
+        txn: &impl ConnectionTrait,
+        end_user_ids: &[EndUserId],
+    ) -> Result<()> {
+        if self.inner.backend != DbBackend::Postgres || end_user_ids.is_empty() {
+            return Ok(());
+        }
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(end_user_ids.len() + 1);
+        values.push(CHANNEL.into());
+        let rows: Vec<String> = end_user_ids
+            .iter()
+            .enumerate()
+            .map(|(index, user)| {
+                values.push(user.0.to_string().into());
+                format!("(${}::text)", index + 2)
+            })
+            .collect();
+        let sql = format!(
+            "SELECT pg_notify($1, v.column1) FROM (VALUES {}) AS v",
+            rows.join(", ")
+        );
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+        Ok(())
+    }
+
     /// Right after a commit: on SQLite, tell this process's subscribers. (On PostgreSQL the
     /// listener does it when the notification arrives, for every process alike.)
     pub fn announce_committed(&self, end_user_id: EndUserId) {

@@ -11,6 +11,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 use super::burn_down::{Allocation, active_balance};
 use super::entry::Entry;
+use super::expiry_plan::plan_expiries;
 use super::grant::Grant;
 use super::holds::Hold;
 use super::types::{EndUserId, EntryKind};
@@ -95,55 +96,28 @@ impl AccountWrite {
     }
 
     /// Records an `EXPIRY` entry for every grant whose expiry has passed with spendable credits
-    /// left (credits held by open holds stay until the hold closes).
+    /// left (see `expiry_plan`).
     pub async fn expire_due(&mut self) -> Result<usize> {
-        let now = self.now;
-        let mut due: Vec<&Grant> = self
-            .grants
-            .iter()
-            .filter(|g| g.voided_at.is_none() && g.spendable() > 0 && g.is_expired(now))
-            .collect();
-        if due.is_empty() {
+        let plan = plan_expiries(&self.grants, self.now, self.last_entry_at);
+        if plan.is_empty() {
             return Ok(0);
         }
-        due.sort_by_key(|g| (g.expires_at, g.id));
-        let expiring: Vec<(Allocation, DateTime<Utc>)> = due
-            .iter()
-            .map(|g| {
-                let allocation = Allocation {
-                    grant_id: g.id,
-                    amount: g.spendable(),
-                };
-                (allocation, g.expires_at.expect("due grants expire"))
-            })
-            .collect();
-        let allocations: Vec<Allocation> = expiring.iter().map(|(a, _)| *a).collect();
+        let allocations: Vec<Allocation> = plan.iter().map(|p| p.allocation).collect();
         self.take(&allocations).await?;
-
-        // Entries in expiry order; each balanceAfter counts the grants that expire after it.
-        let still_active = self.available();
-        let mut expiring_later: i64 = allocations.iter().map(|a| a.amount).sum();
-        for (allocation, expired_at) in &expiring {
-            expiring_later -= allocation.amount;
-            // When it happened, not when it was noticed; but never before this write's own
-            // earlier entries (credits released back onto an expired grant expire now).
-            let happened_at = match self.last_entry_at {
-                Some(last) => (*expired_at).max(last),
-                None => *expired_at,
-            };
+        for expiry in &plan {
             let mut entry = Entry::new(
                 EntryKind::Expiry,
                 self.end_user_id,
                 self.take_seq(),
-                allocation.amount,
-                still_active + expiring_later,
-                happened_at,
+                expiry.allocation.amount,
+                expiry.balance_after,
+                expiry.happened_at,
             );
-            entry.grant_id = Some(allocation.grant_id);
-            entry.allocations = vec![*allocation];
+            entry.grant_id = Some(expiry.allocation.grant_id);
+            entry.allocations = vec![expiry.allocation];
             self.insert_entry(&entry).await?;
         }
-        Ok(expiring.len())
+        Ok(plan.len())
     }
 
     /// Takes (or with negative amounts gives back) credits from grants, here and in the database.

@@ -1,5 +1,7 @@
 //! Adding credits: a new grant and its `grant` entry.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -8,6 +10,7 @@ use super::balance::Balance;
 use super::entry::Entry;
 use super::grant::Grant;
 use super::idempotency::{self, Prior};
+use super::pipeline::{Decision, Reply, Write};
 use super::types::{
     Amount, Description, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_CREDITS, Metadata,
     Validity,
@@ -15,7 +18,7 @@ use super::types::{
 use super::{Ledger, clock, retry_once_on_unique_violation, store};
 use crate::error::{Error, Result};
 
-const OPERATION: &str = "add_credits";
+pub(super) const OPERATION: &str = "add_credits";
 /// Priorities run from 0 (spent first) to this.
 pub const MAX_PRIORITY: i32 = 1_000;
 
@@ -50,21 +53,25 @@ pub struct AddCreditsOutcome {
 }
 
 /// A validated request.
-struct AddCredits {
-    end_user_id: EndUserId,
-    amount: Amount,
-    validity: Validity,
-    source: GrantSource,
-    priority: Option<i32>,
-    description: Option<Description>,
-    metadata: Option<Metadata>,
-    idempotency_key: Option<IdempotencyKey>,
-    request_hash: String,
+pub(super) struct AddCredits {
+    pub end_user_id: EndUserId,
+    pub amount: Amount,
+    pub validity: Validity,
+    pub source: GrantSource,
+    pub priority: Option<i32>,
+    pub description: Option<Description>,
+    pub metadata: Option<Metadata>,
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// What the idempotency key is bound to (empty without a key: nothing to compare).
+    pub request_hash: String,
 }
 
 impl AddCredits {
     fn parse(request: AddCreditsRequest, now: DateTime<Utc>) -> Result<Self> {
-        let request_hash = idempotency::request_hash(OPERATION, &request)?;
+        let request_hash = match &request.idempotency_key {
+            Some(_) => idempotency::request_hash(OPERATION, &request)?,
+            None => String::new(),
+        };
         if let Some(priority) = request.priority
             && !(0..=MAX_PRIORITY).contains(&priority)
         {
@@ -92,10 +99,100 @@ impl AddCredits {
     }
 }
 
+impl AddCredits {
+    /// The checks that need the account's grants, made under its lock: validity was checked
+    /// against the clock before waiting for the lock (a grant must not land already expired),
+    /// and everything the user holds or will hold must stay exact in JavaScript.
+    pub(super) fn check_under_lock(&self, grants: &[Grant], now: DateTime<Utc>) -> Result<()> {
+        if self.validity.expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::bad_input("expiresAt", "must be in the future"));
+        }
+        let outstanding: i64 = grants
+            .iter()
+            .filter(|g| g.remaining > 0)
+            .map(|g| g.remaining)
+            .sum();
+        if outstanding
+            .checked_add(self.amount.get())
+            .is_none_or(|total| total > MAX_CREDITS)
+        {
+            return Err(Error::bad_input(
+                "amount",
+                format!(
+                    "would take the end user's credits to more than {MAX_CREDITS} (2^53 - 1); \
+                     they hold {outstanding}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn new_grant(&self, now: DateTime<Utc>) -> Grant {
+        Grant {
+            id: Uuid::now_v7(),
+            end_user_id: self.end_user_id,
+            amount: self.amount.get(),
+            remaining: self.amount.get(),
+            source: self.source,
+            effective_at: self.validity.effective_at,
+            expires_at: self.validity.expires_at,
+            priority: self.priority,
+            description: self.description.as_ref().map(|d| d.as_str().to_owned()),
+            metadata: self.metadata.as_ref().map(|m| m.as_json().clone()),
+            created_at: now,
+            voided_at: None,
+            held: 0,
+            cycle_id: None,
+            payment: None,
+        }
+    }
+
+    /// The `GRANT` entry recording `grant`, `available` being the balance right after it.
+    pub(super) fn grant_entry(
+        &self,
+        grant: &Grant,
+        seq: i64,
+        available: i64,
+        now: DateTime<Utc>,
+    ) -> Entry {
+        let mut entry = Entry::new(
+            EntryKind::Grant,
+            self.end_user_id,
+            seq,
+            grant.amount,
+            available,
+            now,
+        );
+        entry.grant_id = Some(grant.id);
+        entry.description = grant.description.clone();
+        entry.metadata = grant.metadata.clone();
+        entry.idempotency_key = self.idempotency_key.as_ref().map(|k| k.as_str().to_owned());
+        entry
+    }
+}
+
 impl Ledger {
     pub async fn add_credits(&self, request: AddCreditsRequest) -> Result<AddCreditsOutcome> {
-        let add = AddCredits::parse(request, clock::now())?;
-        retry_once_on_unique_violation(|| self.try_add_credits(&add)).await
+        let add = Arc::new(AddCredits::parse(request, clock::now())?);
+        let user = add.end_user_id;
+        match self.pipeline.submit(Write::Add(add.clone())).await? {
+            Reply::Decided(Decision::Added {
+                grant,
+                entry,
+                balance,
+            }) => Ok(AddCreditsOutcome {
+                grant,
+                entry,
+                balance,
+                replayed: false,
+            }),
+            Reply::Decided(Decision::Replay { entry_id }) => self.replay(user, entry_id).await,
+            Reply::Decided(Decision::Refused(error)) => Err(error),
+            Reply::Decided(Decision::Subtracted { .. }) => {
+                Err(Error::Internal("a grant was answered as a debit".into()))
+            }
+            Reply::Deferred => retry_once_on_unique_violation(|| self.try_add_credits(&add)).await,
+        }
     }
 
     async fn try_add_credits(&self, add: &AddCredits) -> Result<AddCreditsOutcome> {
@@ -110,64 +207,12 @@ impl Ledger {
         }
         write.load(&self.events).await?;
         let now = write.now;
-        // Validity was checked against the clock before waiting for the lock; a grant must not
-        // land already expired.
-        if add.validity.expires_at.is_some_and(|at| at <= now) {
-            return Err(Error::bad_input("expiresAt", "must be in the future"));
-        }
-
-        // Everything the user holds or will hold must stay exact in JavaScript.
-        let outstanding: i64 = write
-            .grants
-            .iter()
-            .filter(|g| g.remaining > 0)
-            .map(|g| g.remaining)
-            .sum();
-        if outstanding
-            .checked_add(add.amount.get())
-            .is_none_or(|total| total > MAX_CREDITS)
-        {
-            return Err(Error::bad_input(
-                "amount",
-                format!(
-                    "would take the end user's credits to more than {MAX_CREDITS} (2^53 - 1); \
-                     they hold {outstanding}"
-                ),
-            ));
-        }
-
-        let grant = Grant {
-            id: Uuid::now_v7(),
-            end_user_id: user,
-            amount: add.amount.get(),
-            remaining: add.amount.get(),
-            source: add.source,
-            effective_at: add.validity.effective_at,
-            expires_at: add.validity.expires_at,
-            priority: add.priority,
-            description: add.description.as_ref().map(|d| d.as_str().to_owned()),
-            metadata: add.metadata.as_ref().map(|m| m.as_json().clone()),
-            created_at: now,
-            voided_at: None,
-            held: 0,
-            cycle_id: None,
-            payment: None,
-        };
+        add.check_under_lock(&write.grants, now)?;
+        let grant = add.new_grant(now);
         write.grants.push(grant.clone());
         let balance = Balance::from_grants(user, &write.grants, now);
         let seq = write.take_seq();
-        let mut entry = Entry::new(
-            EntryKind::Grant,
-            user,
-            seq,
-            grant.amount,
-            balance.available,
-            now,
-        );
-        entry.grant_id = Some(grant.id);
-        entry.description = grant.description.clone();
-        entry.metadata = grant.metadata.clone();
-        entry.idempotency_key = add.idempotency_key.as_ref().map(|k| k.as_str().to_owned());
+        let entry = add.grant_entry(&grant, seq, balance.available, now);
 
         store::insert_grant(&write.txn, &grant).await?;
         write.insert_entry(&entry).await?;

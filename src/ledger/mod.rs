@@ -13,10 +13,12 @@ pub mod corrections;
 pub mod cycles;
 pub mod entry;
 mod expiry;
+pub mod expiry_plan;
 pub mod grant;
 pub mod history;
 pub mod holds;
 mod idempotency;
+pub mod pipeline;
 pub mod purchase;
 mod store;
 mod subtract_credits;
@@ -41,6 +43,7 @@ pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 
 use crate::error::{Result, is_unique_violation};
 use crate::events::BalanceEvents;
+use pipeline::{PipelineSettings, WritePipeline};
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -48,14 +51,21 @@ pub struct Ledger {
     events: BalanceEvents,
     /// Wakes the expiry scheduler when a grant that expires is added.
     expiry_alarm: Arc<Notify>,
+    /// Where debits and grants go: batched transactions (see `pipeline`).
+    pipeline: WritePipeline,
 }
 
 impl Ledger {
-    pub fn new(db: DatabaseConnection, events: BalanceEvents) -> Self {
+    /// Starts the write pipeline's lanes: call on the runtime that serves requests.
+    pub fn new(db: DatabaseConnection, events: BalanceEvents, pipeline: PipelineSettings) -> Self {
+        let expiry_alarm = Arc::new(Notify::new());
+        let pipeline =
+            WritePipeline::start(db.clone(), events.clone(), expiry_alarm.clone(), pipeline);
         Self {
             db,
             events,
-            expiry_alarm: Arc::new(Notify::new()),
+            expiry_alarm,
+            pipeline,
         }
     }
 

@@ -168,7 +168,15 @@ pub async fn take_from_grants(
 }
 
 pub async fn insert_grant(txn: &impl ConnectionTrait, grant: &Grant) -> Result<()> {
-    grant::Entity::insert(grant::ActiveModel {
+    grant::Entity::insert(grant_row(grant))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// A grant as a row to insert.
+pub fn grant_row(grant: &Grant) -> grant::ActiveModel {
+    grant::ActiveModel {
         id: Set(grant.id),
         end_user_id: Set(grant.end_user_id.0),
         amount: Set(grant.amount),
@@ -190,15 +198,25 @@ pub async fn insert_grant(txn: &impl ConnectionTrait, grant: &Grant) -> Result<(
             .and_then(|p| p.payment_reference.clone())),
         paid_amount: Set(grant.payment.as_ref().and_then(|p| p.amount)),
         paid_currency: Set(grant.payment.as_ref().and_then(|p| p.currency.clone())),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
+    }
 }
 
 /// Appends an entry and its allocations. Entries are only ever inserted.
 pub async fn insert_entry(txn: &impl ConnectionTrait, entry: &Entry) -> Result<()> {
-    ledger_entry::Entity::insert(ledger_entry::ActiveModel {
+    ledger_entry::Entity::insert(entry_row(entry))
+        .exec_without_returning(txn)
+        .await?;
+    if !entry.allocations.is_empty() {
+        ledger_allocation::Entity::insert_many(allocation_rows(entry))
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// An entry as a row to insert (its allocations are rows of their own).
+pub fn entry_row(entry: &Entry) -> ledger_entry::ActiveModel {
+    ledger_entry::ActiveModel {
         id: Set(entry.id),
         end_user_id: Set(entry.end_user_id.0),
         seq: Set(entry.seq),
@@ -212,22 +230,21 @@ pub async fn insert_entry(txn: &impl ConnectionTrait, entry: &Entry) -> Result<(
         created_at: Set(entry.created_at),
         hold_id: Set(entry.hold_id),
         reversed_entry_id: Set(entry.reversed_entry_id),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    if !entry.allocations.is_empty() {
-        ledger_allocation::Entity::insert_many(entry.allocations.iter().zip(0..).map(
-            |(allocation, position)| ledger_allocation::ActiveModel {
-                entry_id: Set(entry.id),
-                grant_id: Set(allocation.grant_id),
-                amount: Set(allocation.amount),
-                position: Set(position),
-            },
-        ))
-        .exec_without_returning(txn)
-        .await?;
     }
-    Ok(())
+}
+
+/// An entry's allocations as rows, numbered in the order the grants were drawn on.
+pub fn allocation_rows(entry: &Entry) -> impl Iterator<Item = ledger_allocation::ActiveModel> {
+    entry
+        .allocations
+        .iter()
+        .zip(0..)
+        .map(|(allocation, position)| ledger_allocation::ActiveModel {
+            entry_id: Set(entry.id),
+            grant_id: Set(allocation.grant_id),
+            amount: Set(allocation.amount),
+            position: Set(position),
+        })
 }
 
 pub async fn find_grant(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Grant>> {
@@ -594,11 +611,13 @@ pub async fn next_period_end_after(
         .await?)
 }
 
+/// Whether the end user has a ledger entry. (A batch that locks a new end user's account and
+/// then refuses every write leaves the account row behind with `last_seq` 0.)
 pub async fn account_exists(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<bool> {
     Ok(account::Entity::find_by_id(end_user_id.0)
         .one(conn)
         .await?
-        .is_some())
+        .is_some_and(|account| account.last_seq > 0))
 }
 
 pub async fn find_grant_by_reference(

@@ -1,5 +1,7 @@
 //! Spending credits: a `debit` entry drawing on the active grants in burn-down order.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -7,11 +9,12 @@ use super::balance::Balance;
 use super::burn_down::{Shortfall, plan_debit};
 use super::entry::Entry;
 use super::idempotency::{self, Prior};
+use super::pipeline::{Decision, Reply, Write};
 use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey, Metadata};
 use super::{Ledger, retry_once_on_unique_violation};
 use crate::error::{Error, Result};
 
-const OPERATION: &str = "subtract_credits";
+pub(super) const OPERATION: &str = "subtract_credits";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SubtractCreditsRequest {
@@ -31,18 +34,23 @@ pub struct SubtractCreditsOutcome {
     pub replayed: bool,
 }
 
-struct SubtractCredits {
-    end_user_id: EndUserId,
-    amount: Amount,
-    description: Option<Description>,
-    metadata: Option<Metadata>,
-    idempotency_key: Option<IdempotencyKey>,
-    request_hash: String,
+/// A validated request.
+pub(super) struct SubtractCredits {
+    pub end_user_id: EndUserId,
+    pub amount: Amount,
+    pub description: Option<Description>,
+    pub metadata: Option<Metadata>,
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// What the idempotency key is bound to (empty without a key: nothing to compare).
+    pub request_hash: String,
 }
 
 impl SubtractCredits {
     fn parse(request: SubtractCreditsRequest) -> Result<Self> {
-        let request_hash = idempotency::request_hash(OPERATION, &request)?;
+        let request_hash = match &request.idempotency_key {
+            Some(_) => idempotency::request_hash(OPERATION, &request)?,
+            None => String::new(),
+        };
         Ok(Self {
             end_user_id: EndUserId(request.end_user_id),
             amount: Amount::parse("amount", request.amount)?,
@@ -59,8 +67,29 @@ impl Ledger {
         &self,
         request: SubtractCreditsRequest,
     ) -> Result<SubtractCreditsOutcome> {
-        let subtract = SubtractCredits::parse(request)?;
-        retry_once_on_unique_violation(|| self.try_subtract_credits(&subtract)).await
+        let subtract = Arc::new(SubtractCredits::parse(request)?);
+        let user = subtract.end_user_id;
+        match self
+            .pipeline
+            .submit(Write::Subtract(subtract.clone()))
+            .await?
+        {
+            Reply::Decided(Decision::Subtracted { entry, balance }) => Ok(SubtractCreditsOutcome {
+                entry,
+                balance,
+                replayed: false,
+            }),
+            Reply::Decided(Decision::Replay { entry_id }) => {
+                self.replay_debit(user, entry_id).await
+            }
+            Reply::Decided(Decision::Refused(error)) => Err(error),
+            Reply::Decided(Decision::Added { .. }) => {
+                Err(Error::Internal("a debit was answered as a grant".into()))
+            }
+            Reply::Deferred => {
+                retry_once_on_unique_violation(|| self.try_subtract_credits(&subtract)).await
+            }
+        }
     }
 
     async fn try_subtract_credits(

@@ -1,0 +1,146 @@
+//! Applying one batch: lock, load, decide in memory, write set-based, commit once, answer.
+
+use std::collections::HashSet;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+
+use super::decide::{Batch, Changes, LoadedAccount};
+use super::{Job, Lane, Reply, sql};
+use crate::error::{Error, Result};
+use crate::ledger::clock;
+use crate::ledger::grant::Grant;
+use crate::ledger::types::EndUserId;
+
+/// Why a batch did not commit.
+enum Failure {
+    /// Nothing was written: every write may safely run again on its own.
+    BeforeCommit(Error),
+    /// The commit itself failed: it may or may not have happened, so nothing is retried; the
+    /// callers are told, and their idempotency keys make their own retries safe.
+    AtCommit(Error),
+}
+
+impl Lane {
+    pub(super) async fn apply(&self, jobs: Vec<Job>) {
+        match self.try_apply(&jobs).await {
+            Ok(replies) => {
+                for (job, reply) in jobs.into_iter().zip(replies) {
+                    let _ = job.reply.send(Ok(reply));
+                }
+            }
+            Err(Failure::BeforeCommit(error)) => {
+                tracing::warn!(
+                    writes = jobs.len(),
+                    error = error.message(),
+                    "write batch failed before commit; each write is retried on its own"
+                );
+                for job in jobs {
+                    let _ = job.reply.send(Ok(Reply::Deferred));
+                }
+            }
+            Err(Failure::AtCommit(error)) => {
+                tracing::error!(
+                    writes = jobs.len(),
+                    error = error.message(),
+                    "write batch commit failed"
+                );
+                for job in jobs {
+                    let _ = job.reply.send(Err(Error::Internal(format!(
+                        "committing a write batch: {}",
+                        error.message()
+                    ))));
+                }
+            }
+        }
+    }
+
+    async fn try_apply(&self, jobs: &[Job]) -> Result<Vec<Reply>, Failure> {
+        let txn = self.db.begin().await.map_err(before)?;
+        let (replies, changes) = match decide(&txn, jobs).await {
+            Ok(decided) => decided,
+            Err(error) => {
+                let _ = txn.rollback().await;
+                return Err(Failure::BeforeCommit(error));
+            }
+        };
+        if changes.is_empty() {
+            // Refusals and replays only: the new accounts the lock created go with the rollback.
+            txn.rollback().await.map_err(before)?;
+            return Ok(replies);
+        }
+        if let Err(error) = self.write(&txn, &changes).await {
+            let _ = txn.rollback().await;
+            return Err(Failure::BeforeCommit(error));
+        }
+        txn.commit()
+            .await
+            .map_err(|error| Failure::AtCommit(error.into()))?;
+        for (user, _) in &changes.last_seqs {
+            self.events.announce_committed(*user);
+        }
+        if changes.new_grants.iter().any(|g| g.expires_at.is_some()) {
+            self.expiry_alarm.notify_one();
+        }
+        Ok(replies)
+    }
+
+    async fn write(&self, txn: &DatabaseTransaction, changes: &Changes) -> Result<()> {
+        sql::insert_grants(txn, &changes.new_grants).await?;
+        sql::take_from_grants(txn, &changes.taken).await?;
+        sql::insert_entries(txn, &changes.entries).await?;
+        sql::insert_keys(txn, &changes.keys, clock::now()).await?;
+        sql::set_last_seqs(txn, &changes.last_seqs).await?;
+        let users: Vec<EndUserId> = changes.last_seqs.iter().map(|(user, _)| *user).collect();
+        self.events.announce_many_in_transaction(txn, &users).await
+    }
+}
+
+fn before(error: sea_orm::DbErr) -> Failure {
+    Failure::BeforeCommit(error.into())
+}
+
+/// Locks and loads the batch's accounts and decides every write in arrival order.
+async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Reply>, Changes)> {
+    let mut users: Vec<EndUserId> = jobs.iter().map(|job| job.write.end_user_id()).collect();
+    users.sort_by_key(|user| user.0);
+    users.dedup();
+    let accounts = sql::lock_and_load(txn, &users, clock::now()).await?;
+    // The batch's clock, read once every lock is held.
+    let now = clock::now();
+    let (simple, deferred): (Vec<LoadedAccount>, Vec<LoadedAccount>) = accounts
+        .into_iter()
+        .partition(|account| !needs_settling(&account.grants, now));
+    let deferred: HashSet<EndUserId> = deferred.iter().map(|a| a.end_user_id).collect();
+
+    let keys: Vec<&str> = jobs
+        .iter()
+        .filter(|job| !deferred.contains(&job.write.end_user_id()))
+        .filter_map(|job| job.write.idempotency_key().map(|key| key.as_str()))
+        .collect();
+    let stored = if keys.is_empty() {
+        Default::default()
+    } else {
+        sql::stored_keys(txn, &keys).await?
+    };
+
+    let mut batch = Batch::new(simple, stored, now);
+    let replies = jobs
+        .iter()
+        .map(|job| {
+            if deferred.contains(&job.write.end_user_id()) {
+                Reply::Deferred
+            } else {
+                Reply::Decided(batch.decide(&job.write))
+            }
+        })
+        .collect();
+    Ok((replies, batch.finish()))
+}
+
+/// Whether an account has something due that only the per-request path settles: holds that
+/// may have passed their deadline, or a cycle whose period may have ended (its grant expired).
+fn needs_settling(grants: &[Grant], now: chrono::DateTime<chrono::Utc>) -> bool {
+    grants
+        .iter()
+        .any(|g| g.held > 0 || (g.cycle_id.is_some() && g.is_expired(now)))
+}

@@ -1,0 +1,137 @@
+//! The write pipeline: concurrent writes coalesced into batched transactions (group commit).
+//!
+//! A write is queued on one of a few *lanes*, chosen by its end user, so one end user's writes
+//! always meet in the same lane and are decided in arrival order. A lane takes everything
+//! waiting (up to `max_batch`; it never waits on purpose when the queue is short) and applies
+//! it in one transaction (`batch`): every account locked by one statement in a fixed order, their
+//! grants loaded by one query, every request decided in memory (`decide`), the results written
+//! by one statement per table (`sql`), one commit, then each caller gets its own answer.
+//!
+//! Accounts with something to settle that only the per-request path knows (open holds, a cycle
+//! whose period ended) are *deferred*: the caller runs its write the per-request way, which
+//! settles first. So is every write of a batch that failed before committing (a lost race on an
+//! idempotency key with another process, a deadlock, a dropped connection): each is retried on
+//! its own, so one bad request never fails the innocent ones beside it.
+
+mod batch;
+mod decide;
+mod sql;
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+pub(in crate::ledger) use decide::{Decision, Write};
+
+use crate::error::{Error, Result};
+use crate::events::BalanceEvents;
+
+/// How many lanes and how large a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineSettings {
+    /// Lanes per process; `None`: one on SQLite (one writer at a time anyway), four on
+    /// PostgreSQL (enough to keep the database busy while a batch commits).
+    pub lanes: Option<usize>,
+    /// Most writes one batch takes.
+    pub max_batch: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            lanes: None,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+pub const DEFAULT_MAX_BATCH: usize = 256;
+/// Writes that may wait in one lane before callers wait to enqueue.
+const QUEUE_PER_LANE: usize = 4_096;
+
+/// What a lane answers for one write.
+pub(in crate::ledger) enum Reply {
+    Decided(Decision),
+    /// Run this write the per-request way (see the module comment).
+    Deferred,
+}
+
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<Result<Reply>>,
+}
+
+#[derive(Clone)]
+pub struct WritePipeline {
+    lanes: Arc<[mpsc::Sender<Job>]>,
+}
+
+/// What a lane needs to apply a batch.
+#[derive(Clone)]
+struct Lane {
+    db: DatabaseConnection,
+    events: BalanceEvents,
+    expiry_alarm: Arc<Notify>,
+}
+
+impl WritePipeline {
+    /// Starts the lanes (tasks on the current runtime).
+    pub fn start(
+        db: DatabaseConnection,
+        events: BalanceEvents,
+        expiry_alarm: Arc<Notify>,
+        settings: PipelineSettings,
+    ) -> Self {
+        let lanes = settings
+            .lanes
+            .unwrap_or(match db.get_database_backend() {
+                DbBackend::Postgres => 4,
+                _ => 1,
+            })
+            .max(1);
+        let max_batch = settings.max_batch.max(1);
+        let lane = Lane {
+            db,
+            events,
+            expiry_alarm,
+        };
+        let senders: Vec<mpsc::Sender<Job>> = (0..lanes)
+            .map(|_| {
+                let (sender, receiver) = mpsc::channel(QUEUE_PER_LANE);
+                tokio::spawn(run_lane(lane.clone(), receiver, max_batch));
+                sender
+            })
+            .collect();
+        Self {
+            lanes: senders.into(),
+        }
+    }
+
+    /// Queues a write and waits for its answer.
+    pub(in crate::ledger) async fn submit(&self, write: Write) -> Result<Reply> {
+        let lane = (write.end_user_id().0.as_u128() % self.lanes.len() as u128) as usize;
+        let (reply, answer) = oneshot::channel();
+        self.lanes[lane]
+            .send(Job { write, reply })
+            .await
+            .map_err(|_| Error::Internal("the write pipeline has stopped".into()))?;
+        answer.await.map_err(|_| {
+            // The batch panicked: whether it committed is unknown, so it is not retried here.
+            Error::Internal("a write batch failed; retry with the same idempotency key".into())
+        })?
+    }
+}
+
+async fn run_lane(lane: Lane, mut receiver: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut jobs = Vec::with_capacity(max_batch);
+    while receiver.recv_many(&mut jobs, max_batch).await > 0 {
+        let batch = std::mem::take(&mut jobs);
+        // A panic fails this batch's callers (their answers are dropped), not the lane.
+        let applied =
+            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(lane.apply(batch)));
+        if applied.await.is_err() {
+            tracing::error!("a write batch panicked");
+        }
+    }
+}
