@@ -181,7 +181,7 @@ impl Ledger {
                 entry,
                 balance,
             }) => Ok(AddCreditsOutcome {
-                grant,
+                grant: *grant,
                 entry,
                 balance,
                 replayed: false,

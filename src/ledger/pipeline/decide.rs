@@ -61,7 +61,7 @@ impl Write {
 /// The answer to one write of the batch.
 pub(in crate::ledger) enum Decision {
     Added {
-        grant: Grant,
+        grant: Box<Grant>,
         entry: Entry,
         balance: Balance,
     },
@@ -268,7 +268,7 @@ impl Batch {
         let entry = add.grant_entry(&grant, state.next_seq, balance.available, now);
         self.record(state, entry.clone());
         Decision::Added {
-            grant,
+            grant: Box::new(grant),
             entry,
             balance,
         }
