@@ -10,7 +10,7 @@ use super::balance::Balance;
 use super::entry::Entry;
 use super::grant::Grant;
 use super::idempotency::{self, Prior};
-use super::pipeline::{Decision, Reply, Write};
+use super::pipeline::{Decision, Write};
 use super::types::{
     Amount, Description, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_CREDITS, Metadata,
     Validity,
@@ -176,22 +176,24 @@ impl Ledger {
         let add = Arc::new(AddCredits::parse(request, clock::now())?);
         let user = add.end_user_id;
         match self.pipeline.submit(Write::Add(add.clone())).await? {
-            Reply::Decided(Decision::Added {
+            Decision::Added {
                 grant,
                 entry,
                 balance,
-            }) => Ok(AddCreditsOutcome {
+            } => Ok(AddCreditsOutcome {
                 grant: *grant,
                 entry,
                 balance,
                 replayed: false,
             }),
-            Reply::Decided(Decision::Replay { entry_id }) => self.replay(user, entry_id).await,
-            Reply::Decided(Decision::Refused(error)) => Err(error),
-            Reply::Decided(Decision::Subtracted { .. }) => {
+            Decision::Replay { entry_id } => self.replay(user, entry_id).await,
+            Decision::Refused(error) => Err(error),
+            Decision::Subtracted { .. } => {
                 Err(Error::Internal("a grant was answered as a debit".into()))
             }
-            Reply::Deferred => retry_once_on_unique_violation(|| self.try_add_credits(&add)).await,
+            Decision::Deferred => {
+                retry_once_on_unique_violation(|| self.try_add_credits(&add)).await
+            }
         }
     }
 

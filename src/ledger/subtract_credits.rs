@@ -9,7 +9,7 @@ use super::balance::Balance;
 use super::burn_down::{Shortfall, plan_debit};
 use super::entry::Entry;
 use super::idempotency::{self, Prior};
-use super::pipeline::{Decision, Reply, Write};
+use super::pipeline::{Decision, Write};
 use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey, Metadata};
 use super::{Ledger, retry_once_on_unique_violation};
 use crate::error::{Error, Result};
@@ -74,19 +74,17 @@ impl Ledger {
             .submit(Write::Subtract(subtract.clone()))
             .await?
         {
-            Reply::Decided(Decision::Subtracted { entry, balance }) => Ok(SubtractCreditsOutcome {
+            Decision::Subtracted { entry, balance } => Ok(SubtractCreditsOutcome {
                 entry,
                 balance,
                 replayed: false,
             }),
-            Reply::Decided(Decision::Replay { entry_id }) => {
-                self.replay_debit(user, entry_id).await
-            }
-            Reply::Decided(Decision::Refused(error)) => Err(error),
-            Reply::Decided(Decision::Added { .. }) => {
+            Decision::Replay { entry_id } => self.replay_debit(user, entry_id).await,
+            Decision::Refused(error) => Err(error),
+            Decision::Added { .. } => {
                 Err(Error::Internal("a debit was answered as a grant".into()))
             }
-            Reply::Deferred => {
+            Decision::Deferred => {
                 retry_once_on_unique_violation(|| self.try_subtract_credits(&subtract)).await
             }
         }

@@ -4,8 +4,9 @@ use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
+use super::decide::Decision;
 use super::decide::{Batch, Changes, LoadedAccount};
-use super::{Job, Lane, Reply, sql};
+use super::{Job, Lane, sql};
 use crate::error::{Error, Result};
 use crate::ledger::clock;
 use crate::ledger::grant::Grant;
@@ -35,7 +36,7 @@ impl Lane {
                     "write batch failed before commit; each write is retried on its own"
                 );
                 for job in jobs {
-                    let _ = job.reply.send(Ok(Reply::Deferred));
+                    let _ = job.reply.send(Ok(Decision::Deferred));
                 }
             }
             Err(Failure::AtCommit(error)) => {
@@ -54,7 +55,7 @@ impl Lane {
         }
     }
 
-    async fn try_apply(&self, jobs: &[Job]) -> Result<Vec<Reply>, Failure> {
+    async fn try_apply(&self, jobs: &[Job]) -> Result<Vec<Decision>, Failure> {
         let txn = self.db.begin().await.map_err(before)?;
         let (replies, changes) = match decide(&txn, jobs).await {
             Ok(decided) => decided,
@@ -100,7 +101,7 @@ fn before(error: sea_orm::DbErr) -> Failure {
 }
 
 /// Locks and loads the batch's accounts and decides every write in arrival order.
-async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Reply>, Changes)> {
+async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Decision>, Changes)> {
     let mut users: Vec<EndUserId> = jobs.iter().map(|job| job.write.end_user_id()).collect();
     users.sort_by_key(|user| user.0);
     users.dedup();
@@ -128,9 +129,9 @@ async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Reply>,
         .iter()
         .map(|job| {
             if deferred.contains(&job.write.end_user_id()) {
-                Reply::Deferred
+                Decision::Deferred
             } else {
-                Reply::Decided(batch.decide(&job.write))
+                batch.decide(&job.write)
             }
         })
         .collect();

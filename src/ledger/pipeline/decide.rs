@@ -74,6 +74,8 @@ pub(in crate::ledger) enum Decision {
         entry_id: Uuid,
     },
     Refused(Error),
+    /// Not decided in the batch: run this write the per-request way (see `pipeline`).
+    Deferred,
 }
 
 /// An idempotency key as recorded: by an earlier write, or by one earlier in this batch.
@@ -334,7 +336,7 @@ impl Decision {
     fn entry_id(&self) -> Option<Uuid> {
         match self {
             Decision::Added { entry, .. } | Decision::Subtracted { entry, .. } => Some(entry.id),
-            Decision::Replay { .. } | Decision::Refused(_) => None,
+            Decision::Replay { .. } | Decision::Refused(_) | Decision::Deferred => None,
         }
     }
 }

@@ -50,16 +50,9 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 /// Writes that may wait in one lane before callers wait to enqueue.
 const QUEUE_PER_LANE: usize = 4_096;
 
-/// What a lane answers for one write.
-pub(in crate::ledger) enum Reply {
-    Decided(Decision),
-    /// Run this write the per-request way (see the module comment).
-    Deferred,
-}
-
 struct Job {
     write: Write,
-    reply: oneshot::Sender<Result<Reply>>,
+    reply: oneshot::Sender<Result<Decision>>,
 }
 
 #[derive(Clone)]
@@ -109,7 +102,7 @@ impl WritePipeline {
     }
 
     /// Queues a write and waits for its answer.
-    pub(in crate::ledger) async fn submit(&self, write: Write) -> Result<Reply> {
+    pub(in crate::ledger) async fn submit(&self, write: Write) -> Result<Decision> {
         let lane = (write.end_user_id().0.as_u128() % self.lanes.len() as u128) as usize;
         let (reply, answer) = oneshot::channel();
         self.lanes[lane]
