@@ -67,7 +67,7 @@ pub(super) struct AddCredits {
 }
 
 impl AddCredits {
-    fn parse(request: AddCreditsRequest, now: DateTime<Utc>) -> Result<Self> {
+    pub(super) fn parse(request: AddCreditsRequest, now: DateTime<Utc>) -> Result<Self> {
         let request_hash = match &request.idempotency_key {
             Some(_) => idempotency::request_hash(OPERATION, &request)?,
             None => String::new(),

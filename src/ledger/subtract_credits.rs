@@ -46,7 +46,7 @@ pub(super) struct SubtractCredits {
 }
 
 impl SubtractCredits {
-    fn parse(request: SubtractCreditsRequest) -> Result<Self> {
+    pub(super) fn parse(request: SubtractCreditsRequest) -> Result<Self> {
         let request_hash = match &request.idempotency_key {
             Some(_) => idempotency::request_hash(OPERATION, &request)?,
             None => String::new(),

@@ -340,3 +340,251 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::ledger::add_credits::AddCreditsRequest;
+    use crate::ledger::subtract_credits::SubtractCreditsRequest;
+    use crate::ledger::types::GrantSource;
+
+    fn user() -> EndUserId {
+        EndUserId(Uuid::new_v4())
+    }
+
+    fn grant(user: EndUserId, remaining: i64, expires_in: Duration, now: DateTime<Utc>) -> Grant {
+        Grant {
+            id: Uuid::now_v7(),
+            end_user_id: user,
+            amount: remaining,
+            remaining,
+            source: GrantSource::Manual,
+            effective_at: now - Duration::days(1),
+            expires_at: Some(now + expires_in),
+            priority: None,
+            description: None,
+            metadata: None,
+            created_at: now - Duration::days(1),
+            voided_at: None,
+            held: 0,
+            cycle_id: None,
+            payment: None,
+        }
+    }
+
+    fn debit(user: EndUserId, amount: i64, key: Option<&str>) -> Write {
+        Write::Subtract(Arc::new(
+            SubtractCredits::parse(SubtractCreditsRequest {
+                end_user_id: user.0,
+                amount,
+                description: None,
+                metadata: None,
+                idempotency_key: key.map(str::to_owned),
+            })
+            .unwrap(),
+        ))
+    }
+
+    fn add(user: EndUserId, amount: i64, now: DateTime<Utc>) -> Write {
+        Write::Add(Arc::new(
+            AddCredits::parse(
+                AddCreditsRequest {
+                    end_user_id: user.0,
+                    amount,
+                    validity_days: Some(30),
+                    expires_at: None,
+                    effective_at: None,
+                    source: GrantSource::Promotion,
+                    priority: None,
+                    description: None,
+                    metadata: None,
+                    idempotency_key: None,
+                },
+                now,
+            )
+            .unwrap(),
+        ))
+    }
+
+    fn account(user: EndUserId, last_seq: i64, grants: Vec<Grant>) -> LoadedAccount {
+        LoadedAccount {
+            end_user_id: user,
+            last_seq,
+            grants,
+        }
+    }
+
+    #[test]
+    fn writes_of_one_end_user_see_each_other_in_arrival_order() {
+        let now = Utc::now();
+        let alice = user();
+        let mut batch = Batch::new(
+            vec![account(
+                alice,
+                4,
+                vec![grant(alice, 10, Duration::days(5), now)],
+            )],
+            HashMap::new(),
+            now,
+        );
+        let first = batch.decide(&debit(alice, 6, None));
+        let refused = batch.decide(&debit(alice, 6, None));
+        let granted = batch.decide(&add(alice, 20, now));
+        let after_grant = batch.decide(&debit(alice, 6, None));
+        assert!(
+            matches!(&first, Decision::Subtracted { entry, balance } if entry.seq == 5 && balance.available == 4)
+        );
+        assert!(matches!(
+            refused,
+            Decision::Refused(Error::InsufficientCredits {
+                available: 4,
+                requested: 6
+            })
+        ));
+        assert!(
+            matches!(&granted, Decision::Added { entry, balance, .. } if entry.seq == 6 && balance.available == 24)
+        );
+        // The soonest-expiring grant first: 4 from the old one, 2 from the new one.
+        let Decision::Subtracted { entry, balance } = after_grant else {
+            panic!("the last debit fits");
+        };
+        assert_eq!((entry.seq, balance.available), (7, 18));
+        assert_eq!(
+            entry
+                .allocations
+                .iter()
+                .map(|a| a.amount)
+                .collect::<Vec<_>>(),
+            [4, 2]
+        );
+
+        let changes = batch.finish();
+        assert_eq!(changes.entries.len(), 3, "the refusal wrote nothing");
+        assert_eq!(changes.last_seqs, vec![(alice, 7)]);
+        assert_eq!(changes.new_grants.len(), 1);
+        assert_eq!(
+            changes.new_grants[0].remaining, 18,
+            "a new grant is inserted as the batch left it"
+        );
+        assert_eq!(
+            changes.taken.values().copied().collect::<Vec<_>>(),
+            [10],
+            "the old grant is updated by what was taken"
+        );
+    }
+
+    #[test]
+    fn a_key_used_twice_in_one_batch_replays_or_conflicts() {
+        let now = Utc::now();
+        let (alice, bob) = (user(), user());
+        let mut batch = Batch::new(
+            vec![
+                account(alice, 0, vec![grant(alice, 100, Duration::days(5), now)]),
+                account(bob, 0, vec![grant(bob, 100, Duration::days(5), now)]),
+            ],
+            HashMap::new(),
+            now,
+        );
+        let Decision::Subtracted { entry, .. } = batch.decide(&debit(alice, 5, Some("k1"))) else {
+            panic!("the first use applies");
+        };
+        assert!(
+            matches!(batch.decide(&debit(alice, 5, Some("k1"))), Decision::Replay { entry_id } if entry_id == entry.id)
+        );
+        assert!(matches!(
+            batch.decide(&debit(alice, 6, Some("k1"))),
+            Decision::Refused(Error::IdempotencyConflict { .. })
+        ));
+        assert!(matches!(
+            batch.decide(&debit(bob, 5, Some("k1"))),
+            Decision::Refused(Error::IdempotencyConflict { .. })
+        ));
+        let changes = batch.finish();
+        assert_eq!(changes.entries.len(), 1);
+        assert_eq!(changes.keys.len(), 1, "the key is recorded once");
+    }
+
+    #[test]
+    fn a_key_stored_before_the_batch_replays() {
+        let now = Utc::now();
+        let alice = user();
+        let first = debit(alice, 5, Some("k2"));
+        let Write::Subtract(request) = &first else {
+            unreachable!()
+        };
+        let earlier_entry = Uuid::now_v7();
+        let stored = HashMap::from([(
+            "k2".to_owned(),
+            StoredKey {
+                operation: subtract_credits::OPERATION.to_owned(),
+                request_hash: request.request_hash.clone(),
+                entry_id: earlier_entry,
+            },
+        )]);
+        let mut batch = Batch::new(
+            vec![account(
+                alice,
+                1,
+                vec![grant(alice, 100, Duration::days(5), now)],
+            )],
+            stored,
+            now,
+        );
+        assert!(
+            matches!(batch.decide(&first), Decision::Replay { entry_id } if entry_id == earlier_entry)
+        );
+        assert!(batch.finish().is_empty());
+    }
+
+    #[test]
+    fn expiries_are_recorded_before_the_writes_even_when_they_are_refused() {
+        let now = Utc::now();
+        let alice = user();
+        let expired = grant(alice, 30, -Duration::hours(1), now);
+        let live = grant(alice, 10, Duration::days(5), now);
+        let mut batch = Batch::new(
+            vec![account(alice, 2, vec![expired.clone(), live])],
+            HashMap::new(),
+            now,
+        );
+        assert!(matches!(
+            batch.decide(&debit(alice, 11, None)),
+            Decision::Refused(Error::InsufficientCredits { available: 10, .. })
+        ));
+        let changes = batch.finish();
+        assert_eq!(changes.entries.len(), 1);
+        let expiry = &changes.entries[0];
+        assert_eq!(
+            (expiry.kind, expiry.seq, expiry.amount, expiry.balance_after),
+            (EntryKind::Expiry, 3, 30, 10)
+        );
+        assert_eq!(changes.taken.get(&expired.id), Some(&30));
+        assert_eq!(changes.last_seqs, vec![(alice, 3)]);
+    }
+
+    #[test]
+    fn end_users_in_one_batch_do_not_touch_each_other() {
+        let now = Utc::now();
+        let (alice, bob) = (user(), user());
+        let mut batch = Batch::new(
+            vec![
+                account(alice, 0, vec![grant(alice, 3, Duration::days(5), now)]),
+                account(bob, 9, vec![grant(bob, 50, Duration::days(5), now)]),
+            ],
+            HashMap::new(),
+            now,
+        );
+        assert!(matches!(
+            batch.decide(&debit(alice, 4, None)),
+            Decision::Refused(_)
+        ));
+        assert!(
+            matches!(batch.decide(&debit(bob, 4, None)), Decision::Subtracted { ref entry, .. } if entry.seq == 10)
+        );
+        let changes = batch.finish();
+        assert_eq!(changes.last_seqs, vec![(bob, 10)]);
+        assert!(changes.entries.iter().all(|e| e.end_user_id == bob));
+    }
+}
