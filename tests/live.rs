@@ -287,60 +287,18 @@ async fn a_stalled_subscriber_delays_nobody(app: TestApp) {
 
 /// Two real `tally` processes on one PostgreSQL database.
 mod postgres_processes {
-    use std::process::{Child, Command, Stdio};
+    use common::process::Process;
 
     use super::*;
-
-    struct Process(Child);
-
-    impl Drop for Process {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    async fn start_process(database_url: &str) -> (Process, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let process = Process(
-            Command::new(env!("CARGO_BIN_EXE_tally"))
-                .arg("serve")
-                .env("DATABASE_URL", database_url)
-                .env("TALLY_LISTEN", format!("127.0.0.1:{port}"))
-                .env("TALLY_ADMIN_API_KEY", ADMIN_KEY)
-                .env("RUST_LOG", "warn")
-                .current_dir(std::env::temp_dir())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("tally starts"),
-        );
-        let address = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client
-                .get(format!("{address}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return (process, address);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("tally did not become ready on {address}");
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres_changes_cross_processes_and_expire_once() {
         let Some(app) = TestApp::spawn(Backend::Postgres).await else {
             return;
         };
-        let (_a, process_a) = start_process(&app.database_url).await;
-        let (_b, process_b) = start_process(&app.database_url).await;
+        let a = Process::start(&app.database_url).await;
+        let b = Process::start(&app.database_url).await;
+        let (process_a, process_b) = (a.address.clone(), b.address.clone());
         let user = new_user();
 
         for protocol in Protocol::BOTH {

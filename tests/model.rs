@@ -886,24 +886,6 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
     assert!(stdout.contains("remaining"), "{stdout}");
 }
 
-fn run_verify(app: &TestApp) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .arg("verify")
-        .env("DATABASE_URL", &app.database_url)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("tally verify runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
-fn assert_verify_clean(app: &TestApp) {
-    let (ok, stdout) = run_verify(app);
-    assert!(ok, "tally verify found differences:\n{stdout}");
-}
-
 /// A cycle whose current grant is used up still renews on time, by the scheduler.
 async fn a_used_up_cycle_renews_on_time(app: TestApp) {
     let user = new_user();

@@ -3,6 +3,7 @@
 //! (`TALLY_REQUIRE_POSTGRES_TESTS=1` turns a missing URL into a failure, as CI wants).
 #![allow(dead_code)]
 
+pub mod process;
 pub mod stripe;
 pub mod ws;
 
@@ -359,6 +360,25 @@ macro_rules! on_both_databases_with {
             )*
         }
     };
+}
+
+/// Runs `tally verify` on the test's database: (clean, what it printed).
+pub fn run_verify(app: &TestApp) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("verify")
+        .env("DATABASE_URL", &app.database_url)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("tally verify runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+pub fn assert_verify_clean(app: &TestApp) {
+    let (ok, stdout) = run_verify(app);
+    assert!(ok, "tally verify found differences:\n{stdout}");
 }
 
 /// Replays the end user's ledger, oldest entry first, and checks it against the stored state:

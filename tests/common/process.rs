@@ -1,0 +1,62 @@
+//! Real `tally serve` processes, for tests that need more than one process or kill one.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::ADMIN_KEY;
+
+/// A running `tally serve`; killed (SIGKILL) when dropped.
+pub struct Process {
+    child: Child,
+    pub address: String,
+}
+
+impl Process {
+    /// Starts `tally serve` on a free port against `database_url` and waits until it is ready.
+    pub async fn start(database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("TALLY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TALLY_ADMIN_API_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tally starts");
+        let process = Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client
+                .get(format!("{}/readyz", process.address))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("tally did not become ready on {}", process.address);
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
