@@ -1,6 +1,7 @@
 //! Building and running the service: what `tally serve` and the tests start.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -54,14 +55,14 @@ impl Application {
         let port = listener.local_addr()?.port();
         let events = BalanceEvents::new(db.get_database_backend());
         events.start_listener(&db).await?;
-        let ledger = Ledger::new(db.clone(), events, config.pipeline);
+        let ledger = Ledger::new(db.clone(), Arc::new(events.clone()), config.pipeline);
         let stripe = Stripe::new(&config.stripe, ledger.clone(), catalog)?;
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
         let signer = TokenSigner::load(&db, config.token_secret.as_deref())
             .await
             .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
         let state = AppState {
-            schema: build_schema(ledger.clone(), signer.clone(), stripe.clone()),
+            schema: build_schema(ledger.clone(), events, signer.clone(), stripe.clone()),
             ledger,
             auth: Authenticator::new(db.clone(), signer),
             db,

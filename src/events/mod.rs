@@ -17,11 +17,12 @@ mod listener;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::ledger::notifier::Notifier;
 use crate::ledger::{Balance, EndUserId};
 
 /// The PostgreSQL channel. Payloads carry an end user id, never balances.
@@ -57,25 +58,9 @@ impl BalanceEvents {
         }
     }
 
-    /// Inside a writing transaction: on PostgreSQL, queue the notification for commit.
+    /// Inside a writing transaction: on PostgreSQL, queue one notification per end user for
+    /// the commit, in one statement.
     pub async fn announce_in_transaction(
-        &self,
-        txn: &impl ConnectionTrait,
-        end_user_id: EndUserId,
-    ) -> Result<()> {
-        if self.inner.backend == DbBackend::Postgres {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), end_user_id.0.to_string().into()],
-            ))
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// `announce_in_transaction` for several end users, in one statement.
-    pub async fn announce_many_in_transaction(
         &self,
         txn: &impl ConnectionTrait,
         end_user_ids: &[EndUserId],
@@ -162,6 +147,21 @@ impl BalanceEvents {
             .await
             .map_err(|_| anyhow::anyhow!("PostgreSQL LISTEN did not start within 30 s"))?
             .map_err(|_| anyhow::anyhow!("the balance listener stopped before listening"))
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for BalanceEvents {
+    async fn announce_in_transaction(
+        &self,
+        txn: &DatabaseTransaction,
+        end_user_ids: &[EndUserId],
+    ) -> Result<()> {
+        BalanceEvents::announce_in_transaction(self, txn, end_user_ids).await
+    }
+
+    fn announce_committed(&self, end_user_id: EndUserId) {
+        BalanceEvents::announce_committed(self, end_user_id);
     }
 }
 

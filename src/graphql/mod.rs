@@ -12,6 +12,7 @@ pub mod types;
 use async_graphql::{Schema, SchemaBuilder};
 
 use crate::auth::tokens::TokenSigner;
+use crate::events::BalanceEvents;
 use crate::ledger::Ledger;
 use crate::stripe::Stripe;
 use subscription::Subscription;
@@ -34,8 +35,18 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     .extension(nesting::NestingLimit)
 }
 
-pub fn build_schema(ledger: Ledger, signer: TokenSigner, stripe: Stripe) -> TallySchema {
-    builder().data(ledger).data(signer).data(stripe).finish()
+pub fn build_schema(
+    ledger: Ledger,
+    events: BalanceEvents,
+    signer: TokenSigner,
+    stripe: Stripe,
+) -> TallySchema {
+    builder()
+        .data(ledger)
+        .data(events)
+        .data(signer)
+        .data(stripe)
+        .finish()
 }
 
 /// The SDL, as committed in `schema.graphql` and printed by `tally schema`.

@@ -2,6 +2,7 @@ use async_graphql::{Context, Result, Subscription as SubscriptionObject};
 use futures::Stream;
 use uuid::Uuid;
 
+use crate::events::BalanceEvents;
 use crate::graphql::context::ledger_for_reader;
 use crate::graphql::types::Balance;
 use crate::ledger::EndUserId;
@@ -21,7 +22,7 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<Balance>> + use<>> {
         let end_user_id = EndUserId(end_user_id);
         let ledger = ledger_for_reader(ctx, end_user_id)?.clone();
-        let watch = ledger.events().subscribe(end_user_id);
+        let watch = ctx.data_unchecked::<BalanceEvents>().subscribe(end_user_id);
         Ok(futures::stream::unfold(
             (ledger, watch, true),
             move |(ledger, mut watch, first)| async move {

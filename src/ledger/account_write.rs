@@ -14,10 +14,10 @@ use super::entry::Entry;
 use super::expiry_plan::plan_expiries;
 use super::grant::Grant;
 use super::holds::Hold;
+use super::notifier::Notifier;
 use super::types::{EndUserId, EntryKind};
 use super::{Ledger, clock, store};
 use crate::error::Result;
-use crate::events::BalanceEvents;
 
 pub struct AccountWrite {
     pub txn: DatabaseTransaction,
@@ -51,17 +51,17 @@ impl Ledger {
 
 impl AccountWrite {
     /// Loads the open grants and settles everything due. Returns how many entries that wrote.
-    pub async fn load(&mut self, events: &BalanceEvents) -> Result<usize> {
+    pub async fn load(&mut self, events: &dyn Notifier) -> Result<usize> {
         self.load_settling(events, false).await
     }
 
     /// `load`, for the scheduler: it looks for due holds and renewals even where the grants
     /// give no hint of any.
-    pub async fn load_settling_all(&mut self, events: &BalanceEvents) -> Result<usize> {
+    pub async fn load_settling_all(&mut self, events: &dyn Notifier) -> Result<usize> {
         self.load_settling(events, true).await
     }
 
-    async fn load_settling(&mut self, events: &BalanceEvents, everything: bool) -> Result<usize> {
+    async fn load_settling(&mut self, events: &dyn Notifier, everything: bool) -> Result<usize> {
         self.grants = store::load_open_grants(&self.txn, self.end_user_id).await?;
         self.now = clock::now();
         let before = self.next_seq;
@@ -245,10 +245,10 @@ impl AccountWrite {
         seq
     }
 
-    pub async fn announce(&mut self, events: &BalanceEvents) -> Result<()> {
+    pub async fn announce(&mut self, events: &dyn Notifier) -> Result<()> {
         if !self.announced {
             events
-                .announce_in_transaction(&self.txn, self.end_user_id)
+                .announce_in_transaction(&self.txn, &[self.end_user_id])
                 .await?;
             self.announced = true;
         }
@@ -257,7 +257,7 @@ impl AccountWrite {
 
     /// Commits even when no entry was appended (a write that only records something beside the
     /// ledger, such as a Stripe event): the sequence number reserved by the lock is given back.
-    pub async fn commit_even_if_empty(self, events: &crate::events::BalanceEvents) -> Result<()> {
+    pub async fn commit_even_if_empty(self, events: &dyn Notifier) -> Result<()> {
         let last_used = self.next_seq - 1;
         if last_used < self.reserved_through {
             store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
@@ -268,7 +268,7 @@ impl AccountWrite {
     }
 
     /// Commits what was written. A write that appended nothing rolls back instead.
-    pub async fn commit(mut self, events: &BalanceEvents) -> Result<()> {
+    pub async fn commit(mut self, events: &dyn Notifier) -> Result<()> {
         let last_used = self.next_seq - 1;
         if last_used < self.reserved_through {
             self.txn.rollback().await?;

@@ -18,6 +18,7 @@ pub mod grant;
 pub mod history;
 pub mod holds;
 mod idempotency;
+pub mod notifier;
 pub mod pipeline;
 pub mod purchase;
 mod store;
@@ -42,13 +43,14 @@ pub use subtract_credits::{SubtractCreditsOutcome, SubtractCreditsRequest};
 pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 
 use crate::error::{Result, is_unique_violation};
-use crate::events::BalanceEvents;
+use notifier::Notifier;
 use pipeline::{PipelineSettings, WritePipeline};
 
 #[derive(Clone)]
 pub struct Ledger {
     db: DatabaseConnection,
-    events: BalanceEvents,
+    /// Told of every committed change.
+    events: Arc<dyn Notifier>,
     /// Wakes the expiry scheduler when a grant that expires is added.
     expiry_alarm: Arc<Notify>,
     /// Where debits and grants go: batched transactions (see `pipeline`).
@@ -57,7 +59,11 @@ pub struct Ledger {
 
 impl Ledger {
     /// Starts the write pipeline's lanes: call on the runtime that serves requests.
-    pub fn new(db: DatabaseConnection, events: BalanceEvents, pipeline: PipelineSettings) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        events: Arc<dyn Notifier>,
+        pipeline: PipelineSettings,
+    ) -> Self {
         let expiry_alarm = Arc::new(Notify::new());
         let pipeline =
             WritePipeline::start(db.clone(), events.clone(), expiry_alarm.clone(), pipeline);
@@ -71,10 +77,6 @@ impl Ledger {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
-    }
-
-    pub fn events(&self) -> &BalanceEvents {
-        &self.events
     }
 
     /// Whether the end user has ever been written to.

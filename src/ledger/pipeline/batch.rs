@@ -92,7 +92,7 @@ impl Lane {
         sql::insert_keys(txn, &changes.keys, clock::now()).await?;
         sql::set_last_seqs(txn, &changes.last_seqs).await?;
         let users: Vec<EndUserId> = changes.last_seqs.iter().map(|(user, _)| *user).collect();
-        self.events.announce_many_in_transaction(txn, &users).await
+        self.events.announce_in_transaction(txn, &users).await
     }
 }
 

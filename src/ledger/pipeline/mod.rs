@@ -24,8 +24,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub(in crate::ledger) use decide::{Decision, Write};
 
+use super::notifier::Notifier;
 use crate::error::{Error, Result};
-use crate::events::BalanceEvents;
 
 /// How many lanes and how large a batch.
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +64,7 @@ pub struct WritePipeline {
 #[derive(Clone)]
 struct Lane {
     db: DatabaseConnection,
-    events: BalanceEvents,
+    events: Arc<dyn Notifier>,
     expiry_alarm: Arc<Notify>,
 }
 
@@ -72,7 +72,7 @@ impl WritePipeline {
     /// Starts the lanes (tasks on the current runtime).
     pub fn start(
         db: DatabaseConnection,
-        events: BalanceEvents,
+        events: Arc<dyn Notifier>,
         expiry_alarm: Arc<Notify>,
         settings: PipelineSettings,
     ) -> Self {
