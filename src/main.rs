@@ -8,6 +8,11 @@ use uuid::Uuid;
 use tally::auth::api_keys;
 use tally::{Application, Config, db};
 
+/// Every request makes many small allocations (JSON, GraphQL documents, SQL values); under load
+/// glibc's malloc and free took about 13% of the server's CPU, which mimalloc is built to cut.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Self-hosted prepaid-credits ledger")]
 struct Cli {
