@@ -10,6 +10,9 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 /// for a millisecond or two, so only a pathological backlog reaches this.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Prepared statements kept per PostgreSQL connection.
+const STATEMENT_CACHE_CAPACITY: usize = 2_048;
+
 pub async fn connect(
     database_url: &str,
     max_connections: u32,
@@ -19,6 +22,12 @@ pub async fn connect(
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false)
+        .map_sqlx_postgres_opts(|postgres| {
+            // A write batch's multi-row statements differ by their row count, and each text is
+            // prepared once per connection: keep enough of them that batches of every size stay
+            // prepared (sqlx keeps 100 by default, fewer than the shapes a busy server sees).
+            postgres.statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
+        })
         .map_sqlx_sqlite_opts(|sqlite| {
             // WAL lets readers run beside the one writer; FULL sync makes an acknowledged
             // write survive power loss too, not only a crash of the process.
