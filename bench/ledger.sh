@@ -131,10 +131,13 @@ echo "Tally $(git rev-parse --short HEAD 2>/dev/null || echo '?') ($profile buil
 
 if [[ "$only" != sqlite ]]; then
     if [[ -z "$pg_url" ]]; then
-        psql "$pg_server/postgres" -qc "drop database if exists tally_bench with (force)" \
-            -c "create database tally_bench" >/dev/null
-        created_db=tally_bench
-        pg_url="$pg_server/tally_bench"
+        # Smoke runs (CI) may overlap on one machine: each gets a database of its own.
+        db_name=tally_bench
+        [[ "$smoke" == 1 ]] && db_name="tally_bench_smoke_$$"
+        psql "$pg_server/postgres" -qc "drop database if exists $db_name with (force)" \
+            -c "create database $db_name" >/dev/null
+        created_db="$db_name"
+        pg_url="$pg_server/$db_name"
     fi
     echo "PostgreSQL (${pg_url%%\?*}):"
     # The floor lives in its own schema of the same database, beside Tally's tables.
