@@ -22,6 +22,10 @@ pub async fn connect(
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false)
+        // sqlx pings a connection (a round trip) before lending it out, then again when it comes
+        // back: the first ping doubled the round trips of a balance read. Only a connection that
+        // sat idle long enough to have been cut is tested first.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .map_sqlx_postgres_opts(|postgres| {
             // A write batch's multi-row statements differ by their row count, and each text is
             // prepared once per connection: keep enough of them that batches of every size stay
