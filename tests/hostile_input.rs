@@ -9,7 +9,11 @@ use common::ws::{Event, Protocol, Socket};
 use common::*;
 use serde_json::{Value, json};
 
-on_both_databases!(deeply_nested_documents_are_refused_on_every_path,);
+on_both_databases!(
+    deeply_nested_documents_are_refused_on_every_path,
+    nul_characters_are_refused_in_every_text,
+    instants_outside_the_years_are_refused,
+);
 
 /// `{ balance(endUserId: [[[…1…]]]) { available } }` and the same with `{a: {a: …}}`.
 fn deep_documents(levels: usize) -> Vec<(String, String)> {
@@ -175,4 +179,211 @@ async fn deeply_nested_documents_are_refused_on_every_path(app: TestApp) {
             assert_still_serving(&app).await;
         }
     }
+}
+
+/// The first error's `extensions.field`.
+fn error_field(body: &Value) -> String {
+    body["errors"][0]["extensions"]["field"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without a field: {body}"))
+        .to_owned()
+}
+
+/// Asserts `BAD_USER_INPUT` naming `field`, and no data.
+fn assert_bad_input(what: &str, body: &Value, field: &str) {
+    assert_eq!(error_code(body), "BAD_USER_INPUT", "{what}: {body}");
+    assert_eq!(error_field(body), field, "{what}: {body}");
+    assert!(
+        body["data"].is_null()
+            || body["data"]
+                .as_object()
+                .is_some_and(|d| d.values().all(Value::is_null)),
+        "{what}: {body}"
+    );
+}
+
+/// A NUL (U+0000) cannot be stored in PostgreSQL text; SQLite would store it. Both refuse it
+/// the same way in every text a client sends, and nothing is written.
+async fn nul_characters_are_refused_in_every_text(app: TestApp) {
+    let user = new_user();
+    let grant = app
+        .add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
+    let grant_id = grant["grant"]["id"].as_str().unwrap().to_owned();
+    let debit = app
+        .subtract_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    let debit_id = debit["entry"]["id"].as_str().unwrap().to_owned();
+    let entries_before = app.all_entries(&user).await.len();
+
+    let add = |extra: Value| {
+        let mut input = json!({ "endUserId": user, "amount": 5 });
+        input
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        input
+    };
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "addCredits description",
+            ADD_CREDITS,
+            json!({ "input": add(json!({ "description": "a\u{0}b" })) }),
+            "description",
+        ),
+        (
+            "addCredits metadata string",
+            ADD_CREDITS,
+            json!({ "input": add(json!({ "metadata": { "plan": { "tier": ["x\u{0}"] } } })) }),
+            "metadata",
+        ),
+        (
+            "addCredits metadata key",
+            ADD_CREDITS,
+            json!({ "input": add(json!({ "metadata": { "k\u{0}": 1 } })) }),
+            "metadata",
+        ),
+        (
+            "addCredits idempotencyKey",
+            ADD_CREDITS,
+            json!({ "input": add(json!({ "idempotencyKey": "key\u{0}" })) }),
+            "idempotencyKey",
+        ),
+        (
+            "subtractCredits description",
+            SUBTRACT_CREDITS,
+            json!({ "input": { "endUserId": user, "amount": 1, "description": "\u{0}" } }),
+            "description",
+        ),
+        (
+            "subtractCredits metadata",
+            SUBTRACT_CREDITS,
+            json!({ "input": { "endUserId": user, "amount": 1, "metadata": { "a": "\u{0}" } } }),
+            "metadata",
+        ),
+        (
+            "createHold description",
+            "mutation($input: CreateHoldInput!) { createHold(input: $input) { replayed } }",
+            json!({ "input": { "endUserId": user, "amount": 1, "ttlSeconds": 60, "description": "h\u{0}" } }),
+            "description",
+        ),
+        (
+            "voidGrant reason",
+            "mutation($input: VoidGrantInput!) { voidGrant(input: $input) { replayed } }",
+            json!({ "input": { "grantId": grant_id, "reason": "r\u{0}" } }),
+            "reason",
+        ),
+        (
+            "reverseDebit reason",
+            "mutation($input: ReverseDebitInput!) { reverseDebit(input: $input) { replayed } }",
+            json!({ "input": { "entryId": debit_id, "reason": "r\u{0}" } }),
+            "reason",
+        ),
+        (
+            "createBundle name",
+            "mutation($input: CreateBundleInput!) { createBundle(input: $input) { bundle { id } } }",
+            json!({ "input": { "name": "b\u{0}", "credits": 10, "priceAmount": 100, "currency": "usd", "stripePriceId": "price_nul_1" } }),
+            "name",
+        ),
+    ];
+    for (what, document, variables, field) in cases {
+        let body = app.graphql(document, variables).await;
+        assert_bad_input(what, &body, field);
+    }
+    // The same NUL written as an escape in the document itself.
+    let literal = format!(
+        "mutation {{ subtractCredits(input: {{ endUserId: \"{user}\", amount: 1, description: \"x\\u0000y\" }}) {{ replayed }} }}"
+    );
+    assert_bad_input(
+        "literal",
+        &app.graphql(&literal, json!({})).await,
+        "description",
+    );
+
+    // updateBundle's name too.
+    let bundle = app
+        .ok(
+            "mutation($input: CreateBundleInput!) { createBundle(input: $input) { bundle { id } } }",
+            json!({ "input": { "name": "ok", "credits": 10, "priceAmount": 100, "currency": "usd", "stripePriceId": "price_nul_2" } }),
+        )
+        .await;
+    let body = app
+        .graphql(
+            "mutation($input: UpdateBundleInput!) { updateBundle(input: $input) { bundle { name } } }",
+            json!({ "input": { "id": bundle["bundle"]["id"], "name": "n\u{0}" } }),
+        )
+        .await;
+    assert_bad_input("updateBundle name", &body, "name");
+
+    // Nothing was written by any of them.
+    assert_eq!(app.all_entries(&user).await.len(), entries_before);
+    assert_eq!(app.available(&user).await, 90);
+    let bundles = app
+        .ok("{ bundles(includeArchived: true) { name } }", json!({}))
+        .await;
+    assert_eq!(bundles, json!([{ "name": "ok" }]));
+}
+
+/// Instants must fall in the years 1970 to 9999 (UTC). PostgreSQL refuses some instants SQLite
+/// stores (`-262143-01-01`); both answer `BAD_USER_INPUT` naming the field instead.
+async fn instants_outside_the_years_are_refused(app: TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    for instant in [
+        "-262143-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "+10000-01-01T00:00:00Z",
+        "+262142-12-31T23:59:59Z",
+    ] {
+        for field in ["effectiveAt", "expiresAt"] {
+            let body = app
+                .graphql(
+                    ADD_CREDITS,
+                    json!({ "input": { "endUserId": user, "amount": 5, field: instant } }),
+                )
+                .await;
+            assert_eq!(
+                error_code(&body),
+                "BAD_USER_INPUT",
+                "{field} {instant}: {body}"
+            );
+            assert_eq!(error_field(&body), field, "{field} {instant}: {body}");
+        }
+        let body = app
+            .graphql(
+                "query($id: UUID!, $at: DateTime!) { balance(endUserId: $id, at: $at) { available } }",
+                json!({ "id": user, "at": instant }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "at {instant}: {body}");
+        assert_eq!(error_field(&body), "at", "at {instant}: {body}");
+        for field in ["from", "to"] {
+            let document = format!(
+                "query($id: UUID!, $t: DateTime!) {{ transactions(endUserId: $id, {field}: $t) {{ edges {{ cursor }} }} }}"
+            );
+            let body = app
+                .graphql(&document, json!({ "id": user, "t": instant }))
+                .await;
+            assert_eq!(
+                error_code(&body),
+                "BAD_USER_INPUT",
+                "{field} {instant}: {body}"
+            );
+            assert_eq!(error_field(&body), field, "{field} {instant}: {body}");
+        }
+    }
+    // The edges of the range are accepted.
+    let body = app
+        .graphql(
+            "query($id: UUID!) { early: balance(endUserId: $id, at: \"1970-01-01T00:00:00Z\") { available }
+               late: transactions(endUserId: $id, to: \"9999-12-31T23:59:59Z\") { edges { cursor } } }",
+            json!({ "id": user }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["early"]["available"], 0);
+    assert_eq!(app.all_entries(&user).await.len(), 1);
+    assert_eq!(app.available(&user).await, 10);
 }

@@ -59,6 +59,7 @@ pub async fn create(db: &impl ConnectionTrait, name: &str) -> Result<(String, Ap
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::bad_input("name", "must be 1 to 100 characters"));
     }
+    crate::ledger::types::check_text("name", name)?;
     let key = generate_key();
     let summary = store(db, name, &key).await?;
     Ok((key, summary))

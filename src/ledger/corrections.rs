@@ -49,7 +49,7 @@ const REVERSE: &str = "reverse_debit";
 impl Ledger {
     pub async fn void_grant(&self, request: VoidGrantRequest) -> Result<CorrectionOutcome> {
         let hash = idempotency::request_hash(VOID, &request)?;
-        let reason = Description::parse(request.reason.clone())?;
+        let reason = Description::parse_as("reason", request.reason.clone())?;
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         let user = store::find_grant(&self.db, request.grant_id)
             .await?
@@ -102,7 +102,7 @@ impl Ledger {
         if let Some(amount) = request.amount {
             super::types::Amount::parse("amount", amount)?;
         }
-        let reason = Description::parse(request.reason.clone())?;
+        let reason = Description::parse_as("reason", request.reason.clone())?;
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         let debit = store::find_entry(&self.db, request.entry_id)
             .await?

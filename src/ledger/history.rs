@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::balance::Balance;
 use super::entry::Entry;
-use super::types::{EndUserId, EntryKind};
+use super::types::{EndUserId, EntryKind, Instant};
 use super::{Ledger, store};
 use crate::entities::{hold, ledger_allocation, ledger_entry};
 use crate::error::Result;
@@ -57,7 +57,8 @@ impl Ledger {
     /// The balance as it was at `at`, replayed from the ledger: each grant's amount less what
     /// entries up to `at` took from it, counted if the grant was in effect at `at`; less the
     /// credits holds had reserved at `at`.
-    pub async fn balance_at(&self, end_user_id: EndUserId, at: DateTime<Utc>) -> Result<Balance> {
+    pub async fn balance_at(&self, end_user_id: EndUserId, at: Instant) -> Result<Balance> {
+        let at = at.get();
         let mut grants = store::all_grants(&self.db, end_user_id).await?;
         grants.retain(|g| g.created_at <= at);
         let entries_until: Vec<(Uuid, DateTime<Utc>)> = ledger_entry::Entity::find()
