@@ -13,6 +13,7 @@ on_both_databases!(
     deeply_nested_documents_are_refused_on_every_path,
     nul_characters_are_refused_in_every_text,
     instants_outside_the_years_are_refused,
+    input_fields_given_twice_are_refused,
 );
 
 /// `{ balance(endUserId: [[[…1…]]]) { available } }` and the same with `{a: {a: …}}`.
@@ -386,4 +387,57 @@ async fn instants_outside_the_years_are_refused(app: TestApp) {
     assert_eq!(body["data"]["early"]["available"], 0);
     assert_eq!(app.all_entries(&user).await.len(), 1);
     assert_eq!(app.available(&user).await, 10);
+}
+
+/// `{amount: 1, amount: 7}` broke GraphQL's "Input Object Field Uniqueness" rule and debited 7.
+/// Every input object, however it is nested, is checked; nothing is written.
+async fn input_fields_given_twice_are_refused(app: TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
+    let documents = [
+        format!(
+            "mutation {{ subtractCredits(input: {{endUserId: \"{user}\", amount: 1, amount: 7}}) {{ replayed }} }}"
+        ),
+        format!(
+            "mutation {{ subtractCredits(input: {{endUserId: \"{user}\", amount: 1, endUserId: \"{user}\"}}) {{ replayed }} }}"
+        ),
+        format!(
+            "mutation {{ addCredits(input: {{endUserId: \"{user}\", amount: 1, metadata: {{plan: {{tier: 1, tier: 2}}}}}}) {{ replayed }} }}"
+        ),
+        format!(
+            "mutation($i: SubtractCreditsInput! = {{endUserId: \"{user}\", amount: 1, amount: 7}}) {{ subtractCredits(input: $i) {{ replayed }} }}"
+        ),
+        format!(
+            "{{ transactions(endUserId: \"{user}\", kinds: [DEBIT], first: 1) {{ edges {{ cursor }} }} a: balance(endUserId: \"{user}\") {{ grants(x: [{{k: 1, k: 2}}]) {{ id }} }} }}"
+        ),
+    ];
+    for document in &documents {
+        let body = app.graphql(document, json!({})).await;
+        assert_eq!(
+            error_code(&body),
+            "GRAPHQL_VALIDATION_FAILED",
+            "{document}: {body}"
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("only one input field"), "{message}");
+        assert!(body["data"].is_null(), "{body}");
+    }
+    // Sent as a subscription over WebSocket, it is refused the same way.
+    let subscription = format!(
+        "subscription {{ balanceChanged(endUserId: \"{user}\") {{ grants(x: {{a: 1, a: 2}}) {{ id }} }} }}"
+    );
+    for protocol in Protocol::BOTH {
+        let mut socket = Socket::connect(&app.address, protocol, ADMIN_KEY).await;
+        socket.subscribe("dup", &subscription, json!({})).await;
+        match socket.next_event(Duration::from_secs(10)).await {
+            Some(Event::Errors(errors)) => {
+                let body = json!({ "errors": errors });
+                assert_eq!(error_code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+            }
+            other => panic!("{protocol:?}: got {other:?}"),
+        }
+    }
+    assert_eq!(app.available(&user).await, 100);
+    assert_eq!(app.all_entries(&user).await.len(), 1);
 }
