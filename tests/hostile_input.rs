@@ -14,6 +14,7 @@ on_both_databases!(
     nul_characters_are_refused_in_every_text,
     instants_outside_the_years_are_refused,
     input_fields_given_twice_are_refused,
+    errors_per_answer_are_capped,
 );
 
 /// `{ balance(endUserId: [[[…1…]]]) { available } }` and the same with `{a: {a: …}}`.
@@ -440,4 +441,52 @@ async fn input_fields_given_twice_are_refused(app: TestApp) {
     }
     assert_eq!(app.available(&user).await, 100);
     assert_eq!(app.all_entries(&user).await.len(), 1);
+}
+
+/// 3,000 unknown arguments in a 29 KB document: at most 20 errors and one that counts the rest,
+/// by POST and over both WebSocket protocols.
+async fn errors_per_answer_are_capped(app: TestApp) {
+    let user = new_user();
+    let arguments: String = (0..3_000).map(|i| format!("a{i}: 1, ")).collect();
+    let document = format!("{{ balance(endUserId: \"{user}\", {arguments}) {{ available }} }}");
+    assert!(document.len() > 28_000, "{}", document.len());
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "query": document }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.len() < 10_000, "{} bytes", text.len());
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 21, "{body}");
+    assert_eq!(errors[20]["extensions"]["omittedErrors"], 2_980, "{body}");
+    assert_eq!(
+        errors[20]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{body}"
+    );
+    assert!(
+        errors.iter().all(|e| e["extensions"]["code"].is_string()),
+        "{body}"
+    );
+
+    let subscription = format!(
+        "subscription {{ balanceChanged(endUserId: \"{user}\", {arguments}) {{ available }} }}"
+    );
+    for protocol in Protocol::BOTH {
+        let mut socket = Socket::connect(&app.address, protocol, ADMIN_KEY).await;
+        socket.subscribe("many", &subscription, json!({})).await;
+        match socket.next_event(Duration::from_secs(10)).await {
+            Some(Event::Errors(errors)) => {
+                let errors = errors.as_array().unwrap();
+                assert_eq!(errors.len(), 21, "{protocol:?}");
+                assert_eq!(errors[20]["extensions"]["omittedErrors"], 2_980);
+            }
+            other => panic!("{protocol:?}: got {other:?}"),
+        }
+    }
 }
