@@ -127,18 +127,13 @@ impl Ledger {
             }
             write.load(&self.events).await?;
             // What earlier reversals already gave back, per grant.
-            let earlier = store::reversals_of(&write.txn, debit.id).await?;
+            let earlier = super::aggregates::returned_by_reversals(&write.txn, debit.id).await?;
             let mut returnable: Vec<Allocation> = debit
                 .allocations
                 .iter()
                 .rev()
                 .map(|taken| {
-                    let returned: i64 = earlier
-                        .iter()
-                        .flat_map(|r| r.allocations.iter())
-                        .filter(|a| a.grant_id == taken.grant_id)
-                        .map(|a| -a.amount)
-                        .sum();
+                    let returned = earlier.get(&taken.grant_id).copied().unwrap_or(0);
                     Allocation {
                         grant_id: taken.grant_id,
                         amount: taken.amount - returned,

@@ -277,7 +277,7 @@ pub async fn renew_due(write: &mut AccountWrite) -> Result<()> {
     let missed = (now - cycle.current_period_end).num_seconds() / period.num_seconds().max(1);
     let start = cycle.current_period_end + period * (missed as i32);
     let end = start + period;
-    let expired = store::expired_amount(&write.txn, cycle.current_grant_id).await?;
+    let expired = super::aggregates::expired_amount(&write.txn, cycle.current_grant_id).await?;
     let rollover = expired.min(cycle.rollover_max);
 
     let grant = cycle_grant(write.end_user_id, cycle.id, cycle.amount, start, end, None);
