@@ -432,3 +432,20 @@ pub async fn assert_ledger_replays(app: &TestApp, end_user_id: &str) -> i64 {
     }
     running
 }
+
+/// Runs the `tally` binary against the test's database; returns its standard output.
+pub fn tally_cli(app: &TestApp, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .env("DATABASE_URL", &app.database_url)
+        .env_remove("TALLY_ADMIN_API_KEY")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("tally runs");
+    assert!(
+        output.status.success(),
+        "tally {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}

@@ -29,6 +29,7 @@ impl BalanceQuery {
     }
 
     /// The end user's most recent recurring cycle (active or canceled), if any.
+    /// Secret keys, or that end user's own token.
     async fn cycle(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<Option<Cycle>> {
         let user = EndUserId(end_user_id);
         let ledger = ledger_for_reader(ctx, user)?;
