@@ -113,7 +113,8 @@ impl Ledger {
         // Validity was checked against the clock before waiting for the lock; a grant must not
         // land already expired.
         if add.validity.expires_at.is_some_and(|at| at <= now) {
-            return Err(Error::bad_input("expiresAt", "must be in the future"));
+            let refusal = Error::bad_input("expiresAt", "must be in the future");
+            return write.refuse(&self.events, refusal).await;
         }
 
         // Everything the user holds or will hold must stay exact in JavaScript.
@@ -127,13 +128,14 @@ impl Ledger {
             .checked_add(add.amount.get())
             .is_none_or(|total| total > MAX_CREDITS)
         {
-            return Err(Error::bad_input(
+            let refusal = Error::bad_input(
                 "amount",
                 format!(
                     "would take the end user's credits to more than {MAX_CREDITS} (2^53 - 1); \
                      they hold {outstanding}"
                 ),
-            ));
+            );
+            return write.refuse(&self.events, refusal).await;
         }
 
         let grant = Grant {

@@ -65,20 +65,23 @@ impl Ledger {
                 return self.correction_replay(user, entry_id).await;
             }
             write.load(&self.events).await?;
-            let grant = store::find_grant(&write.txn, request.grant_id)
-                .await?
-                .ok_or_else(|| Error::NotFound("grant vanished".into()))?;
+            let Some(grant) = store::find_grant(&write.txn, request.grant_id).await? else {
+                let refusal = Error::NotFound("grant vanished".into());
+                return write.refuse(&self.events, refusal).await;
+            };
             if grant.voided_at.is_some() {
-                return Err(Error::bad_input("grantId", "the grant is already voided"));
+                let refusal = Error::bad_input("grantId", "the grant is already voided");
+                return write.refuse(&self.events, refusal).await;
             }
             if grant.held > 0 {
-                return Err(Error::bad_input(
+                let refusal = Error::bad_input(
                     "grantId",
                     format!(
                         "{} of its credits are held by open holds: capture or release them first",
                         grant.held
                     ),
-                ));
+                );
+                return write.refuse(&self.events, refusal).await;
             }
             let entry =
                 record_void(&mut write, &grant, reason.as_ref(), key.as_ref(), None).await?;
@@ -144,13 +147,14 @@ impl Ledger {
             let left: i64 = returnable.iter().map(|a| a.amount).sum();
             let amount = request.amount.unwrap_or(left);
             if amount > left || amount == 0 {
-                return Err(Error::bad_input(
+                let refusal = Error::bad_input(
                     "amount",
                     format!(
                         "only {left} of the {} credits this entry took are left to reverse",
                         debit.amount
                     ),
-                ));
+                );
+                return write.refuse(&self.events, refusal).await;
             }
             let mut still = amount;
             for allocation in &mut returnable {

@@ -166,10 +166,11 @@ impl Ledger {
             .checked_add(credits.get())
             .is_none_or(|total| total > MAX_CREDITS)
         {
-            return Err(Error::bad_input(
+            let refusal = Error::bad_input(
                 "credits",
                 format!("would take the end user's credits to more than {MAX_CREDITS}"),
-            ));
+            );
+            return write.refuse(&self.events, refusal).await;
         }
         let grant = Grant {
             id: Uuid::now_v7(),
