@@ -33,7 +33,7 @@ async fn expire_behind_the_back(app: &TestApp, grant_id: &str) {
     let db = Database::connect(&app.database_url).await.unwrap();
     let past = Utc::now() - Duration::seconds(1);
     let updated = grant::Entity::update_many()
-        .col_expr(grant::Column::ExpiresAt, Expr::val(past).into())
+        .col_expr(grant::Column::ExpiresAt, Expr::val(past))
         .filter(grant::Column::Id.eq(uuid::Uuid::parse_str(grant_id).unwrap()))
         .exec(&db)
         .await
