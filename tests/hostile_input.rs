@@ -15,6 +15,7 @@ on_both_databases!(
     instants_outside_the_years_are_refused,
     input_fields_given_twice_are_refused,
     errors_per_answer_are_capped,
+    oversized_bodies_sent_concurrently_get_413,
 );
 
 /// `{ balance(endUserId: [[[…1…]]]) { available } }` and the same with `{a: {a: …}}`.
@@ -489,4 +490,84 @@ async fn errors_per_answer_are_capped(app: TestApp) {
             other => panic!("{protocol:?}: got {other:?}"),
         }
     }
+}
+
+/// Bodies over `TALLY_MAX_BODY_BYTES` (64 KiB) sent at once on many connections: every one is
+/// answered 413, never a connection reset, on every route that takes a body; the server reads
+/// (and drops) the rest of the body before answering, so the answer is not lost.
+async fn oversized_bodies_sent_concurrently_get_413(app: TestApp) {
+    let routes = [
+        "/graphql",
+        "/add",
+        "/subtract",
+        "/start-cycle",
+        "/webhooks/stripe",
+    ];
+    let mut requests = Vec::new();
+    for round in 0..4 {
+        for route in routes {
+            for size in [65 * 1024, 256 * 1024, 1024 * 1024] {
+                let client = app.client.clone();
+                let url = format!("{}{route}", app.address);
+                requests.push(tokio::spawn(async move {
+                    let body = format!("{{\"query\": \"{}\"}}", "x".repeat(size));
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(ADMIN_KEY)
+                        .header("Content-Type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match response {
+                        Ok(response) => (round, url, size, Ok(response.status().as_u16())),
+                        Err(error) => (round, url, size, Err(format!("{error:?}"))),
+                    }
+                }));
+            }
+        }
+    }
+    for request in requests {
+        let (round, url, size, outcome) = request.await.unwrap();
+        assert_eq!(outcome, Ok(413), "round {round}: {url} with {size} bytes");
+    }
+    // Chunked bodies (no Content-Length) too, over raw connections.
+    let mut raw = Vec::new();
+    for _ in 0..8 {
+        let address = app.address.clone();
+        raw.push(tokio::spawn(async move {
+            raw_chunked_post(&address, 512 * 1024).await
+        }));
+    }
+    for request in raw {
+        assert_eq!(request.await.unwrap(), 413);
+    }
+    assert_still_serving(&app).await;
+}
+
+/// POSTs `size` bytes to /graphql in 8 KiB chunks; the answer's status (0: no answer).
+async fn raw_chunked_post(address: &str, size: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let chunk = vec![b'x'; 8 * 1024];
+    let mut sent = 0;
+    while sent < size {
+        let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        if stream.write_all(&frame).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
