@@ -440,6 +440,45 @@ async fn input_fields_given_twice_are_refused(app: TestApp) {
             other => panic!("{protocol:?}: got {other:?}"),
         }
     }
+    // The same in JSON: the variables of a GraphQL request, and Creduse REST bodies.
+    let raw = format!(
+        "{{\"query\": \"mutation($i: SubtractCreditsInput!) {{ subtractCredits(input: $i) {{ replayed }} }}\", \
+         \"variables\": {{\"i\": {{\"endUserId\": \"{user}\", \"amount\": 1, \"amount\": 7}}}}}}"
+    );
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(ADMIN_KEY)
+        .header("Content-Type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "BAD_REQUEST", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"amount\" twice")
+    );
+    for path in ["/subtract", "/add"] {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(ADMIN_KEY)
+            .header("Content-Type", "application/json")
+            .body(format!(
+                "{{\"end_user_id\": \"{user}\", \"amount\": 1, \"amount\": 7}}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error_code"], "VALIDATION_ERROR", "{path}: {body}");
+    }
     assert_eq!(app.available(&user).await, 100);
     assert_eq!(app.all_entries(&user).await.len(), 1);
 }

@@ -5,6 +5,7 @@ mod graphql;
 mod health;
 mod stripe_webhook;
 mod subscriptions;
+pub mod unique_keys;
 
 use std::time::Duration;
 
