@@ -166,6 +166,11 @@ impl TestApp {
     }
 
     pub async fn start_with(database_url: &str, configure: &Configure) -> String {
+        // The server's errors go to the test's captured output: shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("error")
+            .with_test_writer()
+            .try_init();
         let config = Self::config(database_url, configure);
         let app = Application::build(config).await.expect("Tally starts");
         let address = format!("http://127.0.0.1:{}", app.port());
