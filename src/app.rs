@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::auth::key_cache::{KeyCache, run_refresher};
 use crate::auth::tokens::TokenSigner;
 use crate::auth::{Authenticator, api_keys};
 use crate::bundles::{self, Catalog};
@@ -61,10 +62,14 @@ impl Application {
         let signer = TokenSigner::load(&db, config.token_secret.as_deref())
             .await
             .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
+        let keys = KeyCache::load(db.clone())
+            .await
+            .map_err(|error| anyhow::anyhow!("loading the secret keys: {}", error.message()))?;
+        tokio::spawn(run_refresher(keys.clone()));
         let state = AppState {
             schema: build_schema(ledger.clone(), events, signer.clone(), stripe.clone()),
             ledger,
-            auth: Authenticator::new(db.clone(), signer),
+            auth: Authenticator::new(keys, signer),
             db,
             websocket: WebSocketSettings {
                 init_timeout: config.ws_init_timeout,

@@ -22,6 +22,7 @@ on_both_databases_with!(stripe_env;
     sessions_without_bundle_or_end_user_fail_and_are_recorded,
     stripe_events_page_newest_first,
     oversized_bodies_are_refused,
+    signed_events_with_nul_characters_are_recorded_rejected,
 );
 
 async fn no_events(app: &TestApp) {
@@ -398,14 +399,22 @@ async fn malformed_bodies_are_refused_after_the_signature(env: StripeEnv) {
     }
     no_events(app).await;
 
-    // A readable event whose object is not a Checkout Session: refused, and recorded.
+    // A readable event whose object is not a Checkout Session: refused (400), and recorded
+    // REJECTED (FAILED means answered 5xx).
     let mut session = fixture("checkout_session");
     session.as_object_mut().unwrap().remove("id");
     let broken = event("checkout.session.completed", session);
     let response = app.deliver(&broken).await;
     assert_eq!(response.status, 400, "{}", response.body);
+    assert_eq!(response.body["eventId"], broken["id"]);
     let stored = app.stripe_event(&broken["id"]).await;
-    assert_eq!(stored["outcome"], "FAILED");
+    assert_eq!(stored["outcome"], "REJECTED");
+    // A redelivery is read again (and refused again).
+    let again = app.deliver(&broken).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    let stored = app.stripe_event(&broken["id"]).await;
+    assert_eq!(stored["outcome"], "REJECTED");
+    assert_eq!(stored["attempts"], 2);
     assert!(
         stored["reason"]
             .as_str()
@@ -640,4 +649,58 @@ async fn without_a_webhook_secret_deliveries_are_refused_with_503() {
             .contains("STRIPE_WEBHOOK_SECRET")
     );
     assert_eq!(app.stripe_events().await, Vec::<Value>::new());
+}
+
+/// A NUL (U+0000) anywhere in a signed event (PostgreSQL text cannot hold one) is refused with
+/// 400 and recorded `REJECTED` under its id with each NUL spelled `\u0000`; nothing is granted,
+/// and both databases answer alike.
+async fn signed_events_with_nul_characters_are_recorded_rejected(env: StripeEnv) {
+    let app = &env.app;
+    let user = new_user();
+    let bundle = app.starter_bundle().await;
+    let with_nul_in = |part: &str| {
+        let mut session = paid_session(&bundle, &user);
+        let mut delivery = event("checkout.session.completed", session.clone());
+        match part {
+            "id" => delivery["id"] = json!(format!("{}\u{0}x", delivery["id"].as_str().unwrap())),
+            "type" => delivery["type"] = json!("checkout.session.completed\u{0}"),
+            "object id" => {
+                session["id"] = json!(format!("{}\u{0}", session["id"].as_str().unwrap()));
+                delivery["data"]["object"] = session;
+            }
+            _ => {
+                session["metadata"]["note"] = json!("a\u{0}b");
+                delivery["data"]["object"] = session;
+            }
+        }
+        delivery
+    };
+    for part in ["id", "type", "object id", "metadata"] {
+        let delivery = with_nul_in(part);
+        let response = app.deliver(&delivery).await;
+        assert_eq!(response.status, 400, "NUL in {part}: {}", response.body);
+        assert!(
+            response.body["error"].as_str().unwrap().contains("NUL"),
+            "{}",
+            response.body
+        );
+        let recorded_id = delivery["id"].as_str().unwrap().replace('\u{0}', "\\u0000");
+        assert_eq!(
+            response.body["eventId"],
+            recorded_id.as_str(),
+            "NUL in {part}"
+        );
+        let stored = app.stripe_event(&json!(recorded_id)).await;
+        assert_eq!(stored["outcome"], "REJECTED", "NUL in {part}: {stored}");
+        assert!(
+            !stored["id"].as_str().unwrap().contains('\u{0}'),
+            "{stored}"
+        );
+        // The same delivery again: refused again, one record.
+        let again = app.deliver(&delivery).await;
+        assert_eq!(again.status, 400, "NUL in {part}: {}", again.body);
+        assert_eq!(app.stripe_event(&json!(recorded_id)).await["attempts"], 2);
+    }
+    assert_eq!(app.available(&user).await, 0);
+    assert!(app.all_entries(&user).await.is_empty());
 }

@@ -7,6 +7,7 @@ mod m20261124_000001_create_ledger;
 mod m20261125_000002_live_balances;
 mod m20261125_000003_stripe;
 mod m20261125_000004_credits_model;
+mod m20261201_000005_history_sums;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_live_balances::Migration),
             Box::new(m20261125_000003_stripe::Migration),
             Box::new(m20261125_000004_credits_model::Migration),
+            Box::new(m20261201_000005_history_sums::Migration),
         ]
     }
 }

@@ -43,7 +43,7 @@ impl From<api_key::Model> for ApiKeySummary {
     }
 }
 
-fn hash_key(key: &str) -> String {
+pub(super) fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
@@ -59,6 +59,7 @@ pub async fn create(db: &impl ConnectionTrait, name: &str) -> Result<(String, Ap
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::bad_input("name", "must be 1 to 100 characters"));
     }
+    crate::ledger::types::check_text("name", name)?;
     let key = generate_key();
     let summary = store(db, name, &key).await?;
     Ok((key, summary))
@@ -139,4 +140,12 @@ pub async fn authenticate(db: &impl ConnectionTrait, presented: &str) -> Result<
         .ct_eq(presented_hash.as_bytes())
         .into();
     Ok((matches && model.revoked_at.is_none()).then_some(model.id))
+}
+
+/// Whether the key `id` exists and is not revoked.
+pub async fn is_live(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    Ok(api_key::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .is_some_and(|model| model.revoked_at.is_none()))
 }

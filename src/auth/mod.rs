@@ -1,17 +1,19 @@
 //! Who is calling, and what they may do.
 //!
 //! Secret API keys (the customer's backend) may do everything. End-user tokens (frontends) may
-//! only read their own end user's balance, history and live balance, list the active bundles,
+//! only read their own end user's balance, history, cycle and live balance, list the active bundles,
 //! and start a Stripe Checkout for their own end user. Nothing else gets in.
 
 pub mod api_keys;
+pub mod key_cache;
 pub mod tokens;
 
-use sea_orm::DatabaseConnection;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::ledger::EndUserId;
+use key_cache::KeyCache;
 use tokens::TokenSigner;
 
 /// The credential a request presented, resolved once per request (or per socket).
@@ -23,8 +25,13 @@ pub enum Caller {
     Invalid,
     /// A live secret key: full access.
     SecretKey { key_id: Uuid },
-    /// A valid end-user token: read access to that end user, and buying for it.
-    EndUser { end_user_id: EndUserId },
+    /// A valid end-user token: read access to that end user, and buying for it. Valid until
+    /// `expires_at`, and while the key that minted it (`key_id`) is not revoked.
+    EndUser {
+        end_user_id: EndUserId,
+        key_id: Uuid,
+        expires_at: DateTime<Utc>,
+    },
 }
 
 impl Caller {
@@ -66,7 +73,9 @@ impl Caller {
     pub fn require_acting_for(&self, end_user_id: EndUserId) -> Result<()> {
         self.require_authenticated()?;
         match self {
-            Self::EndUser { end_user_id: own } if *own != end_user_id => Err(Error::Forbidden(
+            Self::EndUser {
+                end_user_id: own, ..
+            } if *own != end_user_id => Err(Error::Forbidden(
                 "this token may only act for its own end user",
             )),
             _ => Ok(()),
@@ -79,7 +88,9 @@ impl Caller {
             return Err(error);
         }
         match self {
-            Self::EndUser { end_user_id: own } if *own != end_user_id => Err(Error::Forbidden(
+            Self::EndUser {
+                end_user_id: own, ..
+            } if *own != end_user_id => Err(Error::Forbidden(
                 "this token may only read its own end user's data",
             )),
             _ => Ok(()),
@@ -87,16 +98,24 @@ impl Caller {
     }
 }
 
-/// Turns credentials into callers.
+/// Why a credential accepted earlier no longer is (a long-lived WebSocket checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lapse {
+    Expired,
+    Revoked,
+}
+
+/// Turns credentials into callers. Secret keys (and the keys behind tokens) are checked
+/// against the in-memory `KeyCache`.
 #[derive(Clone)]
 pub struct Authenticator {
-    db: DatabaseConnection,
+    keys: KeyCache,
     signer: TokenSigner,
 }
 
 impl Authenticator {
-    pub fn new(db: DatabaseConnection, signer: TokenSigner) -> Self {
-        Self { db, signer }
+    pub fn new(keys: KeyCache, signer: TokenSigner) -> Self {
+        Self { keys, signer }
     }
 
     pub fn signer(&self) -> &TokenSigner {
@@ -112,17 +131,37 @@ impl Authenticator {
             return Ok(Caller::Invalid);
         };
         if tokens::looks_like_token(credential) {
-            return Ok(self
-                .signer
-                .verify(credential)
-                .map_or(Caller::Invalid, |end_user_id| Caller::EndUser {
-                    end_user_id,
-                }));
+            let Some(claims) = self.signer.verify(credential) else {
+                return Ok(Caller::Invalid);
+            };
+            // Valid up to, not including, `exp` (the JWT check alone allows its whole second):
+            // the same instant a socket holding the token is closed at.
+            if claims.expires_at <= Utc::now() || !self.keys.is_live(claims.key_id).await? {
+                return Ok(Caller::Invalid);
+            }
+            return Ok(Caller::EndUser {
+                end_user_id: claims.end_user_id,
+                key_id: claims.key_id,
+                expires_at: claims.expires_at,
+            });
         }
-        Ok(match api_keys::authenticate(&self.db, credential).await? {
+        Ok(match self.keys.authenticate(credential).await? {
             Some(key_id) => Caller::SecretKey { key_id },
             None => Caller::Invalid,
         })
+    }
+
+    /// Whether a caller accepted earlier still would be: its token not expired, its key (or the
+    /// key that minted its token) not revoked.
+    pub async fn lapse(&self, caller: &Caller) -> Result<Option<Lapse>> {
+        let key_id = match caller {
+            Caller::EndUser { expires_at, .. } if *expires_at <= Utc::now() => {
+                return Ok(Some(Lapse::Expired));
+            }
+            Caller::EndUser { key_id, .. } | Caller::SecretKey { key_id } => *key_id,
+            Caller::Anonymous | Caller::Invalid => return Ok(None),
+        };
+        Ok((!self.keys.is_live(key_id).await?).then_some(Lapse::Revoked))
     }
 }
 
@@ -150,22 +189,35 @@ mod tests {
     fn tokens_verify_until_they_expire_or_are_altered() {
         let signer = TokenSigner::from_secret(b"a test secret of enough length!!");
         let user = EndUserId(Uuid::new_v4());
-        let (token, _) = signer.issue(user, 60).unwrap();
+        let key = Uuid::new_v4();
+        let (token, expires_at) = signer.issue(user, 60, key).unwrap();
         assert!(tokens::looks_like_token(&token));
-        assert_eq!(signer.verify(&token), Some(user));
+        let claims = signer.verify(&token).unwrap();
+        assert_eq!(
+            (claims.end_user_id, claims.key_id, claims.expires_at),
+            (user, key, expires_at)
+        );
         let other = TokenSigner::from_secret(b"another secret of enough length!");
         assert_eq!(other.verify(&token), None);
         let mut tampered = token.clone();
         tampered.insert(token.len() - 3, 'x');
         assert_eq!(signer.verify(&tampered), None);
-        assert!(signer.issue(user, 0).is_err());
-        assert!(signer.issue(user, tokens::MAX_TTL_SECONDS + 1).is_err());
+        assert!(signer.issue(user, 0, key).is_err());
+        assert!(
+            signer
+                .issue(user, tokens::MAX_TTL_SECONDS + 1, key)
+                .is_err()
+        );
     }
 
     #[test]
     fn tokens_read_only_their_own_end_user() {
         let user = EndUserId(Uuid::new_v4());
-        let caller = Caller::EndUser { end_user_id: user };
+        let caller = Caller::EndUser {
+            end_user_id: user,
+            key_id: Uuid::new_v4(),
+            expires_at: Utc::now(),
+        };
         assert!(caller.require_read(user).is_ok());
         assert!(matches!(
             caller.require_read(EndUserId(Uuid::new_v4())),

@@ -2,6 +2,9 @@
 //!
 //! The signing secret is `TALLY_TOKEN_SECRET`, or else one generated once and kept in the
 //! database (`settings`), so that every process shares it.
+//!
+//! A token names the secret key that minted it (claim `key`): it is refused as soon as that key
+//! is revoked (see `key_cache`). Tokens without the claim (minted before it existed) are refused.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,10 +29,21 @@ const SECRET_SETTING: &str = "end_user_token_secret";
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
+    /// The id of the secret key that minted the token.
+    key: Uuid,
     iat: i64,
     exp: i64,
     iss: String,
     aud: String,
+}
+
+/// What a valid token says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub end_user_id: EndUserId,
+    /// The secret key that minted it.
+    pub key_id: Uuid,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Clone)]
@@ -80,11 +94,13 @@ impl TokenSigner {
         Ok(Self::from_secret(stored.value.as_bytes()))
     }
 
-    /// A token for `end_user_id`, valid `ttl_seconds` (1 to `MAX_TTL_SECONDS`).
+    /// A token for `end_user_id`, valid `ttl_seconds` (1 to `MAX_TTL_SECONDS`), minted by the
+    /// secret key `key_id`.
     pub fn issue(
         &self,
         end_user_id: EndUserId,
         ttl_seconds: i64,
+        key_id: Uuid,
     ) -> Result<(String, DateTime<Utc>)> {
         if !(1..=MAX_TTL_SECONDS).contains(&ttl_seconds) {
             return Err(Error::bad_input(
@@ -96,6 +112,7 @@ impl TokenSigner {
         let expires_at = issued_at + Duration::seconds(ttl_seconds);
         let claims = Claims {
             sub: end_user_id.0.to_string(),
+            key: key_id,
             iat: issued_at.timestamp(),
             exp: expires_at.timestamp(),
             iss: ISSUER.to_owned(),
@@ -107,10 +124,15 @@ impl TokenSigner {
         Ok((token, expires_at))
     }
 
-    /// The end user a valid token names; `None` when it is expired, tampered with or foreign.
-    pub fn verify(&self, token: &str) -> Option<EndUserId> {
+    /// What a valid token says; `None` when it is expired, tampered with, foreign or names no
+    /// minting key. (Whether that key is still live is the caller's check.)
+    pub fn verify(&self, token: &str) -> Option<TokenClaims> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        Uuid::parse_str(&data.claims.sub).ok().map(EndUserId)
+        Some(TokenClaims {
+            end_user_id: Uuid::parse_str(&data.claims.sub).ok().map(EndUserId)?,
+            key_id: data.claims.key,
+            expires_at: DateTime::from_timestamp(data.claims.exp, 0)?,
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::entities::bundle;
 use crate::error::{Error, Result, is_unique_violation};
 use crate::ledger::clock;
-use crate::ledger::types::{Amount, MAX_CREDITS, MAX_VALIDITY_DAYS};
+use crate::ledger::types::{Amount, MAX_CREDITS, MAX_VALIDITY_DAYS, check_text};
 
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_PRICE_ID_CHARS: usize = 255;
@@ -77,6 +77,7 @@ impl BundleFields {
                 format!("must be 1 to {MAX_NAME_CHARS} characters"),
             ));
         }
+        check_text("name", &self.name)?;
         Amount::parse("credits", self.credits)?;
         if let Some(days) = self.validity_days
             && !(1..=MAX_VALIDITY_DAYS).contains(&days)

@@ -2,6 +2,7 @@
 
 pub mod context;
 mod error_codes;
+pub mod input_fields;
 pub mod mutation;
 pub mod nesting;
 pub mod query;
@@ -33,6 +34,7 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     .limit_complexity(MAX_QUERY_COMPLEXITY)
     .extension(error_codes::ErrorCodes)
     .extension(nesting::NestingLimit)
+    .extension(input_fields::UniqueInputFields)
 }
 
 pub fn build_schema(

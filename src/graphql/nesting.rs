@@ -56,7 +56,7 @@ pub fn first_excess_nesting(document: &str, max_depth: usize) -> Option<usize> {
 }
 
 /// The offset just past a string's closing quote (or the end, for an unterminated one).
-fn skip_string(bytes: &[u8], mut at: usize) -> usize {
+pub(super) fn skip_string(bytes: &[u8], mut at: usize) -> usize {
     while at < bytes.len() {
         match bytes[at] {
             b'\\' => at += 2,
@@ -70,7 +70,7 @@ fn skip_string(bytes: &[u8], mut at: usize) -> usize {
 }
 
 /// The offset just past a block string's closing `"""`; `\"""` does not close it.
-fn skip_block_string(bytes: &[u8], mut at: usize) -> usize {
+pub(super) fn skip_block_string(bytes: &[u8], mut at: usize) -> usize {
     while at < bytes.len() {
         if bytes[at..].starts_with(b"\\\"\"\"") {
             at += 4;

@@ -520,8 +520,12 @@ pub enum StripeEventOutcome {
     Ignored,
     /// Waiting: an unpaid session for its payment, a refund for its purchase.
     Pending,
-    /// Tally could not process it and answered 5xx; Stripe delivers it again.
+    /// Tally could not process it and answered 5xx; Stripe delivers it again, and Tally
+    /// processes it again.
     Failed,
+    /// Signed, but unreadable (an object not of the type the event names, a NUL character):
+    /// Tally answered 400. A redelivery is processed again.
+    Rejected,
 }
 
 impl From<stripe::Outcome> for StripeEventOutcome {
@@ -531,6 +535,7 @@ impl From<stripe::Outcome> for StripeEventOutcome {
             stripe::Outcome::Ignored => Self::Ignored,
             stripe::Outcome::Pending => Self::Pending,
             stripe::Outcome::Failed => Self::Failed,
+            stripe::Outcome::Rejected => Self::Rejected,
         }
     }
 }

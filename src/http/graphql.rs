@@ -1,7 +1,8 @@
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
-use axum::http::header::UPGRADE;
+use axum::http::header::{CONTENT_TYPE, UPGRADE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
@@ -35,12 +36,40 @@ fn graphiql() -> Html<&'static str> {
     Html(include_str!("graphiql.html"))
 }
 
-pub async fn execute(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    run(&state, &headers, request.into_inner()).await.into()
+/// POST: the body (already read within TALLY_MAX_BODY_BYTES) is a JSON GraphQL request, or a
+/// multipart one. A JSON body giving one key twice in an object is refused before it is read.
+pub async fn execute(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let multipart = content_type
+        .as_deref()
+        .is_some_and(|value| value.trim_start().starts_with("multipart/"));
+    if !multipart && let Some(key) = super::unique_keys::first_duplicate_key(&body) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            &format!("the JSON body gives the key \"{key}\" twice in one object"),
+        );
+    }
+    let request = match async_graphql::http::receive_body(
+        content_type,
+        futures::io::Cursor::new(body),
+        Default::default(),
+    )
+    .await
+    {
+        Ok(request) => request,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("malformed GraphQL request: {error}"),
+            );
+        }
+    };
+    GraphQLResponse::from(run(&state, &headers, request).await).into_response()
 }
 
 /// Runs one request as the caller its `Authorization` header names.

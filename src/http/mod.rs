@@ -1,17 +1,19 @@
 //! The axum side: routes, limits and the thin adapters to GraphQL and health checks.
 
+mod body_limit;
 mod graphql;
 mod health;
 mod stripe_webhook;
 mod subscriptions;
+pub mod unique_keys;
 
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use sea_orm::DatabaseConnection;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -47,9 +49,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(crate::rest::routes())
-        // Bodies above TALLY_MAX_BODY_BYTES are refused (413) before the handler runs.
         .route("/webhooks/stripe", post(stripe_webhook::receive))
-        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        // Bodies above TALLY_MAX_BODY_BYTES are refused (413) before the handler runs, after
+        // reading them (see body_limit); the handlers then find the body already read.
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.max_body_bytes,
+            body_limit::limit,
+        ))
         // Applies to answering the request; an upgraded WebSocket lives on past it.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -33,8 +33,12 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             })),
         )
             .into_response(),
-        WebhookAnswer::Rejected { error } => {
-            (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+        WebhookAnswer::Rejected { error, event_id } => {
+            let mut body = json!({ "error": error });
+            if let Some(event_id) = event_id {
+                body["eventId"] = event_id.into();
+            }
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
         WebhookAnswer::Failed { event_id, error } => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,7 +3,9 @@
 //! async-graphql speaks the protocols; this adapter adds what a long-lived socket needs:
 //! the credential (from `connection_init`'s payload, or the upgrade request's `Authorization`
 //! header), a deadline for `connection_init`, WebSocket pings with a reaper for peers that stop
-//! answering, and a send deadline so a peer that stops reading is eventually let go.
+//! answering, a send deadline so a peer that stops reading is eventually let go, and a check every
+//! second that the credential still holds: a socket whose end-user token expires, or whose key
+//! (or the key that minted its token) is revoked, is closed with `4403`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +22,10 @@ use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 
 use super::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Lapse};
+
+/// How often an initialised socket checks that its credential still holds.
+const CREDENTIAL_CHECK: Duration = Duration::from_secs(1);
 
 /// graphql-transport-ws: "Connection initialisation timeout".
 const CLOSE_INIT_TIMEOUT: u16 = 4408;
@@ -77,6 +82,8 @@ async fn serve(
     let (mut sink, stream) = socket.split();
     let last_heard = Arc::new(std::sync::Mutex::new(Instant::now()));
     let initialised = Arc::new(AtomicBool::new(false));
+    // The caller `connection_init` authenticated, for the credential checks.
+    let accepted: Arc<std::sync::Mutex<Option<Caller>>> = Arc::default();
 
     let heard = last_heard.clone();
     let input = stream
@@ -92,6 +99,7 @@ async fn serve(
 
     let auth = state.auth.clone();
     let init_done = initialised.clone();
+    let accepted_caller = accepted.clone();
     let on_init = move |payload: serde_json::Value| async move {
         let credential = payload_credential(&payload).or(header_credential);
         let caller = auth
@@ -106,6 +114,7 @@ async fn serve(
                 "invalid, expired or revoked credential",
             )),
             caller => {
+                *accepted_caller.lock().expect("accepted caller lock") = Some(caller.clone());
                 init_done.store(true, Ordering::SeqCst);
                 let mut data = Data::default();
                 data.insert(caller);
@@ -138,6 +147,8 @@ async fn serve(
     tokio::pin!(init_deadline);
     let mut keepalive = tokio::time::interval(settings.keepalive_interval);
     keepalive.tick().await;
+    let mut credential_check = tokio::time::interval(CREDENTIAL_CHECK);
+    credential_check.tick().await;
     let silence_limit = settings.keepalive_interval * 3;
     let send_deadline = silence_limit.max(Duration::from_secs(10));
 
@@ -153,6 +164,19 @@ async fn serve(
             }
             () = &mut init_deadline, if !initialised.load(Ordering::SeqCst) => {
                 let _ = sink.send(close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout")).await;
+                break;
+            }
+            _ = credential_check.tick() => {
+                let caller = accepted.lock().expect("accepted caller lock").clone();
+                let Some(caller) = caller else { continue };
+                let reason = match state.auth.lapse(&caller).await {
+                    Ok(None) => continue,
+                    Ok(Some(Lapse::Expired)) => "credential expired",
+                    Ok(Some(Lapse::Revoked)) => "credential revoked",
+                    // The database cannot say: keep the socket, check again next time.
+                    Err(_) => continue,
+                };
+                let _ = sink.send(close(CLOSE_FORBIDDEN, reason)).await;
                 break;
             }
             _ = keepalive.tick() => {

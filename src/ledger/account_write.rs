@@ -267,6 +267,18 @@ impl AccountWrite {
         self.commit(events).await
     }
 
+    /// Ends a write refused after `load` (bad state, a rule broken under the lock): what `load`
+    /// settled (expiries, hold deadlines, renewals that fell due) is committed, as every refused
+    /// write does, and nothing of the request itself. Returns the refusal.
+    pub async fn refuse<T>(
+        self,
+        events: &dyn Notifier,
+        refusal: crate::error::Error,
+    ) -> Result<T> {
+        self.commit(events).await?;
+        Err(refusal)
+    }
+
     /// Commits what was written. A write that appended nothing rolls back instead.
     pub async fn commit(mut self, events: &dyn Notifier) -> Result<()> {
         let last_used = self.next_seq - 1;

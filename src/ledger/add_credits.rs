@@ -209,7 +209,9 @@ impl Ledger {
         }
         write.load(&self.events).await?;
         let now = write.now;
-        add.check_under_lock(&write.grants, now)?;
+        if let Err(refusal) = add.check_under_lock(&write.grants, now) {
+            return write.refuse(&self.events, refusal).await;
+        }
         let grant = add.new_grant(now);
         write.grants.push(grant.clone());
         let balance = Balance::from_grants(user, &write.grants, now);

@@ -49,7 +49,7 @@ const REVERSE: &str = "reverse_debit";
 impl Ledger {
     pub async fn void_grant(&self, request: VoidGrantRequest) -> Result<CorrectionOutcome> {
         let hash = idempotency::request_hash(VOID, &request)?;
-        let reason = Description::parse(request.reason.clone())?;
+        let reason = Description::parse_as("reason", request.reason.clone())?;
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         let user = store::find_grant(&self.db, request.grant_id)
             .await?
@@ -65,20 +65,23 @@ impl Ledger {
                 return self.correction_replay(user, entry_id).await;
             }
             write.load(&self.events).await?;
-            let grant = store::find_grant(&write.txn, request.grant_id)
-                .await?
-                .ok_or_else(|| Error::NotFound("grant vanished".into()))?;
+            let Some(grant) = store::find_grant(&write.txn, request.grant_id).await? else {
+                let refusal = Error::NotFound("grant vanished".into());
+                return write.refuse(&self.events, refusal).await;
+            };
             if grant.voided_at.is_some() {
-                return Err(Error::bad_input("grantId", "the grant is already voided"));
+                let refusal = Error::bad_input("grantId", "the grant is already voided");
+                return write.refuse(&self.events, refusal).await;
             }
             if grant.held > 0 {
-                return Err(Error::bad_input(
+                let refusal = Error::bad_input(
                     "grantId",
                     format!(
                         "{} of its credits are held by open holds: capture or release them first",
                         grant.held
                     ),
-                ));
+                );
+                return write.refuse(&self.events, refusal).await;
             }
             let entry =
                 record_void(&mut write, &grant, reason.as_ref(), key.as_ref(), None).await?;
@@ -102,7 +105,7 @@ impl Ledger {
         if let Some(amount) = request.amount {
             super::types::Amount::parse("amount", amount)?;
         }
-        let reason = Description::parse(request.reason.clone())?;
+        let reason = Description::parse_as("reason", request.reason.clone())?;
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         let debit = store::find_entry(&self.db, request.entry_id)
             .await?
@@ -127,18 +130,13 @@ impl Ledger {
             }
             write.load(&self.events).await?;
             // What earlier reversals already gave back, per grant.
-            let earlier = store::reversals_of(&write.txn, debit.id).await?;
+            let earlier = super::aggregates::returned_by_reversals(&write.txn, debit.id).await?;
             let mut returnable: Vec<Allocation> = debit
                 .allocations
                 .iter()
                 .rev()
                 .map(|taken| {
-                    let returned: i64 = earlier
-                        .iter()
-                        .flat_map(|r| r.allocations.iter())
-                        .filter(|a| a.grant_id == taken.grant_id)
-                        .map(|a| -a.amount)
-                        .sum();
+                    let returned = earlier.get(&taken.grant_id).copied().unwrap_or(0);
                     Allocation {
                         grant_id: taken.grant_id,
                         amount: taken.amount - returned,
@@ -149,13 +147,14 @@ impl Ledger {
             let left: i64 = returnable.iter().map(|a| a.amount).sum();
             let amount = request.amount.unwrap_or(left);
             if amount > left || amount == 0 {
-                return Err(Error::bad_input(
+                let refusal = Error::bad_input(
                     "amount",
                     format!(
                         "only {left} of the {} credits this entry took are left to reverse",
                         debit.amount
                     ),
-                ));
+                );
+                return write.refuse(&self.events, refusal).await;
             }
             let mut still = amount;
             for allocation in &mut returnable {

@@ -135,17 +135,18 @@ impl Ledger {
             }
             write.load(&self.events).await?;
             if store::active_cycle(&write.txn, user).await?.is_some() {
-                return Err(Error::ActiveCycleExists);
+                return write.refuse(&self.events, Error::ActiveCycleExists).await;
             }
             let outstanding: i64 = write.grants.iter().map(|g| g.remaining).sum();
             if outstanding
                 .checked_add(amount.get())
                 .is_none_or(|total| total > super::MAX_CREDITS)
             {
-                return Err(Error::bad_input(
+                let refusal = Error::bad_input(
                     "amount",
                     "would take the end user's credits to more than 2^53 - 1",
-                ));
+                );
+                return write.refuse(&self.events, refusal).await;
             }
             let now = write.now;
             let cycle_id = Uuid::now_v7();
@@ -186,8 +187,7 @@ impl Ledger {
         let mut write = self.begin_write(end_user_id).await?;
         write.load(&self.events).await?;
         let Some(mut cycle) = store::active_cycle(&write.txn, end_user_id).await? else {
-            write.commit(&self.events).await?;
-            return Err(Error::NoActiveCycle);
+            return write.refuse(&self.events, Error::NoActiveCycle).await;
         };
         cycle.status = CycleStatus::Canceled;
         cycle.canceled_at = Some(write.now);
@@ -277,7 +277,7 @@ pub async fn renew_due(write: &mut AccountWrite) -> Result<()> {
     let missed = (now - cycle.current_period_end).num_seconds() / period.num_seconds().max(1);
     let start = cycle.current_period_end + period * (missed as i32);
     let end = start + period;
-    let expired = store::expired_amount(&write.txn, cycle.current_grant_id).await?;
+    let expired = super::aggregates::expired_amount(&write.txn, cycle.current_grant_id).await?;
     let rollover = expired.min(cycle.rollover_max);
 
     let grant = cycle_grant(write.end_user_id, cycle.id, cycle.amount, start, end, None);

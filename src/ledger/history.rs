@@ -1,16 +1,13 @@
 //! Reading the past: filtered history and the balance at a past instant, both from the ledger.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use uuid::Uuid;
 
 use super::balance::Balance;
 use super::entry::Entry;
-use super::types::{EndUserId, EntryKind};
+use super::types::{EndUserId, EntryKind, Instant};
 use super::{Ledger, store};
-use crate::entities::{hold, ledger_allocation, ledger_entry};
+use crate::entities::ledger_entry;
 use crate::error::Result;
 
 /// Which entries a history page shows.
@@ -54,60 +51,8 @@ impl Ledger {
         store::entries_with_allocations(&self.db, models).await
     }
 
-    /// The balance as it was at `at`, replayed from the ledger: each grant's amount less what
-    /// entries up to `at` took from it, counted if the grant was in effect at `at`; less the
-    /// credits holds had reserved at `at`.
-    pub async fn balance_at(&self, end_user_id: EndUserId, at: DateTime<Utc>) -> Result<Balance> {
-        let mut grants = store::all_grants(&self.db, end_user_id).await?;
-        grants.retain(|g| g.created_at <= at);
-        let entries_until: Vec<(Uuid, DateTime<Utc>)> = ledger_entry::Entity::find()
-            .select_only()
-            .column(ledger_entry::Column::Id)
-            .column(ledger_entry::Column::CreatedAt)
-            .filter(ledger_entry::Column::EndUserId.eq(end_user_id.0))
-            .filter(ledger_entry::Column::CreatedAt.lte(at))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        let taken_by_grant: HashMap<Uuid, i64> = if entries_until.is_empty() {
-            HashMap::new()
-        } else {
-            let allocations = ledger_allocation::Entity::find()
-                .filter(
-                    ledger_allocation::Column::EntryId
-                        .is_in(entries_until.iter().map(|(id, _)| *id)),
-                )
-                .all(&self.db)
-                .await?;
-            let mut taken = HashMap::new();
-            for allocation in allocations {
-                *taken.entry(allocation.grant_id).or_insert(0) += allocation.amount;
-            }
-            taken
-        };
-        for grant in &mut grants {
-            grant.remaining = grant.amount - taken_by_grant.get(&grant.id).copied().unwrap_or(0);
-            grant.held = 0;
-            if grant.voided_at.is_some_and(|voided_at| voided_at > at) {
-                grant.voided_at = None;
-            }
-        }
-        // Holds open at `at`: spread what they reserved over the grants they earmarked.
-        let holds = hold::Entity::find()
-            .filter(hold::Column::EndUserId.eq(end_user_id.0))
-            .filter(hold::Column::CreatedAt.lte(at))
-            .all(&self.db)
-            .await?;
-        for open in holds
-            .iter()
-            .filter(|h| h.closed_at.is_none_or(|closed_at| closed_at > at))
-        {
-            for earmark in store::hold_allocations(&self.db, open.id).await? {
-                if let Some(grant) = grants.iter_mut().find(|g| g.id == earmark.grant_id) {
-                    grant.held += earmark.amount;
-                }
-            }
-        }
-        Ok(Balance::from_grants(end_user_id, &grants, at))
+    /// The balance as it was at `at`, replayed from the ledger (see `aggregates::balance_at`).
+    pub async fn balance_at(&self, end_user_id: EndUserId, at: Instant) -> Result<Balance> {
+        super::aggregates::balance_at(&self.db, end_user_id, at.get()).await
     }
 }

@@ -121,7 +121,7 @@ impl Ledger {
                 write.txn.rollback().await?;
                 return self.hold_replay(entry_id).await;
             }
-            let settled = write.load(&self.events).await?;
+            write.load(&self.events).await?;
             let now = write.now;
             let earmarks = match plan_debit(&write.grants, amount.get(), now) {
                 Ok(earmarks) => earmarks,
@@ -129,13 +129,11 @@ impl Ledger {
                     available,
                     requested,
                 }) => {
-                    if settled > 0 {
-                        write.commit(&self.events).await?;
-                    }
-                    return Err(Error::InsufficientCredits {
+                    let refusal = Error::InsufficientCredits {
                         available,
                         requested,
-                    });
+                    };
+                    return write.refuse(&self.events, refusal).await;
                 }
             };
             write.change_held(&earmarks).await?;
@@ -258,26 +256,26 @@ impl Ledger {
             write.txn.rollback().await?;
             return self.hold_replay(entry_id).await;
         }
-        let settled = write.load(&self.events).await?;
+        write.load(&self.events).await?;
         // Re-read under the lock: it may have closed (or passed its deadline) meanwhile.
-        let hold = store::find_hold(&write.txn, hold_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no hold with id {hold_id}")))?;
+        let Some(hold) = store::find_hold(&write.txn, hold_id).await? else {
+            let refusal = Error::NotFound(format!("no hold with id {hold_id}"));
+            return write.refuse(&self.events, refusal).await;
+        };
         if hold.status != HoldStatus::Open {
-            if settled > 0 {
-                write.commit(&self.events).await?;
-            }
-            return Err(Error::bad_input(
+            let refusal = Error::bad_input(
                 "holdId",
                 format!("the hold is {}, not open", hold.status.as_str()),
-            ));
+            );
+            return write.refuse(&self.events, refusal).await;
         }
         let capture = capture.unwrap_or(hold.amount);
         if capture > hold.amount {
-            return Err(Error::bad_input(
+            let refusal = Error::bad_input(
                 "amount",
                 format!("the hold is for {}; cannot capture {capture}", hold.amount),
-            ));
+            );
+            return write.refuse(&self.events, refusal).await;
         }
         let (capture_entry, release_entry) = write.close_hold(&hold, capture, status).await?;
         let now = write.now;

@@ -6,6 +6,7 @@
 
 mod account_write;
 mod add_credits;
+mod aggregates;
 pub mod balance;
 pub mod burn_down;
 pub mod clock;

@@ -22,6 +22,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use super::account_write::AccountWrite;
+use super::aggregates;
 use super::balance::Balance;
 use super::entry::Entry;
 use super::grant::{Grant, Payment};
@@ -165,10 +166,11 @@ impl Ledger {
             .checked_add(credits.get())
             .is_none_or(|total| total > MAX_CREDITS)
         {
-            return Err(Error::bad_input(
+            let refusal = Error::bad_input(
                 "credits",
                 format!("would take the end user's credits to more than {MAX_CREDITS}"),
-            ));
+            );
+            return write.refuse(&self.events, refusal).await;
         }
         let grant = Grant {
             id: Uuid::now_v7(),
@@ -210,7 +212,7 @@ impl Ledger {
         // Refunds that arrived before the purchase are taken back at once.
         let (mut clawback, mut had_early_refunds) = (None, false);
         if let Some(payment_reference) = &request.payment.payment_reference {
-            let refunded = store::refunded_total(&write.txn, payment_reference).await?;
+            let refunded = aggregates::refunded_total(&write.txn, payment_reference).await?;
             had_early_refunds = refunded > 0;
             clawback = claw_back(&mut write, grant.id, payment_reference, refunded).await?;
         }
@@ -321,8 +323,8 @@ impl Ledger {
         }
         store::record_refunds(&write.txn, report, clock::now()).await?;
         write.load(&self.events).await?;
-        let refunded = store::refunded_total(&write.txn, report.payment_reference).await?;
-        let before = store::clawed_back(&write.txn, grant.id).await?;
+        let refunded = aggregates::refunded_total(&write.txn, report.payment_reference).await?;
+        let before = aggregates::clawed_back(&write.txn, grant.id).await?;
         let entry = claw_back(&mut write, grant.id, report.payment_reference, refunded).await?;
         let grant = write
             .grants
@@ -365,7 +367,7 @@ pub async fn claw_back_refunded(write: &mut AccountWrite, grant_id: Uuid) -> Res
     else {
         return Ok(());
     };
-    let refunded = store::refunded_total(&write.txn, &payment_reference).await?;
+    let refunded = aggregates::refunded_total(&write.txn, &payment_reference).await?;
     claw_back(write, grant_id, &payment_reference, refunded).await?;
     Ok(())
 }
@@ -387,7 +389,7 @@ async fn claw_back(
     };
     let paid = grant.payment.as_ref().and_then(|p| p.amount);
     let target = clawback_target(grant.amount, paid, refunded);
-    let before = store::clawed_back(&write.txn, grant_id).await?;
+    let before = aggregates::clawed_back(&write.txn, grant_id).await?;
     // Credits an open hold reserved stay for its capture (a capture within a hold never
     // fails); the claw-back takes only what is spendable.
     let take = (target - before).min(grant.spendable());

@@ -342,36 +342,6 @@ pub async fn mark_voided(
     Ok(())
 }
 
-/// Every grant the end user ever had (for answering balances at past instants).
-pub async fn all_grants(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Vec<Grant>> {
-    grant::Entity::find()
-        .filter(grant::Column::EndUserId.eq(end_user_id.0))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(Grant::from_model)
-        .collect()
-}
-
-/// The REVERSAL entries of a debit.
-pub async fn reversals_of(conn: &impl ConnectionTrait, entry_id: Uuid) -> Result<Vec<Entry>> {
-    let models = ledger_entry::Entity::find()
-        .filter(ledger_entry::Column::ReversedEntryId.eq(entry_id))
-        .all(conn)
-        .await?;
-    attach_allocations(conn, models).await
-}
-
-/// What expiries took from a grant.
-pub async fn expired_amount(conn: &impl ConnectionTrait, grant_id: Uuid) -> Result<i64> {
-    let entries = ledger_entry::Entity::find()
-        .filter(ledger_entry::Column::GrantId.eq(grant_id))
-        .filter(ledger_entry::Column::Kind.eq(super::types::EntryKind::Expiry.as_str()))
-        .all(conn)
-        .await?;
-    Ok(entries.iter().map(|e| e.amount).sum())
-}
-
 pub async fn insert_hold(
     txn: &impl ConnectionTrait,
     hold: &Hold,
@@ -715,30 +685,6 @@ pub async fn record_refunds(
         .await?;
     }
     Ok(())
-}
-
-pub async fn refunded_total(conn: &impl ConnectionTrait, payment_reference: &str) -> Result<i64> {
-    let charge = stripe_payment::Entity::find_by_id(payment_reference.to_owned())
-        .one(conn)
-        .await?
-        .map_or(0, |p| p.charge_refunded);
-    let refunds: i64 = stripe_refund::Entity::find()
-        .filter(stripe_refund::Column::PaymentIntentId.eq(payment_reference))
-        .all(conn)
-        .await?
-        .iter()
-        .map(|r| r.amount)
-        .sum();
-    Ok(std::cmp::max(refunds, charge))
-}
-
-pub async fn clawed_back(conn: &impl ConnectionTrait, grant_id: Uuid) -> Result<i64> {
-    let entries = ledger_entry::Entity::find()
-        .filter(ledger_entry::Column::GrantId.eq(grant_id))
-        .filter(ledger_entry::Column::Kind.eq(super::EntryKind::Clawback.as_str()))
-        .all(conn)
-        .await?;
-    Ok(entries.iter().map(|e| e.amount).sum())
 }
 
 /// When the end user's newest entry was made.

@@ -1,6 +1,6 @@
 //! Domain values, each validated once by `parse` at the edge and trusted from then on.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -13,6 +13,73 @@ pub const MAX_METADATA_BYTES: usize = 4_096;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 /// Validity is capped at 100 years of 365.25 days.
 pub const MAX_VALIDITY_DAYS: i64 = 36_525;
+/// Instants a client sends must fall in these years (UTC), inclusive: RFC 3339's four-digit
+/// years, from the Unix epoch on. SQLite would store nearly any instant, PostgreSQL refuses some
+/// (`-262143-01-01`), so both refuse what is outside this range, the same way.
+pub const MIN_YEAR: i32 = 1970;
+pub const MAX_YEAR: i32 = 9999;
+
+/// Refuses text the databases cannot agree on: PostgreSQL cannot store the NUL character
+/// (U+0000) in text, SQLite can. Every text a client sends that Tally stores goes through this.
+pub fn check_text(field: &'static str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::bad_input(
+            field,
+            "must not contain the NUL character (U+0000)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether any string (or object key) in `value` holds a NUL character. Walks with an explicit
+/// stack, so no JSON value's depth can overflow the thread's stack.
+pub fn json_contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) if text.contains('\0') => return true,
+            Value::Array(items) => pending.extend(items),
+            Value::Object(fields) => {
+                for (key, item) in fields {
+                    if key.contains('\0') {
+                        return true;
+                    }
+                    pending.push(item);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// An instant a client sent, within `MIN_YEAR`..=`MAX_YEAR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant(DateTime<Utc>);
+
+impl Instant {
+    pub fn parse(field: &'static str, value: DateTime<Utc>) -> Result<Self> {
+        if !(MIN_YEAR..=MAX_YEAR).contains(&value.year()) {
+            return Err(Error::bad_input(
+                field,
+                format!("must be an instant in the years {MIN_YEAR} to {MAX_YEAR} (UTC)"),
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn parse_optional(
+        field: &'static str,
+        value: Option<DateTime<Utc>>,
+    ) -> Result<Option<Self>> {
+        value.map(|value| Self::parse(field, value)).transpose()
+    }
+
+    pub fn get(self) -> DateTime<Utc> {
+        self.0
+    }
+}
 
 /// The end user an account belongs to: a UUID the calling application chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,13 +113,19 @@ pub struct Description(String);
 
 impl Description {
     pub fn parse(value: Option<String>) -> Result<Option<Self>> {
+        Self::parse_as("description", value)
+    }
+
+    /// The same rules for a text the input calls something else (`reason`).
+    pub fn parse_as(field: &'static str, value: Option<String>) -> Result<Option<Self>> {
         let Some(value) = value else { return Ok(None) };
         if value.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err(Error::bad_input(
-                "description",
+                field,
                 format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
             ));
         }
+        check_text(field, &value)?;
         Ok(Some(Self(value)))
     }
 
@@ -70,6 +143,12 @@ impl Metadata {
         let Some(value) = value else { return Ok(None) };
         if !value.is_object() {
             return Err(Error::bad_input("metadata", "must be a JSON object"));
+        }
+        if json_contains_nul(&value) {
+            return Err(Error::bad_input(
+                "metadata",
+                "must not contain the NUL character (U+0000) in any key or string",
+            ));
         }
         if value.to_string().len() > MAX_METADATA_BYTES {
             return Err(Error::bad_input(
@@ -242,8 +321,10 @@ impl Validity {
         now: DateTime<Utc>,
     ) -> Result<Self> {
         let latest_allowed = now + Duration::days(MAX_VALIDITY_DAYS);
-        let effective_at = effective_at.map_or(now, super::clock::to_stored_precision);
-        let expires_at = expires_at.map(super::clock::to_stored_precision);
+        let effective_at = Instant::parse_optional("effectiveAt", effective_at)?
+            .map_or(now, |at| super::clock::to_stored_precision(at.get()));
+        let expires_at = Instant::parse_optional("expiresAt", expires_at)?
+            .map(|at| super::clock::to_stored_precision(at.get()));
         if effective_at > latest_allowed {
             return Err(Error::bad_input(
                 "effectiveAt",
@@ -341,6 +422,33 @@ mod tests {
             Validity::parse(None, None, None, now).unwrap().expires_at,
             None
         );
+    }
+
+    #[test]
+    fn text_with_nul_is_refused_wherever_it_hides() {
+        assert!(check_text("reason", "a\0b").is_err());
+        assert!(check_text("reason", "fine").is_ok());
+        assert!(Description::parse(Some("x\0".into())).is_err());
+        assert!(Metadata::parse(Some(serde_json::json!({ "a": { "b": ["\0"] } }))).is_err());
+        assert!(Metadata::parse(Some(serde_json::json!({ "k\0": 1 }))).is_err());
+        assert!(IdempotencyKey::parse(Some("k\0".into())).is_err());
+    }
+
+    #[test]
+    fn instants_outside_the_years_are_refused() {
+        let parse =
+            |text: &str| Instant::parse("at", DateTime::parse_from_rfc3339(text).unwrap().to_utc());
+        assert!(parse("1970-01-01T00:00:00Z").is_ok());
+        assert!(parse("9999-12-31T23:59:59.999999Z").is_ok());
+        assert!(parse("1969-12-31T23:59:59Z").is_err());
+        let far = "-262143-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert!(Instant::parse("at", far).is_err());
+        let now = super::super::clock::now();
+        let Err(Error::BadUserInput { field, .. }) = Validity::parse(None, None, Some(far), now)
+        else {
+            panic!("effectiveAt out of range");
+        };
+        assert_eq!(field, "effectiveAt");
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
+    if let Some(key) = crate::http::unique_keys::first_duplicate_key(body) {
+        return Err(Error::bad_input(
+            "body",
+            format!("gives the key \"{key}\" twice in one object"),
+        ));
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Error::bad_input("body", "must be a JSON object")),

@@ -2,8 +2,9 @@
 //! it in the same transaction as the ledger write it caused.
 //!
 //! A row with outcome `applied`, `ignored` or `pending` is final: a redelivery of that event
-//! answers 2xx and changes nothing. A `failed` row (Tally answered 5xx) is processed again when
-//! Stripe retries, and overwritten with the new outcome.
+//! answers 2xx and changes nothing. A `failed` row (Tally answered 5xx) or a `rejected` one
+//! (answered 400: signed, but unreadable) is processed again when Stripe retries, and
+//! overwritten with the new outcome.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,6 +29,9 @@ pub enum Outcome {
     Pending,
     /// Tally could not process it; it answered 5xx so that Stripe retries.
     Failed,
+    /// Signed, but Tally cannot read it (an object of the wrong shape, a NUL character); it
+    /// answered 400.
+    Rejected,
 }
 
 impl Outcome {
@@ -37,14 +41,27 @@ impl Outcome {
             Self::Ignored => "ignored",
             Self::Pending => "pending",
             Self::Failed => "failed",
+            Self::Rejected => "rejected",
         }
     }
 
+    /// A final outcome is never processed again; `failed` and `rejected` ones are, when Stripe
+    /// delivers the event again (a fixed catalog, a newer Tally may then succeed).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Failed | Self::Rejected)
+    }
+
     pub fn from_stored(value: &str) -> Result<Self> {
-        [Self::Applied, Self::Ignored, Self::Pending, Self::Failed]
-            .into_iter()
-            .find(|outcome| outcome.as_str() == value)
-            .ok_or_else(|| Error::Internal(format!("unknown Stripe event outcome '{value}'")))
+        [
+            Self::Applied,
+            Self::Ignored,
+            Self::Pending,
+            Self::Failed,
+            Self::Rejected,
+        ]
+        .into_iter()
+        .find(|outcome| outcome.as_str() == value)
+        .ok_or_else(|| Error::Internal(format!("unknown Stripe event outcome '{value}'")))
     }
 }
 
@@ -151,7 +168,7 @@ pub async fn store(
             )
             .action_and_where(
                 Expr::col((stripe_event::Entity, stripe_event::Column::Outcome))
-                    .eq(Outcome::Failed.as_str()),
+                    .is_in([Outcome::Failed.as_str(), Outcome::Rejected.as_str()]),
             )
             .to_owned(),
     )
@@ -305,7 +322,7 @@ impl Receipt for EventReceipt<'_> {
     async fn already_processed(&self, txn: &DatabaseTransaction) -> Result<bool> {
         Ok(find(txn, &self.event.id)
             .await?
-            .is_some_and(|stored| stored.outcome != Outcome::Failed))
+            .is_some_and(|stored| stored.outcome.is_final()))
     }
 
     async fn record(&self, txn: &DatabaseTransaction, recorded: &Recorded) -> Result<()> {

@@ -16,6 +16,11 @@
 //! its line item's price (through Stripe's API) and its end user from `client_reference_id`.
 //! When either cannot be resolved the event is recorded `failed` and answered 500, so Stripe
 //! delivers it again (for up to three days) after the catalog is fixed.
+//!
+//! A signed event Tally cannot read (its object is not of the type the event names, or it holds
+//! a NUL character, which PostgreSQL cannot store) is recorded `rejected` and answered 400. Its
+//! text is stored with each NUL spelled `\u0000`, so the record stays readable and identical on
+//! both databases.
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -26,7 +31,7 @@ use super::signature::{self, SignatureError};
 use super::{METADATA_BUNDLE_ID, METADATA_END_USER_ID, Stripe};
 use crate::bundles::Bundle;
 use crate::error::Error;
-use crate::ledger::types::MAX_CREDITS;
+use crate::ledger::types::{MAX_CREDITS, json_contains_nul};
 use crate::ledger::{EndUserId, Payment, PurchaseOutcome, PurchaseRequest, RefundRequest, clock};
 
 /// How the webhook answers a delivery.
@@ -39,9 +44,13 @@ pub enum WebhookAnswer {
         reason: Option<String>,
         duplicate: bool,
     },
-    /// 400: the signature or the body was refused. Nothing is stored for a bad signature or an
-    /// unreadable body; an event whose object cannot be read is recorded `failed`.
-    Rejected { error: String },
+    /// 400: the signature or the body was refused. Nothing is stored for a bad signature or a
+    /// body that is not an event; a signed event that cannot be read is recorded `rejected`
+    /// (`event_id` names its record).
+    Rejected {
+        error: String,
+        event_id: Option<String>,
+    },
     /// 500: recorded `failed` with the reason; Stripe will deliver it again.
     Failed { event_id: String, error: String },
     /// 503: no webhook secret is configured, so no delivery can be verified.
@@ -137,6 +146,7 @@ impl Stripe {
             }
             return WebhookAnswer::Rejected {
                 error: error.message(),
+                event_id: None,
             };
         }
         let event: Event = match serde_json::from_slice(body) {
@@ -144,15 +154,22 @@ impl Stripe {
             Err(error) => {
                 return WebhookAnswer::Rejected {
                     error: format!("the body is not a Stripe event: {error}"),
+                    event_id: None,
                 };
             }
         };
         if event.id.trim().is_empty() || event.event_type.trim().is_empty() {
             return WebhookAnswer::Rejected {
                 error: "the event has no id or type".into(),
+                event_id: None,
             };
         }
-        match self.process(&event).await {
+        let outcome = if holds_nul(&event) {
+            self.reject_with_nul(&event).await
+        } else {
+            self.process(&event).await
+        };
+        match outcome {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::error!(
@@ -171,7 +188,7 @@ impl Stripe {
     async fn process(&self, event: &Event) -> crate::error::Result<WebhookAnswer> {
         let db = &self.inner.db;
         if let Some(stored) = events::find(db, &event.id).await?
-            && stored.outcome != Outcome::Failed
+            && stored.outcome.is_final()
         {
             return Ok(processed(stored, true));
         }
@@ -194,7 +211,11 @@ impl Stripe {
             Ok(Handled::Record(disposition)) => !events::store(db, &record, disposition).await?,
             Err(failure) => {
                 let disposition = Disposition {
-                    outcome: Outcome::Failed,
+                    outcome: if failure.retry {
+                        Outcome::Failed
+                    } else {
+                        Outcome::Rejected
+                    },
                     reason: Some(failure.reason.clone()),
                     end_user_id: None,
                     entry_id: None,
@@ -213,6 +234,7 @@ impl Stripe {
             },
             Err(failure) => WebhookAnswer::Rejected {
                 error: failure.reason,
+                event_id: Some(event.id.clone()),
             },
             Ok(_) => processed(stored, duplicate),
         })
@@ -446,6 +468,52 @@ impl Stripe {
             credits,
         })
     }
+}
+
+/// Records a signed event holding a NUL character as `rejected`, under its id with each NUL
+/// spelled `\u0000` (PostgreSQL text cannot hold one), and refuses it. Nothing else is read.
+impl Stripe {
+    async fn reject_with_nul(&self, event: &Event) -> crate::error::Result<WebhookAnswer> {
+        let error = "the event holds the NUL character (U+0000), which Tally does not accept";
+        tracing::warn!(
+            event = escape_nul(&event.id),
+            "refused a signed Stripe event with a NUL character"
+        );
+        let record = EventRecord {
+            id: escape_nul(&event.id),
+            event_type: escape_nul(&event.event_type),
+            livemode: event.livemode,
+            object_id: event
+                .data
+                .object
+                .get("id")
+                .and_then(Value::as_str)
+                .map(escape_nul),
+            payment_intent_id: None,
+            received_at: clock::now(),
+        };
+        let disposition = Disposition {
+            outcome: Outcome::Rejected,
+            reason: Some(error.to_owned()),
+            end_user_id: None,
+            entry_id: None,
+        };
+        events::store(&self.inner.db, &record, &disposition).await?;
+        Ok(WebhookAnswer::Rejected {
+            error: error.to_owned(),
+            event_id: Some(record.id),
+        })
+    }
+}
+
+fn holds_nul(event: &Event) -> bool {
+    event.id.contains('\0')
+        || event.event_type.contains('\0')
+        || json_contains_nul(&event.data.object)
+}
+
+fn escape_nul(text: &str) -> String {
+    text.replace('\0', "\\u0000")
 }
 
 fn record_ignored(reason: impl Into<String>) -> Handled {

@@ -167,6 +167,11 @@ impl TestApp {
     }
 
     pub async fn start_with(database_url: &str, configure: &Configure) -> String {
+        // The server's errors go to the test's captured output: shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("error")
+            .with_test_writer()
+            .try_init();
         let config = Self::config(database_url, configure);
         let app = Application::build(config).await.expect("Tally starts");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -451,4 +456,21 @@ pub async fn assert_ledger_replays(app: &TestApp, end_user_id: &str) -> i64 {
         assert_eq!(stored, expected_remaining, "remaining of grant {grant_id}");
     }
     running
+}
+
+/// Runs the `tally` binary against the test's database; returns its standard output.
+pub fn tally_cli(app: &TestApp, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .env("DATABASE_URL", &app.database_url)
+        .env_remove("TALLY_ADMIN_API_KEY")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("tally runs");
+    assert!(
+        output.status.success(),
+        "tally {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }

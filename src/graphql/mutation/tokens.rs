@@ -2,8 +2,9 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::auth::tokens::DEFAULT_TTL_SECONDS;
-use crate::graphql::context::signer_for_secret_key;
+use crate::graphql::context::{caller, signer_for_secret_key};
 use crate::ledger::EndUserId;
 
 #[derive(InputObject)]
@@ -35,8 +36,15 @@ impl TokensMutation {
     ) -> Result<EndUserToken> {
         let signer = signer_for_secret_key(ctx)?;
         debug_assert_eq!(DEFAULT_TTL_SECONDS, 900, "keep the schema default in step");
-        let (token, expires_at) =
-            signer.issue(EndUserId(input.end_user_id), i64::from(input.ttl_seconds))?;
+        // The token lives only as long as the key that minted it.
+        let Caller::SecretKey { key_id } = caller(ctx) else {
+            return Err(crate::error::Error::Internal("a secret key without an id".into()).into());
+        };
+        let (token, expires_at) = signer.issue(
+            EndUserId(input.end_user_id),
+            i64::from(input.ttl_seconds),
+            *key_id,
+        )?;
         Ok(EndUserToken { token, expires_at })
     }
 }

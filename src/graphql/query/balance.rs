@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::graphql::context::ledger_for_reader;
 use crate::graphql::types::{Balance, Cycle};
 use crate::ledger::EndUserId;
+use crate::ledger::types::Instant;
 
 #[derive(Default)]
 pub struct BalanceQuery;
@@ -22,12 +23,13 @@ impl BalanceQuery {
         let user = EndUserId(end_user_id);
         let ledger = ledger_for_reader(ctx, user)?;
         Ok(Balance(match at {
-            Some(at) => ledger.balance_at(user, at).await?,
+            Some(at) => ledger.balance_at(user, Instant::parse("at", at)?).await?,
             None => ledger.balance(user).await?,
         }))
     }
 
     /// The end user's most recent recurring cycle (active or canceled), if any.
+    /// Secret keys, or that end user's own token.
     async fn cycle(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<Option<Cycle>> {
         let user = EndUserId(end_user_id);
         let ledger = ledger_for_reader(ctx, user)?;

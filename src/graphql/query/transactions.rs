@@ -8,6 +8,7 @@ use crate::graphql::context::ledger_for_reader;
 use crate::graphql::types::{EntryKind, LedgerEntry};
 use crate::ledger::EndUserId;
 use crate::ledger::history::EntryFilter;
+use crate::ledger::types::Instant;
 
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 pub const MAX_PAGE_SIZE: i32 = 100;
@@ -57,8 +58,8 @@ impl TransactionsQuery {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
-            from,
-            to,
+            from: Instant::parse_optional("from", from)?.map(Instant::get),
+            to: Instant::parse_optional("to", to)?.map(Instant::get),
         };
         let mut entries = ledger
             .history(
