@@ -4,6 +4,7 @@ pub mod context;
 mod error_codes;
 pub mod mutation;
 pub mod nesting;
+mod operation_metrics;
 pub mod query;
 pub mod scalars;
 pub mod subscription;
@@ -31,6 +32,8 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     )
     .limit_depth(MAX_QUERY_DEPTH)
     .limit_complexity(MAX_QUERY_COMPLEXITY)
+    // Outermost, so it sees the codes ErrorCodes sets.
+    .extension(operation_metrics::OperationMetrics)
     .extension(error_codes::ErrorCodes)
     .extension(nesting::NestingLimit)
 }
