@@ -10,43 +10,20 @@ use axum::routing::get;
 
 use super::AppState;
 
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
 /// Every file the console is made of: (name under /admin/, content type, bytes).
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "index.html",
-        "text/html; charset=utf-8",
-        include_bytes!("admin/index.html"),
-    ),
-    (
-        "console.css",
-        "text/css; charset=utf-8",
-        include_bytes!("admin/console.css"),
-    ),
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("admin/app.js"),
-    ),
-    (
-        "api.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("admin/api.js"),
-    ),
-    (
-        "live.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("admin/live.js"),
-    ),
-    (
-        "pages.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("admin/pages.js"),
-    ),
-    (
-        "chart.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("admin/chart.js"),
-    ),
+    ("index.html", HTML, include_bytes!("admin/index.html")),
+    ("console.css", CSS, include_bytes!("admin/console.css")),
+    ("app.js", JS, include_bytes!("admin/app.js")),
+    ("api.js", JS, include_bytes!("admin/api.js")),
+    ("dom.js", JS, include_bytes!("admin/dom.js")),
+    ("live.js", JS, include_bytes!("admin/live.js")),
+    ("pages.js", JS, include_bytes!("admin/pages.js")),
+    ("chart.js", JS, include_bytes!("admin/chart.js")),
 ];
 
 /// The page loads only its own files and talks only to this origin (HTTP and WebSocket).
