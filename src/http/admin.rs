@@ -1,6 +1,6 @@
 //! The admin console at `/admin`: static files compiled into the binary (no build step, nothing
 //! to deploy beside it). The page talks to the public GraphQL API like any client; see
-//! `docs/console.md`.
+//! README "The admin console".
 
 use axum::Router;
 use axum::extract::Path;
