@@ -349,6 +349,10 @@ mod tests {
     fn bad_settings_name_the_variable() {
         for (pairs, variable) in [
             (vec![("TALLY_LISTEN", "nowhere")], "TALLY_LISTEN"),
+            (
+                vec![("TALLY_METRICS_LISTEN", "9090")],
+                "TALLY_METRICS_LISTEN",
+            ),
             (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (
                 vec![("TALLY_ADMIN_API_KEY", "short")],
