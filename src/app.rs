@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::db;
 use crate::events::BalanceEvents;
 use crate::graphql::build_schema;
-use crate::http::{AppState, Limits, WebSocketSettings, router};
+use crate::http::{AppState, Limits, MetricsRoute, WebSocketSettings, metrics_router, router};
 use crate::ledger::{Ledger, run_expiry_scheduler};
 use crate::stripe::Stripe;
 
@@ -24,6 +24,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     port: u16,
+    /// `/metrics` on its own listener (`TALLY_METRICS_LISTEN`).
+    metrics: Option<(TcpListener, axum::Router)>,
 }
 
 impl Application {
@@ -54,6 +56,14 @@ impl Application {
             .await
             .with_context(|| format!("TALLY_LISTEN: cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        let metrics_listener =
+            match config.metrics_listen {
+                Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                    format!("TALLY_METRICS_LISTEN: cannot listen on {address}")
+                })?),
+                None => None,
+            };
+        crate::observability::metrics::install();
         let events = BalanceEvents::new(db.get_database_backend());
         events.start_listener(&db).await?;
         let ledger = Ledger::new(db.clone(), Arc::new(events.clone()), config.pipeline);
@@ -81,10 +91,16 @@ impl Application {
             request_timeout: config.request_timeout,
             max_body_bytes: config.max_body_bytes,
         };
+        let metrics_route = match metrics_listener {
+            Some(_) => MetricsRoute::Separate,
+            None => MetricsRoute::Main,
+        };
+        let metrics = metrics_listener.map(|listener| (listener, metrics_router(state.clone())));
         Ok(Self {
             listener,
-            router: router(state, limits),
+            router: router(state, limits, metrics_route),
             port,
+            metrics,
         })
     }
 
@@ -92,11 +108,28 @@ impl Application {
         self.port
     }
 
+    /// The port of the separate `/metrics` listener, when `TALLY_METRICS_LISTEN` set one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+            .map(|address| address.port())
+    }
+
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        use futures::FutureExt as _;
+        let shutdown = shutdown.shared();
+        if let Some((listener, router)) = self.metrics {
+            tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone())
+                    .into_future(),
+            );
+        }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

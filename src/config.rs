@@ -24,6 +24,8 @@ pub const DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS: u64 = 300;
 pub struct Config {
     pub database_url: String,
     pub listen: SocketAddr,
+    /// Serve `/metrics` only here (`TALLY_METRICS_LISTEN`) instead of beside the API.
+    pub metrics_listen: Option<SocketAddr>,
     /// A secret key to make sure exists at start-up (development and first boot).
     pub admin_api_key: Option<String>,
     pub request_timeout: Duration,
@@ -83,6 +85,7 @@ impl Config {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("the default listen address parses"),
+            metrics_listen: None,
             admin_api_key: None,
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECONDS),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -122,6 +125,15 @@ impl Config {
             variable: "TALLY_LISTEN",
             problem: format!("'{listen_text}' is not an address like 127.0.0.1:8080"),
         })?;
+
+        let metrics_listen = get("TALLY_METRICS_LISTEN")
+            .map(|text| {
+                text.trim().parse().map_err(|_| ConfigError {
+                    variable: "TALLY_METRICS_LISTEN",
+                    problem: format!("'{text}' is not an address like 127.0.0.1:9090"),
+                })
+            })
+            .transpose()?;
 
         let admin_api_key = get("TALLY_ADMIN_API_KEY");
         if let Some(key) = &admin_api_key
@@ -198,6 +210,7 @@ impl Config {
         Ok(Self {
             database_url,
             listen,
+            metrics_listen,
             admin_api_key,
             request_timeout: Duration::from_secs(request_timeout_seconds),
             max_body_bytes,
@@ -336,6 +349,10 @@ mod tests {
     fn bad_settings_name_the_variable() {
         for (pairs, variable) in [
             (vec![("TALLY_LISTEN", "nowhere")], "TALLY_LISTEN"),
+            (
+                vec![("TALLY_METRICS_LISTEN", "9090")],
+                "TALLY_METRICS_LISTEN",
+            ),
             (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (
                 vec![("TALLY_ADMIN_API_KEY", "short")],

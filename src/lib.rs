@@ -16,6 +16,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
+pub mod observability;
 pub mod rest;
 pub mod stripe;
 

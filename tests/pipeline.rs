@@ -271,8 +271,16 @@ async fn a_killed_process_loses_no_acknowledged_write(app: TestApp) {
     });
     let clients: Vec<_> = clients.collect();
 
-    // Kill it while batches are in flight, then bring up a fresh process.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Kill it while batches are in flight (once some writes were acknowledged, however loaded
+    // the machine), then bring up a fresh process.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < CLIENTS * 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no writes were acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let acknowledged_before_kill = acknowledged.lock().unwrap().len();
     process.kill();
     let restarted = Process::start(&app.database_url).await;

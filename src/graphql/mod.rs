@@ -5,6 +5,7 @@ mod error_codes;
 pub mod input_fields;
 pub mod mutation;
 pub mod nesting;
+mod operation_metrics;
 pub mod query;
 pub mod scalars;
 pub mod subscription;
@@ -32,6 +33,8 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     )
     .limit_depth(MAX_QUERY_DEPTH)
     .limit_complexity(MAX_QUERY_COMPLEXITY)
+    // Outermost, so it sees the codes ErrorCodes sets.
+    .extension(operation_metrics::OperationMetrics)
     .extension(error_codes::ErrorCodes)
     .extension(nesting::NestingLimit)
     .extension(input_fields::UniqueInputFields)

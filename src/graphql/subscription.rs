@@ -6,6 +6,7 @@ use crate::events::BalanceEvents;
 use crate::graphql::context::ledger_for_reader;
 use crate::graphql::types::Balance;
 use crate::ledger::EndUserId;
+use crate::observability::metrics::GaugeGuard;
 
 #[derive(Default)]
 pub struct Subscription;
@@ -23,9 +24,11 @@ impl Subscription {
         let end_user_id = EndUserId(end_user_id);
         let ledger = ledger_for_reader(ctx, end_user_id)?.clone();
         let watch = ctx.data_unchecked::<BalanceEvents>().subscribe(end_user_id);
+        // Counted while the stream lives; dropped with it when the client stops or leaves.
+        let live = GaugeGuard::new("tally_live_subscriptions");
         Ok(futures::stream::unfold(
-            (ledger, watch, true),
-            move |(ledger, mut watch, first)| async move {
+            (ledger, watch, true, live),
+            move |(ledger, mut watch, first, live)| async move {
                 if !first && !watch.changed().await {
                     return None;
                 }
@@ -35,7 +38,7 @@ impl Subscription {
                     .await
                     .map(|balance| Balance(balance.as_ref().clone()))
                     .map_err(Into::into);
-                Some((balance, (ledger, watch, false)))
+                Some((balance, (ledger, watch, false, live)))
             },
         ))
     }

@@ -85,6 +85,12 @@ async fn run(
     {
         Ok(caller) => caller,
         Err(error) => {
+            // Refused before the schema (and its metrics extension) sees the request.
+            crate::observability::metrics::graphql_request(
+                "unidentified",
+                error.code(),
+                std::time::Duration::ZERO,
+            );
             return async_graphql::Response::from_errors(vec![
                 async_graphql::Error::from(error).into_server_error(Default::default()),
             ]);

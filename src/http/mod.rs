@@ -1,5 +1,6 @@
 //! The axum side: routes, limits and the thin adapters to GraphQL and health checks.
 
+mod admin;
 mod body_limit;
 mod graphql;
 mod health;
@@ -10,8 +11,9 @@ pub mod unique_keys;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::{get, post};
 use sea_orm::DatabaseConnection;
 use tower_http::timeout::TimeoutLayer;
@@ -20,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Authenticator;
 use crate::graphql::TallySchema;
 use crate::ledger::Ledger;
+use crate::observability;
 use crate::stripe::Stripe;
 
 #[derive(Clone)]
@@ -43,9 +46,23 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
-pub fn router(state: AppState, limits: Limits) -> Router {
-    Router::new()
+/// Where `/metrics` is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsRoute {
+    /// On the main listener, beside the API.
+    Main,
+    /// Only on its own listener (`TALLY_METRICS_LISTEN`); the main one answers 404.
+    Separate,
+}
+
+pub fn router(state: AppState, limits: Limits, metrics: MetricsRoute) -> Router {
+    let mut router = Router::new();
+    if metrics == MetricsRoute::Main {
+        router = router.route("/metrics", get(serve_metrics));
+    }
+    router
         .route("/graphql", get(graphql::get).post(graphql::execute))
+        .merge(admin::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(crate::rest::routes())
@@ -62,8 +79,22 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(observability::request::http_metrics))
+        .layer(TraceLayer::new_for_http().make_span_with(observability::request::span))
+        // Outermost: the id exists before the span that logs it.
+        .layer(middleware::from_fn(observability::request::request_id))
         .with_state(state)
+}
+
+/// `/metrics` alone, for `TALLY_METRICS_LISTEN`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(state)
+}
+
+async fn serve_metrics(State(state): State<AppState>) -> axum::response::Response {
+    observability::metrics::render(&state.db).await
 }
 
 /// The request's `Authorization` value. One that is not visible ASCII is still a credential

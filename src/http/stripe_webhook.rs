@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::observability::metrics;
 use crate::stripe::WebhookAnswer;
 
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -16,7 +17,17 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     let signature = headers
         .get("stripe-signature")
         .map(|value| value.to_str().unwrap_or(""));
-    match state.stripe.receive_webhook(signature, &body).await {
+    let answer = state.stripe.receive_webhook(signature, &body).await;
+    metrics::stripe_event(match &answer {
+        WebhookAnswer::Processed {
+            duplicate: true, ..
+        } => "duplicate",
+        WebhookAnswer::Processed { outcome, .. } => outcome.as_str(),
+        WebhookAnswer::Rejected { .. } => "rejected",
+        WebhookAnswer::Failed { .. } => "failed",
+        WebhookAnswer::NotConfigured => "not_configured",
+    });
+    match answer {
         WebhookAnswer::Processed {
             event_id,
             outcome,

@@ -79,6 +79,7 @@ async fn serve(
     protocol: WebSocketProtocols,
     header_credential: Option<String>,
 ) {
+    let _open = crate::observability::metrics::GaugeGuard::new("tally_websocket_connections");
     let (mut sink, stream) = socket.split();
     let last_heard = Arc::new(std::sync::Mutex::new(Instant::now()));
     let initialised = Arc::new(AtomicBool::new(false));

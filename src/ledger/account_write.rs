@@ -30,6 +30,8 @@ pub struct AccountWrite {
     reserved_through: i64,
     announced: bool,
     last_entry_at: Option<DateTime<Utc>>,
+    /// What this write appended, counted in the metrics once it commits.
+    appended: Vec<(EntryKind, i64)>,
 }
 
 impl Ledger {
@@ -45,6 +47,7 @@ impl Ledger {
             reserved_through: reserved,
             announced: false,
             last_entry_at: None,
+            appended: Vec::new(),
         })
     }
 }
@@ -227,6 +230,10 @@ impl AccountWrite {
     /// Appends an entry (entries are only ever inserted).
     pub async fn insert_entry(&mut self, entry: &Entry) -> Result<()> {
         store::insert_entry(&self.txn, entry).await?;
+        if entry.kind == EntryKind::Expiry {
+            super::metrics::expiry_recorded(entry.created_at, self.now);
+        }
+        self.appended.push((entry.kind, entry.amount));
         self.last_entry_at = Some(
             self.last_entry_at
                 .map_or(entry.created_at, |at| at.max(entry.created_at)),
@@ -270,11 +277,7 @@ impl AccountWrite {
     /// Ends a write refused after `load` (bad state, a rule broken under the lock): what `load`
     /// settled (expiries, hold deadlines, renewals that fell due) is committed, as every refused
     /// write does, and nothing of the request itself. Returns the refusal.
-    pub async fn refuse<T>(
-        self,
-        events: &dyn Notifier,
-        refusal: crate::error::Error,
-    ) -> Result<T> {
+    pub async fn refuse<T>(self, events: &dyn Notifier, refusal: crate::error::Error) -> Result<T> {
         self.commit(events).await?;
         Err(refusal)
     }
@@ -291,6 +294,7 @@ impl AccountWrite {
         }
         self.announce(events).await?;
         self.txn.commit().await?;
+        super::metrics::entries_committed(self.appended.iter().copied());
         events.announce_committed(self.end_user_id);
         Ok(())
     }

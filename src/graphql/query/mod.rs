@@ -1,5 +1,6 @@
 mod balance;
 mod bundles;
+mod end_users;
 mod stripe_events;
 mod transactions;
 
@@ -11,4 +12,5 @@ pub struct Query(
     transactions::TransactionsQuery,
     bundles::BundlesQuery,
     stripe_events::StripeEventsQuery,
+    end_users::EndUsersQuery,
 );

@@ -76,6 +76,10 @@ impl Lane {
         txn.commit()
             .await
             .map_err(|error| Failure::AtCommit(error.into()))?;
+        crate::ledger::metrics::batch_committed(jobs.len());
+        crate::ledger::metrics::entries_committed(
+            changes.entries.iter().map(|e| (e.kind, e.amount)),
+        );
         for (user, _) in &changes.last_seqs {
             self.events.announce_committed(*user);
         }
