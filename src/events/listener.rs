@@ -5,7 +5,6 @@ use std::time::Duration;
 use sea_orm::sqlx::PgPool;
 use sea_orm::sqlx::postgres::PgListener;
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use super::{BalanceEvents, CHANNEL};
 
@@ -35,9 +34,9 @@ pub async fn listen(events: BalanceEvents, pool: PgPool, listening: oneshot::Sen
         tracing::debug!("balance listener connected");
         loop {
             match listener.try_recv().await {
-                Ok(Some(notification)) => match Uuid::parse_str(notification.payload()) {
-                    Ok(end_user_id) => events.wake(end_user_id),
-                    Err(_) => tracing::warn!(payload = notification.payload(), "odd notification"),
+                Ok(Some(notification)) => match super::parse_payload(notification.payload()) {
+                    Some(end_user_ids) => end_user_ids.into_iter().for_each(|id| events.wake(id)),
+                    None => tracing::warn!(payload = notification.payload(), "odd notification"),
                 },
                 Ok(None) => {
                     tracing::warn!("balance listener lost its connection; reconnecting");

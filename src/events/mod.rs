@@ -25,8 +25,34 @@ use crate::error::Result;
 use crate::ledger::notifier::Notifier;
 use crate::ledger::{Balance, EndUserId};
 
-/// The PostgreSQL channel. Payloads carry an end user id, never balances.
+/// The PostgreSQL channel. Payloads carry end user ids (comma-separated), never balances.
 pub const CHANNEL: &str = "tally_balance";
+/// PostgreSQL refuses payloads of 8,000 bytes or more.
+const MAX_PAYLOAD_BYTES: usize = 7_900;
+
+/// The end user ids of one commit as few notification payloads as fit: `id,id,…`.
+pub fn notification_payloads(end_user_ids: &[EndUserId]) -> Vec<String> {
+    let mut payloads: Vec<String> = Vec::new();
+    for id in end_user_ids {
+        let id = id.0.to_string();
+        match payloads.last_mut() {
+            Some(payload) if payload.len() + 1 + id.len() <= MAX_PAYLOAD_BYTES => {
+                payload.push(',');
+                payload.push_str(&id);
+            }
+            _ => payloads.push(id),
+        }
+    }
+    payloads
+}
+
+/// The end user ids a payload names; `None` if any part is not one.
+pub fn parse_payload(payload: &str) -> Option<Vec<Uuid>> {
+    payload
+        .split(',')
+        .map(|id| Uuid::parse_str(id).ok())
+        .collect()
+}
 
 #[derive(Clone)]
 pub struct BalanceEvents {
@@ -65,29 +91,19 @@ impl BalanceEvents {
         txn: &impl ConnectionTrait,
         end_user_ids: &[EndUserId],
     ) -> Result<()> {
-        if self.inner.backend != DbBackend::Postgres || end_user_ids.is_empty() {
+        if self.inner.backend != DbBackend::Postgres {
             return Ok(());
         }
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(end_user_ids.len() + 1);
-        values.push(CHANNEL.into());
-        let rows: Vec<String> = end_user_ids
-            .iter()
-            .enumerate()
-            .map(|(index, user)| {
-                values.push(user.0.to_string().into());
-                format!("(${}::text)", index + 2)
-            })
-            .collect();
-        let sql = format!(
-            "SELECT pg_notify($1, v.column1) FROM (VALUES {}) AS v",
-            rows.join(", ")
-        );
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
+        // One notification per payload, not per end user: PostgreSQL queues every NOTIFY of a
+        // commit for every listening process, and a batch names many end users.
+        for payload in notification_payloads(end_user_ids) {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [CHANNEL.into(), payload.into()],
+            ))
+            .await?;
+        }
         Ok(())
     }
 
@@ -215,5 +231,32 @@ impl Drop for BalanceWatch {
         {
             watchers.remove(&self.end_user_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_every_id_and_stay_under_the_limit() {
+        let ids: Vec<EndUserId> = (0..500).map(|_| EndUserId(Uuid::new_v4())).collect();
+        let payloads = notification_payloads(&ids);
+        assert!(payloads.len() > 1, "500 ids do not fit one payload");
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD_BYTES));
+        let parsed: Vec<Uuid> = payloads
+            .iter()
+            .flat_map(|p| parse_payload(p).expect("well-formed"))
+            .collect();
+        assert_eq!(parsed, ids.iter().map(|id| id.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_id_is_its_own_payload_and_odd_payloads_are_refused() {
+        let id = EndUserId(Uuid::new_v4());
+        assert_eq!(notification_payloads(&[id]), vec![id.0.to_string()]);
+        assert!(notification_payloads(&[]).is_empty());
+        assert_eq!(parse_payload("nope"), None);
+        assert_eq!(parse_payload(&format!("{},x", id.0)), None);
     }
 }
