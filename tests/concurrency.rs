@@ -23,19 +23,6 @@ async fn second_instance(app: &TestApp) -> String {
     TestApp::start(&app.database_url).await
 }
 
-async fn post(app: &TestApp, address: &str, query: &str, variables: Value) -> Value {
-    let response = app
-        .client
-        .post(format!("{address}/graphql"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("every request gets an answer");
-    assert_eq!(response.status(), 200);
-    response.json().await.expect("JSON body")
-}
-
 async fn concurrent_debits_never_overdraw(app: TestApp) {
     let other = second_instance(&app).await;
     let user = new_user();
@@ -45,7 +32,7 @@ async fn concurrent_debits_never_overdraw(app: TestApp) {
     }
     let addresses = [app.address.clone(), other];
     let answers = join_all((0..WRITERS).map(|i| {
-        post(
+        post_to(
             &app,
             &addresses[i % 2],
             SUBTRACT_CREDITS,
@@ -84,7 +71,7 @@ async fn one_idempotency_key_sent_concurrently_applies_once(app: TestApp) {
         .await;
     let addresses = [app.address.clone(), other];
     let answers = join_all((0..WRITERS).map(|i| {
-        post(
+        post_to(
             &app,
             &addresses[i % 2],
             SUBTRACT_CREDITS,
@@ -113,7 +100,7 @@ async fn one_idempotency_key_sent_concurrently_applies_once(app: TestApp) {
 
     // The same for grants.
     let answers = join_all((0..WRITERS).map(|i| {
-        post(
+        post_to(
             &app,
             &addresses[i % 2],
             ADD_CREDITS,
@@ -135,7 +122,7 @@ async fn one_key_raced_across_end_users_applies_once(app: TestApp) {
     let users: Vec<String> = (0..8).map(|_| new_user()).collect();
     let addresses = [app.address.clone(), other];
     let answers = join_all(users.iter().enumerate().map(|(i, user)| {
-        post(
+        post_to(
             &app,
             &addresses[i % 2],
             ADD_CREDITS,
@@ -177,7 +164,7 @@ async fn concurrent_grants_and_debits_replay_to_the_balance(app: TestApp) {
                 json!({ "endUserId": user, "amount": 4 + i % 5 }),
             )
         };
-        post(&app, &addresses[i % 2], query, json!({ "input": input }))
+        post_to(&app, &addresses[i % 2], query, json!({ "input": input }))
     }))
     .await;
     let mut expected = 50;

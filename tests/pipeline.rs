@@ -27,19 +27,6 @@ const CREATE_HOLD: &str =
 const RELEASE_HOLD: &str = "mutation($input: ReleaseHoldInput!) { releaseHold(input: $input) { hold { capturedAmount } } }";
 const CAPTURE_HOLD: &str = "mutation($input: CaptureHoldInput!) { captureHold(input: $input) { hold { capturedAmount } } }";
 
-async fn post(app: &TestApp, address: &str, query: &str, variables: Value) -> Value {
-    let response = app
-        .client
-        .post(format!("{address}/graphql"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("every request gets an answer");
-    assert_eq!(response.status(), 200);
-    response.json().await.expect("JSON body")
-}
-
 fn debit(user: &str, amount: i64, key: Option<&str>) -> (&'static str, Value) {
     let mut input = json!({ "endUserId": user, "amount": amount });
     if let Some(key) = key {
@@ -166,8 +153,8 @@ async fn mixed_writers_on_two_instances_conserve_credits(app: TestApp) {
                     0 => {
                         // A grant, sent twice with one key: granted once.
                         let input = json!({ "input": { "endUserId": user, "amount": 5, "validityDays": 10, "idempotencyKey": key } });
-                        let first = post(app, address, ADD_CREDITS, input.clone()).await;
-                        let again = post(app, address, ADD_CREDITS, input).await;
+                        let first = post_to(app, address, ADD_CREDITS, input.clone()).await;
+                        let again = post_to(app, address, ADD_CREDITS, input).await;
                         assert_eq!(first["data"]["addCredits"]["entry"]["id"], again["data"]["addCredits"]["entry"]["id"], "{first} {again}");
                         *granted.lock().unwrap().get_mut(user).unwrap() += 5;
                     }
@@ -175,9 +162,9 @@ async fn mixed_writers_on_two_instances_conserve_credits(app: TestApp) {
                         // Debits, some of them far too large.
                         let amount = if round % 3 == 2 { 10_000 } else { 3 };
                         let (query, variables) = debit(user, amount, Some(&key));
-                        let answer = post(app, address, query, variables.clone()).await;
+                        let answer = post_to(app, address, query, variables.clone()).await;
                         if answer["data"]["subtractCredits"].is_object() {
-                            let replay = post(app, address, query, variables).await;
+                            let replay = post_to(app, address, query, variables).await;
                             assert_eq!(replay["data"]["subtractCredits"]["replayed"], true, "{replay}");
                             *spent.lock().unwrap().entry(user.clone()).or_default() += amount;
                         } else {
@@ -186,7 +173,7 @@ async fn mixed_writers_on_two_instances_conserve_credits(app: TestApp) {
                     }
                     _ => {
                         // A hold of 4, captured (2) or released.
-                        let hold = post(app, address, CREATE_HOLD, json!({ "input": { "endUserId": user, "amount": 4, "ttlSeconds": 600 } })).await;
+                        let hold = post_to(app, address, CREATE_HOLD, json!({ "input": { "endUserId": user, "amount": 4, "ttlSeconds": 600 } })).await;
                         let Some(hold_id) = hold["data"]["createHold"]["hold"]["id"].as_str() else {
                             assert_eq!(error_code(&hold), "INSUFFICIENT_CREDITS", "{hold}");
                             continue;
@@ -194,10 +181,10 @@ async fn mixed_writers_on_two_instances_conserve_credits(app: TestApp) {
                         let capture = if round % 2 == 0 { 2 } else { 0 };
                         let closed = if capture > 0 {
                             let input = json!({ "input": { "holdId": hold_id, "amount": capture } });
-                            post(app, address, CAPTURE_HOLD, input).await
+                            post_to(app, address, CAPTURE_HOLD, input).await
                         } else {
                             let input = json!({ "input": { "holdId": hold_id } });
-                            post(app, address, RELEASE_HOLD, input).await
+                            post_to(app, address, RELEASE_HOLD, input).await
                         };
                         assert!(closed.get("errors").is_none(), "{closed}");
                         *spent.lock().unwrap().entry(user.clone()).or_default() += capture;

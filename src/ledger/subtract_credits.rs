@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::balance::Balance;
-use super::burn_down::{Shortfall, plan_debit};
+use super::burn_down::{Allocation, Shortfall, plan_debit};
 use super::entry::Entry;
 use super::idempotency::{self, Prior};
 use super::pipeline::{Decision, Write};
@@ -59,6 +60,31 @@ impl SubtractCredits {
             idempotency_key: IdempotencyKey::parse(request.idempotency_key)?,
             request_hash,
         })
+    }
+}
+
+impl SubtractCredits {
+    /// The `DEBIT` entry for this request, `available` being the balance right after it.
+    pub(super) fn debit_entry(
+        &self,
+        seq: i64,
+        available: i64,
+        now: DateTime<Utc>,
+        allocations: Vec<Allocation>,
+    ) -> Entry {
+        let mut entry = Entry::new(
+            EntryKind::Debit,
+            self.end_user_id,
+            seq,
+            self.amount.get(),
+            available,
+            now,
+        );
+        entry.description = self.description.as_ref().map(|d| d.as_str().to_owned());
+        entry.metadata = self.metadata.as_ref().map(|m| m.as_json().clone());
+        entry.idempotency_key = self.idempotency_key.as_ref().map(|k| k.as_str().to_owned());
+        entry.allocations = allocations;
+        entry
     }
 }
 
@@ -124,21 +150,7 @@ impl Ledger {
         write.take(&allocations).await?;
         let balance = Balance::from_grants(user, &write.grants, now);
         let seq = write.take_seq();
-        let mut entry = Entry::new(
-            EntryKind::Debit,
-            user,
-            seq,
-            subtract.amount.get(),
-            balance.available,
-            now,
-        );
-        entry.description = subtract.description.as_ref().map(|d| d.as_str().to_owned());
-        entry.metadata = subtract.metadata.as_ref().map(|m| m.as_json().clone());
-        entry.idempotency_key = subtract
-            .idempotency_key
-            .as_ref()
-            .map(|k| k.as_str().to_owned());
-        entry.allocations = allocations;
+        let entry = subtract.debit_entry(seq, balance.available, now, allocations);
         write.insert_entry(&entry).await?;
         if let Some(key) = &subtract.idempotency_key {
             idempotency::record(

@@ -265,6 +265,21 @@ impl TestApp {
     }
 }
 
+/// POSTs a GraphQL request with the admin key to `address` (another instance on the same
+/// database, say); returns the whole body.
+pub async fn post_to(app: &TestApp, address: &str, query: &str, variables: Value) -> Value {
+    let response = app
+        .client
+        .post(format!("{address}/graphql"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("every request gets an answer");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON body")
+}
+
 pub fn new_user() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -239,21 +239,7 @@ impl Batch {
         };
         take(state, &allocations);
         let balance = Balance::from_grants(subtract.end_user_id, &state.grants, now);
-        let mut entry = Entry::new(
-            EntryKind::Debit,
-            subtract.end_user_id,
-            state.next_seq,
-            subtract.amount.get(),
-            balance.available,
-            now,
-        );
-        entry.description = subtract.description.as_ref().map(|d| d.as_str().to_owned());
-        entry.metadata = subtract.metadata.as_ref().map(|m| m.as_json().clone());
-        entry.idempotency_key = subtract
-            .idempotency_key
-            .as_ref()
-            .map(|k| k.as_str().to_owned());
-        entry.allocations = allocations;
+        let entry = subtract.debit_entry(state.next_seq, balance.available, now, allocations);
         self.record(state, entry.clone());
         Decision::Subtracted { entry, balance }
     }
