@@ -103,7 +103,8 @@ try {
   step('screenshots at desktop and 375 px');
   await page.screenshot({ path: join(shots, 'console-desktop.png'), fullPage: true });
   await page.setViewportSize({ width: 375, height: 800 });
-  await page.locator('#available').scrollIntoViewIfNeeded();
+  // The balance card re-renders on every refresh, so scroll the window rather than an element.
+  await page.evaluate(() => window.scrollTo(0, 0));
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than a 375 px screen`);
   await page.screenshot({ path: join(shots, 'console-phone.png'), fullPage: true });
