@@ -13,6 +13,8 @@
 #   --pg URL       an empty PostgreSQL database to use as is (BENCH_PG_URL); default: a fresh
 #                  database tally_bench on postgres://postgres@127.0.0.1:5432, dropped at the end
 #   --only DB      run one database only (BENCH_ONLY)
+#   BENCH_TALLY_BIN=path  measure this tally binary instead of the one built here (say, a build of
+#                  an older commit, for before/after figures beside the same floor)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +71,7 @@ else
     cargo build --quiet --bin tally --example bench_load --example bare_balance
 fi
 bin="${CARGO_TARGET_DIR:-target}/$profile"
+tally="${BENCH_TALLY_BIN:-$bin/tally}"
 
 # A port nothing listens on, so that readiness is never answered by someone else's server.
 port=""
@@ -148,7 +151,7 @@ if [[ "$only" != sqlite ]]; then
         results[$name]="$line"
         printf '  %-18s %s\n' "$name" "${line#result }"
     done <<<"$floor"
-    start "$bin/tally" "$pg_url"
+    start "$tally" "$pg_url"
     tally_workloads postgres
     stop
     start "$bin/examples/bare_balance" "$pg_url"
@@ -160,7 +163,7 @@ fi
 if [[ "$only" != postgres ]]; then
     sqlite_url="sqlite://$work/bench.db?mode=rwc"
     echo "SQLite ($work/bench.db):"
-    start "$bin/tally" "$sqlite_url"
+    start "$tally" "$sqlite_url"
     tally_workloads sqlite
     stop
     start "$bin/examples/bare_balance" "$sqlite_url"

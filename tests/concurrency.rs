@@ -1,4 +1,4 @@
-//! DESIGN rule 5: concurrent writers on one end user, spread over two Tally instances sharing
+//! Ledger rule 5 (docs/ledger.md): concurrent writers on one end user, spread over two Tally instances sharing
 //! one database, give the result of some serial order.
 
 mod common;

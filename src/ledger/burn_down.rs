@@ -1,4 +1,4 @@
-//! The burn-down plan (DESIGN rule 1): which grants a debit takes its credits from.
+//! The burn-down plan (ledger rule 1 in docs/ledger.md): which grants a debit takes its credits from.
 //!
 //! Pure functions over grants and a clock, so the order is tested on its own. The order:
 //! 1. grants with a priority before grants without; lower priority numbers first;
@@ -53,7 +53,7 @@ pub fn active_balance(grants: &[Grant], now: DateTime<Utc>) -> i64 {
         .sum()
 }
 
-/// Takes `amount` from the active grants in burn-down order, or nothing at all (rule 2).
+/// Takes `amount` from the active grants in burn-down order, or nothing at all (ledger rule 2).
 pub fn plan_debit(
     grants: &[Grant],
     amount: i64,

@@ -1,4 +1,4 @@
-//! Holds: authorize, then capture (DESIGN: "credits reserved for work in progress").
+//! Holds: authorize, then capture (credits reserved for work in progress; docs/ledger.md).
 //!
 //! A hold earmarks credits on specific grants, chosen in burn-down order when it is made
 //! (`grants.held`, `hold_allocations`). Earmarked credits are not available to debits or other

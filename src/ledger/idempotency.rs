@@ -1,4 +1,4 @@
-//! Exactly-once writes (DESIGN rule 3).
+//! Exactly-once writes (ledger rule 3 in docs/ledger.md).
 //!
 //! A write made with a key records `(key, operation, request hash, entry)` in the same
 //! transaction as the entry. A later write with the key, looked up under the account lock, finds

@@ -1,5 +1,5 @@
 //! `tally verify`: replays the ledger against the stored grants, holds and accounts, and lists
-//! every difference (DESIGN rule 4: a check that anyone can run proves the ledger).
+//! every difference (ledger rule 4 in docs/ledger.md: a check that anyone can run proves the ledger).
 //!
 //! It reads everything into memory: run it against a replica or off-peak on large ledgers.
 

@@ -1,4 +1,4 @@
-//! The Creduse-compatible REST API (see `shared/CREDUSE.md`): the same paths, JSON fields and
+//! The Creduse-compatible REST API (its contract, status codes and error body are in README.md, "Creduse-compatible REST API"): the same paths, JSON fields and
 //! error body, so code written for Creduse works by changing its base URL. A thin adapter over
 //! the ledger, like the GraphQL one; the status codes are chosen in `crate::error`.
 //!

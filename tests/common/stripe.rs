@@ -1,6 +1,6 @@
-//! Stripe for tests: event bodies built from Stripe's own objects (`tests/fixtures/stripe/`,
-//! copied from `../shared/fixtures/stripe/`), signatures made the way Stripe's libraries make
-//! them, and a local stand-in for Stripe's API that records what it receives.
+//! Stripe for tests: event bodies built from Stripe's own objects (`tests/fixtures/stripe/`, real
+//! API objects; its README says where they come from), signatures made the way Stripe's libraries
+//! make them, and a local stand-in for Stripe's API that records what it receives.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
