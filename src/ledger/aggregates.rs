@@ -102,7 +102,7 @@ pub async fn returned_by_reversals(
     conn: &impl ConnectionTrait,
     debit_id: Uuid,
 ) -> Result<HashMap<Uuid, i64>> {
-    let select = Query::select()
+    let select = allocations_with_their_entries()
         .column((
             ledger_allocation::Entity,
             ledger_allocation::Column::GrantId,
@@ -110,15 +110,6 @@ pub async fn returned_by_reversals(
         .expr(total(
             Expr::col((ledger_allocation::Entity, ledger_allocation::Column::Amount)).mul(-1),
         ))
-        .from(ledger_allocation::Entity)
-        .join(
-            JoinType::InnerJoin,
-            ledger_entry::Entity,
-            Expr::col((ledger_entry::Entity, ledger_entry::Column::Id)).equals((
-                ledger_allocation::Entity,
-                ledger_allocation::Column::EntryId,
-            )),
-        )
         .and_where(
             Expr::col((ledger_entry::Entity, ledger_entry::Column::ReversedEntryId)).eq(debit_id),
         )
@@ -128,6 +119,21 @@ pub async fn returned_by_reversals(
         ))
         .to_owned();
     totals_by_grant(conn, &select).await
+}
+
+/// Allocations joined to the entries that made them, to select from.
+fn allocations_with_their_entries() -> SelectStatement {
+    Query::select()
+        .from(ledger_allocation::Entity)
+        .join(
+            JoinType::InnerJoin,
+            ledger_entry::Entity,
+            Expr::col((ledger_entry::Entity, ledger_entry::Column::Id)).equals((
+                ledger_allocation::Entity,
+                ledger_allocation::Column::EntryId,
+            )),
+        )
+        .to_owned()
 }
 
 /// Grants in effect at `at`: made by then, started, not yet expired, not voided by then.
@@ -165,7 +171,7 @@ pub async fn balance_at(
         .map(Grant::from_model)
         .collect::<Result<Vec<_>>>()?;
 
-    let taken = Query::select()
+    let taken = allocations_with_their_entries()
         .column((
             ledger_allocation::Entity,
             ledger_allocation::Column::GrantId,
@@ -174,21 +180,12 @@ pub async fn balance_at(
             ledger_allocation::Entity,
             ledger_allocation::Column::Amount,
         ))))
-        .from(ledger_allocation::Entity)
         .join(
             JoinType::InnerJoin,
             grant::Entity,
             Expr::col((grant::Entity, grant::Column::Id)).equals((
                 ledger_allocation::Entity,
                 ledger_allocation::Column::GrantId,
-            )),
-        )
-        .join(
-            JoinType::InnerJoin,
-            ledger_entry::Entity,
-            Expr::col((ledger_entry::Entity, ledger_entry::Column::Id)).equals((
-                ledger_allocation::Entity,
-                ledger_allocation::Column::EntryId,
             )),
         )
         .and_where(Expr::col((grant::Entity, grant::Column::EndUserId)).eq(end_user_id.0))
