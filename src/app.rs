@@ -15,8 +15,11 @@ use crate::db;
 use crate::events::BalanceEvents;
 use crate::graphql::build_schema;
 use crate::http::{AppState, Limits, MetricsRoute, WebSocketSettings, metrics_router, router};
+use crate::ledger::outbound::Outbound;
 use crate::ledger::{Ledger, run_expiry_scheduler};
 use crate::stripe::Stripe;
+use crate::webhooks::Webhooks;
+use crate::webhooks::worker::run_delivery_worker;
 
 pub const ADMIN_KEY_NAME: &str = "admin (TALLY_ADMIN_API_KEY)";
 
@@ -66,9 +69,17 @@ impl Application {
         crate::observability::metrics::install();
         let events = BalanceEvents::new(db.get_database_backend());
         events.start_listener(&db).await?;
-        let ledger = Ledger::new(db.clone(), Arc::new(events.clone()), config.pipeline);
+        let outbound = Arc::new(Outbound::new(config.webhooks.default_thresholds.clone()));
+        let ledger = Ledger::new(
+            db.clone(),
+            Arc::new(events.clone()),
+            config.pipeline,
+            outbound.clone(),
+        );
         let stripe = Stripe::new(&config.stripe, ledger.clone(), catalog)?;
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
+        let webhooks = Webhooks::new(db.clone(), config.webhooks.clone(), outbound);
+        tokio::spawn(run_delivery_worker(webhooks.clone()));
         let signer = TokenSigner::load(&db, config.token_secret.as_deref())
             .await
             .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
@@ -77,7 +88,13 @@ impl Application {
             .map_err(|error| anyhow::anyhow!("loading the secret keys: {}", error.message()))?;
         tokio::spawn(run_refresher(keys.clone()));
         let state = AppState {
-            schema: build_schema(ledger.clone(), events, signer.clone(), stripe.clone()),
+            schema: build_schema(
+                ledger.clone(),
+                events,
+                signer.clone(),
+                stripe.clone(),
+                webhooks,
+            ),
             ledger,
             auth: Authenticator::new(keys, signer),
             db,

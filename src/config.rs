@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ledger::pipeline::{DEFAULT_MAX_BATCH, PipelineSettings};
+use crate::webhooks::settings::WebhookSettings;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tally.db?mode=rwc";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -42,6 +43,8 @@ pub struct Config {
     pub bundles_file: Option<PathBuf>,
     /// How debits and grants are batched (`TALLY_WRITE_LANES`, `TALLY_MAX_BATCH`).
     pub pipeline: PipelineSettings,
+    /// Outbound webhooks and balance alerts (`TALLY_WEBHOOK_*`).
+    pub webhooks: WebhookSettings,
 }
 
 /// How Tally talks to Stripe.
@@ -96,6 +99,7 @@ impl Config {
             stripe: StripeConfig::default(),
             bundles_file: None,
             pipeline: PipelineSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -206,6 +210,7 @@ impl Config {
 
         let stripe = parse_stripe(&get)?;
         let bundles_file = get("TALLY_BUNDLES_FILE").map(|path| PathBuf::from(path.trim()));
+        let webhooks = WebhookSettings::parse(&get)?;
 
         Ok(Self {
             database_url,
@@ -221,6 +226,7 @@ impl Config {
             stripe,
             bundles_file,
             pipeline,
+            webhooks,
         })
     }
 }
@@ -274,7 +280,7 @@ fn parse_stripe(get: &impl Fn(&str) -> Option<String>) -> Result<StripeConfig, C
     })
 }
 
-fn parse_number(
+pub(crate) fn parse_number(
     get: &impl Fn(&str) -> Option<String>,
     variable: &'static str,
     default: u64,

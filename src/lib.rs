@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod observability;
 pub mod rest;
 pub mod stripe;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

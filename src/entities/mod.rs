@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod api_key;
+pub mod balance_alert;
 pub mod bundle;
 pub mod cycle;
 pub mod grant;
@@ -14,3 +15,6 @@ pub mod setting;
 pub mod stripe_event;
 pub mod stripe_payment;
 pub mod stripe_refund;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_event;

@@ -7,6 +7,7 @@ use crate::auth::tokens::TokenSigner;
 use crate::error::{Error, Result};
 use crate::ledger::{EndUserId, Ledger};
 use crate::stripe::Stripe;
+use crate::webhooks::Webhooks;
 
 fn ledger<'a>(ctx: &Context<'a>) -> Result<&'a Ledger> {
     ctx.data::<Ledger>()
@@ -34,6 +35,13 @@ pub fn signer_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a TokenSigner> {
     caller(ctx).require_secret_key()?;
     ctx.data::<TokenSigner>()
         .map_err(|_| Error::Internal("token signer missing from GraphQL context".into()))
+}
+
+/// Webhook endpoints and deliveries, for a caller holding a secret key.
+pub fn webhooks_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a Webhooks> {
+    caller(ctx).require_secret_key()?;
+    ctx.data::<Webhooks>()
+        .map_err(|_| Error::Internal("webhooks missing from GraphQL context".into()))
 }
 
 fn stripe<'a>(ctx: &Context<'a>) -> Result<&'a Stripe> {

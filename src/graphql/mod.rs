@@ -10,6 +10,7 @@ pub mod query;
 pub mod scalars;
 pub mod subscription;
 pub mod types;
+pub mod webhook_types;
 
 use async_graphql::{Schema, SchemaBuilder};
 
@@ -17,6 +18,7 @@ use crate::auth::tokens::TokenSigner;
 use crate::events::BalanceEvents;
 use crate::ledger::Ledger;
 use crate::stripe::Stripe;
+use crate::webhooks::Webhooks;
 use subscription::Subscription;
 
 pub type TallySchema = Schema<query::Query, mutation::Mutation, Subscription>;
@@ -45,12 +47,14 @@ pub fn build_schema(
     events: BalanceEvents,
     signer: TokenSigner,
     stripe: Stripe,
+    webhooks: Webhooks,
 ) -> TallySchema {
     builder()
         .data(ledger)
         .data(events)
         .data(signer)
         .data(stripe)
+        .data(webhooks)
         .finish()
 }
 

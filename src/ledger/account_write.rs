@@ -6,6 +6,8 @@
 //! entry a write appends comes after the events that preceded it; `commit` fixes the account's
 //! sequence, announces the change (inside the transaction on PostgreSQL) and commits.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -15,6 +17,7 @@ use super::expiry_plan::plan_expiries;
 use super::grant::Grant;
 use super::holds::Hold;
 use super::notifier::Notifier;
+use super::outbound::{self, EventType, Outbound, Source};
 use super::types::{EndUserId, EntryKind};
 use super::{Ledger, clock, store};
 use crate::error::Result;
@@ -32,6 +35,9 @@ pub struct AccountWrite {
     last_entry_at: Option<DateTime<Utc>>,
     /// What this write appended, counted in the metrics once it commits.
     appended: Vec<(EntryKind, i64)>,
+    /// What may make outbound events, recorded in the outbox before the commit.
+    outbound_sources: Vec<Source>,
+    outbound: Arc<Outbound>,
 }
 
 impl Ledger {
@@ -48,6 +54,8 @@ impl Ledger {
             announced: false,
             last_entry_at: None,
             appended: Vec::new(),
+            outbound_sources: Vec::new(),
+            outbound: self.outbound.clone(),
         })
     }
 }
@@ -223,6 +231,20 @@ impl AccountWrite {
             }
             None => None,
         };
+        if status == super::holds::HoldStatus::Expired {
+            self.emit(
+                EventType::HoldExpired,
+                serde_json::json!({
+                    "endUserId": outbound::end_user_text(self.end_user_id),
+                    "holdId": hold.id,
+                    "amount": hold.amount,
+                    "released": released,
+                    "description": hold.description,
+                    "expiresAt": hold.expires_at,
+                    "balanceAfter": available_before + released,
+                }),
+            );
+        }
         self.expire_due().await?;
         Ok((capture_entry, release_entry))
     }
@@ -234,11 +256,36 @@ impl AccountWrite {
             super::metrics::expiry_recorded(entry.created_at, self.now);
         }
         self.appended.push((entry.kind, entry.amount));
+        self.note_entry(entry);
         self.last_entry_at = Some(
             self.last_entry_at
                 .map_or(entry.created_at, |at| at.max(entry.created_at)),
         );
         Ok(())
+    }
+
+    /// Counts an entry written without `insert_entry` for the outbound events.
+    pub fn note_entry(&mut self, entry: &Entry) {
+        self.outbound_sources.push(Source::Entry(entry.clone()));
+    }
+
+    /// An outbound event that is not one entry's own (a hold that timed out, a refund).
+    pub fn emit(&mut self, event_type: EventType, data: serde_json::Value) {
+        self.outbound_sources
+            .push(Source::Event { event_type, data });
+    }
+
+    /// Writes the outbound events of what this write did, in its transaction.
+    async fn record_outbound(&mut self) -> Result<usize> {
+        let sources = std::mem::take(&mut self.outbound_sources);
+        outbound::record(
+            &self.txn,
+            self.end_user_id,
+            &sources,
+            &self.grants,
+            &self.outbound,
+        )
+        .await
     }
 
     pub fn last_entry_at(&self) -> Option<DateTime<Utc>> {
@@ -264,11 +311,15 @@ impl AccountWrite {
 
     /// Commits even when no entry was appended (a write that only records something beside the
     /// ledger, such as a Stripe event): the sequence number reserved by the lock is given back.
-    pub async fn commit_even_if_empty(self, events: &dyn Notifier) -> Result<()> {
+    pub async fn commit_even_if_empty(mut self, events: &dyn Notifier) -> Result<()> {
         let last_used = self.next_seq - 1;
         if last_used < self.reserved_through {
             store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
+            let recorded = self.record_outbound().await?;
             self.txn.commit().await?;
+            if recorded > 0 {
+                self.outbound.committed.notify_one();
+            }
             return Ok(());
         }
         self.commit(events).await
@@ -292,8 +343,12 @@ impl AccountWrite {
         if last_used > self.reserved_through {
             store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
         }
+        let recorded = self.record_outbound().await?;
         self.announce(events).await?;
         self.txn.commit().await?;
+        if recorded > 0 {
+            self.outbound.committed.notify_one();
+        }
         super::metrics::entries_committed(self.appended.iter().copied());
         events.announce_committed(self.end_user_id);
         Ok(())

@@ -22,6 +22,7 @@ pub mod holds;
 mod idempotency;
 pub mod metrics;
 pub mod notifier;
+pub mod outbound;
 pub mod pipeline;
 pub mod purchase;
 mod store;
@@ -47,6 +48,7 @@ pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 
 use crate::error::{Result, is_unique_violation};
 use notifier::Notifier;
+use outbound::Outbound;
 use pipeline::{PipelineSettings, WritePipeline};
 
 #[derive(Clone)]
@@ -58,6 +60,8 @@ pub struct Ledger {
     expiry_alarm: Arc<Notify>,
     /// Where debits and grants go: batched transactions (see `pipeline`).
     pipeline: WritePipeline,
+    /// What writes need to generate outbound events (see `outbound`).
+    outbound: Arc<Outbound>,
 }
 
 impl Ledger {
@@ -66,16 +70,27 @@ impl Ledger {
         db: DatabaseConnection,
         events: Arc<dyn Notifier>,
         pipeline: PipelineSettings,
+        outbound: Arc<Outbound>,
     ) -> Self {
         let expiry_alarm = Arc::new(Notify::new());
-        let pipeline =
-            WritePipeline::start(db.clone(), events.clone(), expiry_alarm.clone(), pipeline);
+        let pipeline = WritePipeline::start(
+            db.clone(),
+            events.clone(),
+            expiry_alarm.clone(),
+            outbound.clone(),
+            pipeline,
+        );
         Self {
             db,
             events,
             expiry_alarm,
             pipeline,
+            outbound,
         }
+    }
+
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.outbound
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -26,6 +26,7 @@ use super::aggregates;
 use super::balance::Balance;
 use super::entry::Entry;
 use super::grant::{Grant, Payment};
+use super::outbound::{self, EventType};
 use super::store::{self, RefundReport};
 use super::types::{Amount, EndUserId, EntryKind, GrantSource, MAX_CREDITS, MAX_VALIDITY_DAYS};
 use super::{Ledger, burn_down::Allocation, clock, retry_once_on_unique_violation};
@@ -208,6 +209,7 @@ impl Ledger {
         };
         store::insert_grant(&write.txn, &grant).await?;
         store::insert_entry(&write.txn, &entry).await?;
+        write.note_entry(&entry);
 
         // Refunds that arrived before the purchase are taken back at once.
         let (mut clawback, mut had_early_refunds) = (None, false);
@@ -335,6 +337,21 @@ impl Ledger {
                 remaining: 0,
                 ..grant
             });
+        write.emit(
+            EventType::PurchaseRefunded,
+            serde_json::json!({
+                "endUserId": outbound::end_user_text(grant.end_user_id),
+                "grantId": grant.id,
+                "reference": grant.payment.as_ref().map(|p| &p.reference),
+                "paymentReference": report.payment_reference,
+                "refundedAmount": refunded,
+                "currency": report.currency,
+                "clawedBack": entry.as_ref().map_or(0, |e| e.amount),
+                "clawedBackTotal": before + entry.as_ref().map_or(0, |e| e.amount),
+                "entryId": entry.as_ref().map(|e| e.id),
+                "balanceAfter": write.available(),
+            }),
+        );
         let recorded = match entry {
             Some(entry) => Recorded::ClawedBack { grant, entry },
             None => {

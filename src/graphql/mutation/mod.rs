@@ -5,6 +5,7 @@ mod credits;
 mod cycles;
 mod holds;
 mod tokens;
+mod webhooks;
 
 use async_graphql::MergedObject;
 
@@ -17,4 +18,5 @@ pub struct Mutation(
     tokens::TokensMutation,
     bundles::BundlesMutation,
     checkout::CheckoutMutation,
+    webhooks::WebhooksMutation,
 );

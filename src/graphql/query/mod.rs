@@ -2,7 +2,8 @@ mod balance;
 mod bundles;
 mod end_users;
 mod stripe_events;
-mod transactions;
+pub(crate) mod transactions;
+mod webhooks;
 
 use async_graphql::MergedObject;
 
@@ -13,4 +14,5 @@ pub struct Query(
     bundles::BundlesQuery,
     stripe_events::StripeEventsQuery,
     end_users::EndUsersQuery,
+    webhooks::WebhooksQuery,
 );

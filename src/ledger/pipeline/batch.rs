@@ -10,6 +10,7 @@ use super::{Job, Lane, sql};
 use crate::error::{Error, Result};
 use crate::ledger::clock;
 use crate::ledger::grant::Grant;
+use crate::ledger::outbound;
 use crate::ledger::types::EndUserId;
 
 /// Why a batch did not commit.
@@ -69,10 +70,13 @@ impl Lane {
             txn.rollback().await.map_err(before)?;
             return Ok(replies);
         }
-        if let Err(error) = self.write(&txn, &changes).await {
-            let _ = txn.rollback().await;
-            return Err(Failure::BeforeCommit(error));
-        }
+        let events = match self.write(&txn, &changes).await {
+            Ok(events) => events,
+            Err(error) => {
+                let _ = txn.rollback().await;
+                return Err(Failure::BeforeCommit(error));
+            }
+        };
         txn.commit()
             .await
             .map_err(|error| Failure::AtCommit(error.into()))?;
@@ -86,17 +90,25 @@ impl Lane {
         if changes.new_grants.iter().any(|g| g.expires_at.is_some()) {
             self.expiry_alarm.notify_one();
         }
+        if events > 0 {
+            self.outbound.committed.notify_one();
+        }
         Ok(replies)
     }
 
-    async fn write(&self, txn: &DatabaseTransaction, changes: &Changes) -> Result<()> {
+    /// Writes the batch's changes and their outbound events; returns how many events.
+    async fn write(&self, txn: &DatabaseTransaction, changes: &Changes) -> Result<usize> {
         sql::insert_grants(txn, &changes.new_grants).await?;
         sql::take_from_grants(txn, &changes.taken).await?;
         sql::insert_entries(txn, &changes.entries).await?;
         sql::insert_keys(txn, &changes.keys, clock::now()).await?;
         sql::set_last_seqs(txn, &changes.last_seqs).await?;
+        let events =
+            outbound::record_batch(txn, &changes.entries, &changes.new_grants, &self.outbound)
+                .await?;
         let users: Vec<EndUserId> = changes.last_seqs.iter().map(|(user, _)| *user).collect();
-        self.events.announce_in_transaction(txn, &users).await
+        self.events.announce_in_transaction(txn, &users).await?;
+        Ok(events)
     }
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub(in crate::ledger) use decide::{Decision, Write};
 
 use super::notifier::Notifier;
+use super::outbound::Outbound;
 use crate::error::{Error, Result};
 
 /// How many lanes and how large a batch.
@@ -66,6 +67,7 @@ struct Lane {
     db: DatabaseConnection,
     events: Arc<dyn Notifier>,
     expiry_alarm: Arc<Notify>,
+    outbound: Arc<Outbound>,
 }
 
 impl WritePipeline {
@@ -74,6 +76,7 @@ impl WritePipeline {
         db: DatabaseConnection,
         events: Arc<dyn Notifier>,
         expiry_alarm: Arc<Notify>,
+        outbound: Arc<Outbound>,
         settings: PipelineSettings,
     ) -> Self {
         let lanes = settings
@@ -88,6 +91,7 @@ impl WritePipeline {
             db,
             events,
             expiry_alarm,
+            outbound,
         };
         let senders: Vec<mpsc::Sender<Job>> = (0..lanes)
             .map(|_| {
