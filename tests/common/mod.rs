@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod receiver;
 pub mod stripe;
 pub mod ws;
 
