@@ -14,6 +14,11 @@ pub struct Process {
 impl Process {
     /// Starts `tally serve` on a free port against `database_url` and waits until it is ready.
     pub async fn start(database_url: &str) -> Self {
+        Self::start_with_env(database_url, &[]).await
+    }
+
+    /// `start`, with more environment variables (settings) for the process.
+    pub async fn start_with_env(database_url: &str, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -26,6 +31,7 @@ impl Process {
             .env("TALLY_ADMIN_API_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
             .current_dir(std::env::temp_dir())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("tally starts");

@@ -438,6 +438,11 @@ pub struct StripeEnv {
 
 /// Tally with both webhook secrets (current and previous), the Stripe key, and the stand-in.
 pub async fn stripe_env(backend: Backend) -> Option<StripeEnv> {
+    stripe_env_with(backend, Arc::new(|_: &mut tally::Config| {})).await
+}
+
+/// `stripe_env`, with `more` applied to the configuration too.
+pub async fn stripe_env_with(backend: Backend, more: Configure) -> Option<StripeEnv> {
     let stand_in = StandIn::start().await;
     let base = stand_in.url.clone();
     let configure: Configure = Arc::new(move |config| {
@@ -445,6 +450,7 @@ pub async fn stripe_env(backend: Backend) -> Option<StripeEnv> {
         config.stripe.webhook_secrets =
             vec![WEBHOOK_SECRET.to_owned(), OLD_WEBHOOK_SECRET.to_owned()];
         config.stripe.api_base = Some(base.clone());
+        more(config);
     });
     let app = TestApp::spawn_with(backend, configure).await?;
     Some(StripeEnv {

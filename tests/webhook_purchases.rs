@@ -1,0 +1,78 @@
+//! Purchase webhooks: a Stripe purchase is `purchase.completed`, its refund
+//! `purchase.refunded` with what was clawed back; each delivered signed.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::receiver::{Answer, Receiver, assert_all_signed};
+use common::stripe::*;
+use common::*;
+use serde_json::json;
+
+on_both_databases_with!(setup; a_purchase_and_its_refund_are_delivered);
+
+async fn setup(backend: Backend) -> Option<StripeEnv> {
+    stripe_env_with(
+        backend,
+        Arc::new(|config: &mut tally::Config| {
+            config.webhooks.allow_http_loopback = true;
+            config.webhooks.poll_interval = Duration::from_millis(50);
+        }),
+    )
+    .await
+}
+
+async fn a_purchase_and_its_refund_are_delivered(env: StripeEnv) {
+    let app = &env.app;
+    let receiver = Receiver::start(Answer::Ok).await;
+    let created = app
+        .ok(
+            "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret } }",
+            json!({ "input": { "url": receiver.url, "eventTypes": ["purchase.completed", "purchase.refunded"] } }),
+        )
+        .await;
+    receiver.trust(created["secret"].as_str().unwrap());
+    let user = new_user();
+    let bundle = app.starter_bundle().await;
+    let session = paid_session(&bundle, &user);
+    app.deliver_ok(
+        &event("checkout.session.completed", session.clone()),
+        "applied",
+    )
+    .await;
+    let payment_intent = session["payment_intent"].as_str().unwrap();
+    app.deliver_ok(
+        &event("charge.refunded", charge(payment_intent, 999, 999)),
+        "applied",
+    )
+    .await;
+
+    let received = receiver
+        .wait_until(
+            Duration::from_secs(20),
+            "the purchase and the refund",
+            |r| r.len() >= 2,
+        )
+        .await;
+    assert_all_signed(&received);
+    let completed = &receiver.of_type("purchase.completed")[0].body["data"];
+    assert_eq!(completed["endUserId"], user);
+    assert_eq!(completed["credits"], 100);
+    assert_eq!(completed["balanceAfter"], 100);
+    assert_eq!(completed["reference"], session["id"]);
+    assert_eq!(completed["paymentReference"], payment_intent);
+    assert_eq!(completed["paidAmount"], 999);
+    let refunded = &receiver.of_type("purchase.refunded")[0].body["data"];
+    assert_eq!(refunded["endUserId"], user);
+    assert_eq!(refunded["paymentReference"], payment_intent);
+    assert_eq!(refunded["refundedAmount"], 999);
+    assert_eq!(refunded["clawedBack"], 100);
+    assert_eq!(refunded["balanceAfter"], 0);
+    assert_eq!(refunded["grantId"], completed["grantId"]);
+
+    // Stripe delivering the same events again changes nothing and emits nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 2);
+}

@@ -1,0 +1,93 @@
+//! A process killed (SIGKILL) while it delivers an event loses nothing: its claim runs out and
+//! another process delivers the event, under the same `webhook-id`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::process::Process;
+use common::receiver::{Answer, Receiver, assert_all_signed};
+use common::*;
+use serde_json::json;
+
+on_both_databases_with!(setup; a_killed_process_loses_no_event);
+
+/// The harness's own instance polls rarely, so the processes below do the delivering (it
+/// only makes the database).
+async fn setup(backend: Backend) -> Option<TestApp> {
+    TestApp::spawn_with(
+        backend,
+        Arc::new(|config: &mut tally::Config| {
+            config.webhooks.poll_interval = Duration::from_secs(60);
+        }),
+    )
+    .await
+}
+
+const SETTINGS: [(&str, &str); 4] = [
+    ("TALLY_WEBHOOK_ALLOW_HTTP_LOOPBACK", "true"),
+    ("TALLY_WEBHOOK_TIMEOUT_MS", "1000"),
+    ("TALLY_WEBHOOK_RETRY_BASE_MS", "20"),
+    ("TALLY_WEBHOOK_POLL_MS", "50"),
+];
+
+async fn a_killed_process_loses_no_event(app: TestApp) {
+    // The first attempt never gets an answer: the process is killed while it waits.
+    let receiver = Receiver::start(Answer::NeverFirst(1)).await;
+    let mut first = Process::start_with_env(&app.database_url, &SETTINGS).await;
+    let created = post_to(
+        &app,
+        &first.address,
+        "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret endpoint { id } } }",
+        json!({ "input": { "url": receiver.url, "eventTypes": ["credits.granted"] } }),
+    )
+    .await;
+    let created = &created["data"]["createWebhookEndpoint"];
+    receiver.trust(created["secret"].as_str().unwrap());
+    let endpoint = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    let granted = post_to(
+        &app,
+        &first.address,
+        ADD_CREDITS,
+        json!({ "input": { "endUserId": new_user(), "amount": 5 } }),
+    )
+    .await;
+    assert!(granted["data"]["addCredits"].is_object(), "{granted}");
+    receiver
+        .wait_until(Duration::from_secs(10), "the first attempt", |r| {
+            !r.is_empty()
+        })
+        .await;
+    first.kill();
+
+    let second = Process::start_with_env(&app.database_url, &SETTINGS).await;
+    let received = receiver
+        .wait_until(Duration::from_secs(20), "the attempt after restart", |r| {
+            r.len() >= 2
+        })
+        .await;
+    assert_all_signed(&received);
+    assert_eq!(received[0].webhook_id, received[1].webhook_id);
+    assert_eq!(received[1].event_type, "credits.granted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = post_to(
+            &app,
+            &second.address,
+            "query($id: UUID!) { webhookDeliveries(endpointId: $id) { edges { node { status attempts eventId } } } }",
+            json!({ "id": endpoint }),
+        )
+        .await;
+        let node = &page["data"]["webhookDeliveries"]["edges"][0]["node"];
+        if node["status"] == "DELIVERED" {
+            assert_eq!(node["eventId"], received[0].webhook_id.as_str());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
