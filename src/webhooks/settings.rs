@@ -8,7 +8,7 @@ use crate::ledger::MAX_CREDITS;
 
 use crate::ledger::outbound::thresholds::MAX_THRESHOLDS;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WebhookSettings {
     /// `http://` URLs on loopback addresses are accepted (development and tests).
     pub allow_http_loopback: bool,
@@ -135,6 +135,67 @@ fn parse_thresholds(text: &str) -> Result<Vec<i64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_env_example_shows_the_defaults() {
+        let lines: Vec<(&str, &str)> = include_str!("../../.env.example")
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once('='))
+            .collect();
+        for name in [
+            "TALLY_BALANCE_ALERT_THRESHOLDS",
+            "TALLY_WEBHOOK_ALLOW_HTTP_LOOPBACK",
+            "TALLY_WEBHOOK_TIMEOUT_MS",
+            "TALLY_WEBHOOK_RETRY_BASE_MS",
+            "TALLY_WEBHOOK_RETRY_MAX_DELAY_SECONDS",
+            "TALLY_WEBHOOK_RETRY_WINDOW_SECONDS",
+            "TALLY_WEBHOOK_DISABLE_AFTER_SECONDS",
+            "TALLY_WEBHOOK_CONCURRENCY",
+            "TALLY_WEBHOOK_POLL_MS",
+            "TALLY_WEBHOOK_SECRET_GRACE_SECONDS",
+        ] {
+            assert!(
+                lines.iter().any(|(n, _)| *n == name),
+                "{name} in .env.example"
+            );
+        }
+        let get = |name: &str| {
+            lines
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+                .filter(|v| !v.is_empty())
+        };
+        assert_eq!(
+            WebhookSettings::parse(&get).unwrap(),
+            WebhookSettings::default()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let bad = |name: &'static str, value: &'static str| {
+            let get = move |n: &str| (n == name).then(|| value.to_owned());
+            WebhookSettings::parse(&get).unwrap_err().variable
+        };
+        assert_eq!(
+            bad("TALLY_WEBHOOK_ALLOW_HTTP_LOOPBACK", "yes please"),
+            "TALLY_WEBHOOK_ALLOW_HTTP_LOOPBACK"
+        );
+        assert_eq!(
+            bad("TALLY_WEBHOOK_TIMEOUT_MS", "0"),
+            "TALLY_WEBHOOK_TIMEOUT_MS"
+        );
+        assert_eq!(
+            bad("TALLY_WEBHOOK_CONCURRENCY", "0"),
+            "TALLY_WEBHOOK_CONCURRENCY"
+        );
+        assert_eq!(
+            bad("TALLY_BALANCE_ALERT_THRESHOLDS", "5,x"),
+            "TALLY_BALANCE_ALERT_THRESHOLDS"
+        );
+    }
 
     #[test]
     fn thresholds_are_sorted_highest_first_and_checked() {

@@ -55,7 +55,7 @@ pub async fn fan_out(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<usiz
     let mut deliveries = Vec::new();
     for event in &events {
         for (endpoint_id, created_at, types) in &subscribed {
-            if *created_at <= event.created_at && types.iter().any(|t| *t == event.event_type) {
+            if *created_at <= event.created_at && types.contains(&event.event_type) {
                 deliveries.push(new_delivery(event.id, *endpoint_id, now));
             }
         }
