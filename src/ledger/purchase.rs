@@ -323,6 +323,8 @@ impl Ledger {
                 ),
             ));
         }
+        let refunded_before =
+            aggregates::refunded_total(&write.txn, report.payment_reference).await?;
         store::record_refunds(&write.txn, report, clock::now()).await?;
         write.load(&self.events).await?;
         let refunded = aggregates::refunded_total(&write.txn, report.payment_reference).await?;
@@ -337,21 +339,24 @@ impl Ledger {
                 remaining: 0,
                 ..grant
             });
-        write.emit(
-            EventType::PurchaseRefunded,
-            serde_json::json!({
-                "endUserId": outbound::end_user_text(grant.end_user_id),
-                "grantId": grant.id,
-                "reference": grant.payment.as_ref().map(|p| &p.reference),
-                "paymentReference": report.payment_reference,
-                "refundedAmount": refunded,
-                "currency": report.currency,
-                "clawedBack": entry.as_ref().map_or(0, |e| e.amount),
-                "clawedBackTotal": before + entry.as_ref().map_or(0, |e| e.amount),
-                "entryId": entry.as_ref().map(|e| e.id),
-                "balanceAfter": write.available(),
-            }),
-        );
+        // Once per refund: another report of refunds already counted emits nothing.
+        if entry.is_some() || refunded > refunded_before {
+            write.emit(
+                EventType::PurchaseRefunded,
+                serde_json::json!({
+                    "endUserId": outbound::end_user_text(grant.end_user_id),
+                    "grantId": grant.id,
+                    "reference": grant.payment.as_ref().map(|p| &p.reference),
+                    "paymentReference": report.payment_reference,
+                    "refundedAmount": refunded,
+                    "currency": report.currency,
+                    "clawedBack": entry.as_ref().map_or(0, |e| e.amount),
+                    "clawedBackTotal": before + entry.as_ref().map_or(0, |e| e.amount),
+                    "entryId": entry.as_ref().map(|e| e.id),
+                    "balanceAfter": write.available(),
+                }),
+            );
+        }
         let recorded = match entry {
             Some(entry) => Recorded::ClawedBack { grant, entry },
             None => {

@@ -15,7 +15,7 @@ use crate::entities::{webhook_delivery, webhook_endpoint, webhook_event};
 use crate::error::Result;
 
 /// Events fanned out per transaction.
-const FAN_OUT_BATCH: u64 = 500;
+pub const FAN_OUT_BATCH: usize = 500;
 
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
@@ -32,7 +32,7 @@ pub async fn fan_out(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<usiz
     let mut query = webhook_event::Entity::find()
         .filter(webhook_event::Column::FannedOut.eq(false))
         .order_by_asc(webhook_event::Column::Id)
-        .limit(FAN_OUT_BATCH);
+        .limit(FAN_OUT_BATCH as u64);
     if txn.get_database_backend() == DbBackend::Postgres {
         query = query.lock_with_behavior(
             sea_orm::sea_query::LockType::Update,

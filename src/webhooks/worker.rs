@@ -21,6 +21,8 @@ use crate::entities::{webhook_delivery, webhook_endpoint, webhook_event};
 use crate::error::{Error, Result};
 use crate::ledger::clock;
 
+/// Fan-out batches per round of the worker.
+const MAX_FAN_OUT_ROUNDS: usize = 10;
 /// Longest error text kept for an attempt.
 const MAX_ERROR_CHARS: usize = 500;
 
@@ -63,7 +65,12 @@ pub async fn run_delivery_worker(webhooks: Webhooks) {
 impl Webhooks {
     /// One round: fan out what is new, then start what is due, as far as permits allow.
     async fn dispatch(&self, client: &reqwest::Client, permits: &Arc<Semaphore>) -> Result<()> {
-        while sql::fan_out(&self.db, clock::now()).await? > 0 {}
+        // A few full batches at most, so a flood of new events never starves the retries.
+        for _ in 0..MAX_FAN_OUT_ROUNDS {
+            if sql::fan_out(&self.db, clock::now()).await? < sql::FAN_OUT_BATCH {
+                break;
+            }
+        }
         let free = permits.available_permits();
         if free == 0 {
             return Ok(());
