@@ -44,7 +44,7 @@ async fn a_delivery_failing_past_its_window_fails_and_disables_the_endpoint(app:
     let delivery = loop {
         let page = app
             .ok(
-                "query($id: UUID!) { webhookDeliveries(endpointId: $id, status: FAILED) { edges { node { status attempts lastStatusCode lastError nextAttemptAt } } } }",
+                "query($id: UUID!) { webhookDeliveries(endpointId: $id, status: FAILED) { edges { node { status attempts lastStatusCode lastError nextAttemptAt history { statusCode } } } } }",
                 json!({ "id": endpoint }),
             )
             .await;
@@ -61,6 +61,10 @@ async fn a_delivery_failing_past_its_window_fails_and_disables_the_endpoint(app:
     let attempts = delivery["attempts"].as_i64().unwrap();
     // 100 ms, then 200, 400, … (± 25%) within one second: a handful of attempts.
     assert!((2..=6).contains(&attempts), "{attempts} attempts");
+    assert_eq!(
+        delivery["history"].as_array().unwrap().len() as i64,
+        attempts
+    );
     let received = receiver.received();
     assert_eq!(received.len() as i64, attempts);
     assert_all_signed(&received);

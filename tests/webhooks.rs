@@ -45,7 +45,8 @@ const DELIVERIES: &str =
     "query($id: UUID!, $first: Int, $after: String, $status: WebhookDeliveryStatus) {
     webhookDeliveries(endpointId: $id, first: $first, after: $after, status: $status) {
       edges { cursor node { id eventId eventType endUserId payload status attempts nextAttemptAt
-        lastAttemptAt lastStatusCode lastLatencyMs lastError deliveredAt } }
+        lastAttemptAt lastStatusCode lastLatencyMs lastError deliveredAt
+        history { number attemptedAt statusCode latencyMs error } } }
       pageInfo { hasNextPage endCursor } } }";
 
 const SET_ALERTS: &str = "mutation($input: SetBalanceAlertsInput!) {
@@ -326,6 +327,24 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers(app: TestA
     assert_eq!(delivery["attempts"], 3);
     assert_eq!(delivery["lastStatusCode"], 200);
     assert_eq!(delivery["eventId"], received[0].webhook_id.as_str());
+    // Every attempt is on record, first to last.
+    let history = delivery["history"].as_array().unwrap();
+    let numbers: Vec<i64> = history
+        .iter()
+        .map(|a| a["number"].as_i64().unwrap())
+        .collect();
+    let codes: Vec<i64> = history
+        .iter()
+        .map(|a| a["statusCode"].as_i64().unwrap())
+        .collect();
+    assert_eq!((numbers, codes), (vec![1, 2, 3], vec![500, 500, 200]));
+    assert_eq!(history[0]["error"], "HTTP 500 Internal Server Error");
+    assert_eq!(history[2]["error"], Value::Null);
+    assert!(
+        history
+            .iter()
+            .all(|a| a["latencyMs"].is_i64() && a["attemptedAt"].is_string())
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 3, "nothing is sent after a 2xx");
 }

@@ -1,6 +1,6 @@
 //! Outbound events: webhook endpoints, the outbox of events written in the same transaction as
 //! the ledger change, one delivery per (event, endpoint) with its retry state and claim lease,
-//! and each end user's balance-alert thresholds with which of them have fired.
+//! every attempt of it, and each end user's balance-alert thresholds with which of them have fired.
 //!
 //! End-user ids are stored as text here: the events name them as the application does.
 
@@ -13,6 +13,7 @@ const EVENTS_TO_FAN_OUT: &str = "idx_webhook_events_fan_out";
 const DELIVERIES_DUE: &str = "idx_webhook_deliveries_due";
 const DELIVERIES_BY_ENDPOINT: &str = "idx_webhook_deliveries_endpoint";
 const ONE_DELIVERY_PER_ENDPOINT: &str = "idx_webhook_deliveries_event_endpoint";
+const ATTEMPTS_BY_DELIVERY: &str = "idx_webhook_attempts_delivery";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -220,6 +221,53 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(WebhookAttempts::Table)
+                    .col(
+                        ColumnDef::new(WebhookAttempts::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookAttempts::DeliveryId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(WebhookAttempts::Number).integer().not_null())
+                    .col(
+                        ColumnDef::new(WebhookAttempts::AttemptedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(WebhookAttempts::StatusCode).integer().null())
+                    .col(
+                        ColumnDef::new(WebhookAttempts::LatencyMs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(WebhookAttempts::Error).text().null())
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(WebhookAttempts::Table, WebhookAttempts::DeliveryId)
+                            .to(WebhookDeliveries::Table, WebhookDeliveries::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name(ATTEMPTS_BY_DELIVERY)
+                    .table(WebhookAttempts::Table)
+                    .col(WebhookAttempts::DeliveryId)
+                    .col(WebhookAttempts::Number)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
                     .table(BalanceAlerts::Table)
                     .col(
                         ColumnDef::new(BalanceAlerts::EndUserId)
@@ -243,6 +291,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
             BalanceAlerts::Table.into_iden(),
+            WebhookAttempts::Table.into_iden(),
             WebhookDeliveries::Table.into_iden(),
             WebhookEvents::Table.into_iden(),
             WebhookEndpoints::Table.into_iden(),
@@ -299,6 +348,18 @@ enum WebhookDeliveries {
     LastError,
     DeliveredAt,
     CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum WebhookAttempts {
+    Table,
+    Id,
+    DeliveryId,
+    Number,
+    AttemptedAt,
+    StatusCode,
+    LatencyMs,
+    Error,
 }
 
 #[derive(DeriveIden)]

@@ -15,6 +15,7 @@ pub mod setting;
 pub mod stripe_event;
 pub mod stripe_payment;
 pub mod stripe_refund;
+pub mod webhook_attempt;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
 pub mod webhook_event;

@@ -92,7 +92,20 @@ impl From<deliveries::DeliveryStatus> for WebhookDeliveryStatus {
     }
 }
 
-/// One event's delivery to one endpoint, with its last attempt.
+/// One attempt at a delivery.
+#[derive(SimpleObject)]
+pub struct WebhookAttempt {
+    /// 1 for the first attempt.
+    pub number: i32,
+    pub attempted_at: DateTime<Utc>,
+    /// The HTTP status answered; null when there was no answer.
+    pub status_code: Option<i32>,
+    pub latency_ms: i64,
+    /// Why it failed (null when it succeeded).
+    pub error: Option<String>,
+}
+
+/// One event's delivery to one endpoint: its state, its last attempt and every attempt.
 #[derive(SimpleObject)]
 pub struct WebhookDelivery {
     pub id: Uuid,
@@ -113,6 +126,8 @@ pub struct WebhookDelivery {
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Every attempt, first to last.
+    pub history: Vec<WebhookAttempt>,
 }
 
 impl From<deliveries::Delivery> for WebhookDelivery {
@@ -133,6 +148,17 @@ impl From<deliveries::Delivery> for WebhookDelivery {
             last_error: d.last_error,
             delivered_at: d.delivered_at,
             created_at: d.created_at,
+            history: d
+                .history
+                .into_iter()
+                .map(|a| WebhookAttempt {
+                    number: a.number,
+                    attempted_at: a.attempted_at,
+                    status_code: a.status_code,
+                    latency_ms: a.latency_ms,
+                    error: a.error,
+                })
+                .collect(),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What was sent where (`webhookDeliveries`), sending an event again, and test events.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -11,7 +13,7 @@ use uuid::Uuid;
 
 use super::Webhooks;
 use super::sql::{self, DELIVERED, FAILED, PENDING};
-use crate::entities::{webhook_delivery, webhook_event};
+use crate::entities::{webhook_attempt, webhook_delivery, webhook_event};
 use crate::error::{Error, Result};
 use crate::ledger::clock;
 use crate::ledger::outbound::{EventType, OutboundEvent, insert_events};
@@ -41,7 +43,17 @@ impl DeliveryStatus {
     }
 }
 
-/// One event's delivery to one endpoint, with its last attempt.
+/// One attempt at a delivery.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub number: i32,
+    pub attempted_at: DateTime<Utc>,
+    pub status_code: Option<i32>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+/// One event's delivery to one endpoint, with its attempts.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub id: Uuid,
@@ -60,10 +72,16 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Every attempt, first to last.
+    pub history: Vec<Attempt>,
 }
 
 impl Delivery {
-    fn new(model: webhook_delivery::Model, event: &webhook_event::Model) -> Self {
+    fn new(
+        model: webhook_delivery::Model,
+        event: &webhook_event::Model,
+        history: Vec<Attempt>,
+    ) -> Self {
         let status = DeliveryStatus::from_stored(&model.status);
         Self {
             id: model.id,
@@ -81,6 +99,7 @@ impl Delivery {
             last_error: model.last_error,
             delivered_at: model.delivered_at,
             created_at: model.created_at,
+            history,
         }
     }
 }
@@ -111,13 +130,45 @@ impl Webhooks {
             .filter(webhook_event::Column::Id.is_in(ids))
             .all(&self.db)
             .await?;
+        let mut histories = self
+            .histories(deliveries.iter().map(|d| d.id).collect())
+            .await?;
         Ok(deliveries
             .into_iter()
             .filter_map(|d| {
                 let event = events.iter().find(|e| e.id == d.event_id)?;
-                Some(Delivery::new(d, event))
+                let history = histories.remove(&d.id).unwrap_or_default();
+                Some(Delivery::new(d, event, history))
             })
             .collect())
+    }
+
+    /// The attempts of these deliveries, first to last, in one query.
+    async fn histories(&self, deliveries: Vec<Uuid>) -> Result<HashMap<Uuid, Vec<Attempt>>> {
+        let mut histories: HashMap<Uuid, Vec<Attempt>> = HashMap::new();
+        if deliveries.is_empty() {
+            return Ok(histories);
+        }
+        let attempts = webhook_attempt::Entity::find()
+            .filter(webhook_attempt::Column::DeliveryId.is_in(deliveries))
+            .order_by_asc(webhook_attempt::Column::DeliveryId)
+            .order_by_asc(webhook_attempt::Column::Number)
+            .order_by_asc(webhook_attempt::Column::Id)
+            .all(&self.db)
+            .await?;
+        for attempt in attempts {
+            histories
+                .entry(attempt.delivery_id)
+                .or_default()
+                .push(Attempt {
+                    number: attempt.number,
+                    attempted_at: attempt.attempted_at,
+                    status_code: attempt.status_code,
+                    latency_ms: attempt.latency_ms,
+                    error: attempt.error,
+                });
+        }
+        Ok(histories)
     }
 
     /// Sends an event to an endpoint again (or for the first time), now.
@@ -154,7 +205,12 @@ impl Webhooks {
             .one(&self.db)
             .await?
             .ok_or_else(|| Error::Internal("a redelivery vanished".into()))?;
-        Ok(Delivery::new(delivery, &event))
+        let history = self
+            .histories(vec![delivery.id])
+            .await?
+            .remove(&delivery.id)
+            .unwrap_or_default();
+        Ok(Delivery::new(delivery, &event, history))
     }
 
     /// Queues a `test` event for one endpoint (whatever it subscribes to).
@@ -187,6 +243,6 @@ impl Webhooks {
             .one(&self.db)
             .await?
             .ok_or_else(|| Error::Internal("a test event vanished".into()))?;
-        Ok(Delivery::new(delivery, &event))
+        Ok(Delivery::new(delivery, &event, Vec::new()))
     }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rand::Rng as _;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
+};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -17,7 +19,7 @@ use super::Webhooks;
 use super::retry::{Schedule, next_attempt};
 use super::signing::signature_header;
 use super::sql::{self, DELIVERED, FAILED, PENDING};
-use crate::entities::{webhook_delivery, webhook_endpoint, webhook_event};
+use crate::entities::{webhook_attempt, webhook_delivery, webhook_endpoint, webhook_event};
 use crate::error::{Error, Result};
 use crate::ledger::clock;
 
@@ -176,6 +178,13 @@ impl Webhooks {
                 Expr::value(Option::<DateTime<Utc>>::None),
             );
         let succeeded = outcome.is_ok();
+        let (status_code, attempt_error) = match &outcome {
+            Ok(code) => (Some(i32::from(*code)), None),
+            Err((code, error)) => (
+                code.map(i32::from),
+                Some(error.chars().take(MAX_ERROR_CHARS).collect::<String>()),
+            ),
+        };
         match outcome {
             Ok(code) => {
                 update = update
@@ -216,11 +225,27 @@ impl Webhooks {
                     );
             }
         }
-        update
+        // The delivery's new state and the attempt's record, together.
+        let txn = self.db.begin().await?;
+        let updated = update
             .filter(webhook_delivery::Column::Id.eq(delivery.id))
             .filter(webhook_delivery::Column::Status.eq(PENDING))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        if updated.rows_affected > 0 {
+            webhook_attempt::ActiveModel {
+                id: Set(uuid::Uuid::now_v7()),
+                delivery_id: Set(delivery.id),
+                number: Set(attempts),
+                attempted_at: Set(now),
+                status_code: Set(status_code),
+                latency_ms: Set(latency_ms),
+                error: Set(attempt_error),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
         self.note_endpoint_health(endpoint, succeeded, now).await
     }
 
