@@ -22,6 +22,7 @@ on_both_databases_with!(
     a_rotated_secret_and_the_old_one_both_sign_during_the_grace,
     bad_endpoint_input_is_refused_and_writes_nothing,
     only_secret_keys_manage_webhooks,
+    old_events_are_deleted_unless_still_being_sent,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -645,4 +646,63 @@ async fn only_secret_keys_manage_webhooks(app: TestApp) {
         let body = app.graphql_with_key(None, query, variables.clone()).await;
         assert_eq!(error_code(&body), "UNAUTHENTICATED", "{query}: {body}");
     }
+}
+
+/// Moves every stored event `days` into the past, as if it had happened then.
+async fn age_events(app: &TestApp, days: i64) {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+    let db = Database::connect(&app.database_url).await.unwrap();
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "UPDATE webhook_events SET created_at = $1",
+        _ => "UPDATE webhook_events SET created_at = ?",
+    };
+    let then = chrono::Utc::now() - chrono::Duration::days(days);
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, [then.into()]))
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+}
+
+async fn old_events_are_deleted_unless_still_being_sent(app: TestApp) {
+    let receiver = Receiver::start(Answer::Ok).await;
+    let answering = subscribe(&app, &receiver, &["credits.granted"]).await;
+    app.add_credits(json!({ "endUserId": new_user(), "amount": 1 }))
+        .await;
+    receiver
+        .wait_until(WAIT, "the first event", |r| r.len() == 1)
+        .await;
+    // The second event is also for an endpoint that keeps failing: it stays pending there.
+    let failing = Receiver::start(Answer::FailFirst(usize::MAX)).await;
+    let retrying = subscribe(&app, &failing, &["credits.granted"]).await;
+    app.add_credits(json!({ "endUserId": new_user(), "amount": 2 }))
+        .await;
+    receiver
+        .wait_until(WAIT, "the second event", |r| r.len() == 2)
+        .await;
+    failing
+        .wait_until(WAIT, "an attempt", |r| !r.is_empty())
+        .await;
+    assert_eq!(deliveries(&app, &answering).await.len(), 2);
+
+    // 31 days later (past the default retention of 30), a process starting deletes what is
+    // done with, and keeps the event still being retried.
+    age_events(&app, 31).await;
+    app.start_another().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deliveries(&app, &answering).await;
+        if left.len() == 1 {
+            assert_eq!(left[0]["payload"]["amount"], 2, "{left:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old event was not deleted: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let still = deliveries(&app, &retrying).await;
+    assert_eq!(still.len(), 1);
+    assert_eq!(still[0]["status"], "PENDING");
 }

@@ -29,6 +29,8 @@ pub struct WebhookSettings {
     pub secret_grace: Duration,
     /// Balance-alert thresholds of end users without their own.
     pub default_thresholds: Vec<i64>,
+    /// Events older than this, with nothing left to send, are deleted with their deliveries.
+    pub retention: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -44,6 +46,7 @@ impl Default for WebhookSettings {
             poll_interval: Duration::from_millis(1_000),
             secret_grace: Duration::from_secs(24 * 3600),
             default_thresholds: Vec::new(),
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -100,6 +103,8 @@ impl WebhookSettings {
                 defaults.secret_grace,
                 0..=30 * 24 * 3600,
             )?,
+            retention: parse_number(get, "TALLY_WEBHOOK_RETENTION_DAYS", 30, 1..=3650)
+                .map(|days| Duration::from_secs(days * 24 * 3600))?,
             default_thresholds: match get("TALLY_BALANCE_ALERT_THRESHOLDS") {
                 None => Vec::new(),
                 Some(text) => parse_thresholds(&text).map_err(|problem| ConfigError {
@@ -154,6 +159,7 @@ mod tests {
             "TALLY_WEBHOOK_CONCURRENCY",
             "TALLY_WEBHOOK_POLL_MS",
             "TALLY_WEBHOOK_SECRET_GRACE_SECONDS",
+            "TALLY_WEBHOOK_RETENTION_DAYS",
         ] {
             assert!(
                 lines.iter().any(|(n, _)| *n == name),

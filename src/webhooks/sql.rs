@@ -11,7 +11,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::endpoints::event_types_of;
-use crate::entities::{webhook_delivery, webhook_endpoint, webhook_event};
+use crate::entities::{webhook_attempt, webhook_delivery, webhook_endpoint, webhook_event};
 use crate::error::Result;
 
 /// Events fanned out per transaction.
@@ -84,6 +84,56 @@ pub async fn fan_out(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<usiz
         .await?;
     txn.commit().await?;
     Ok(events.len())
+}
+
+/// Deletes up to `FAN_OUT_BATCH` events created before `before` that have nothing left to
+/// send (fanned out, no pending delivery), with their deliveries and attempts. Returns how many.
+pub async fn delete_old_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<usize> {
+    let old = webhook_event::Entity::find()
+        .filter(webhook_event::Column::FannedOut.eq(true))
+        .filter(webhook_event::Column::CreatedAt.lt(before))
+        .order_by_asc(webhook_event::Column::Id)
+        .limit(FAN_OUT_BATCH as u64)
+        .all(db)
+        .await?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let txn = db.begin().await?;
+    let event_ids: Vec<Uuid> = old.iter().map(|e| e.id).collect();
+    let deliveries = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::EventId.is_in(event_ids.clone()))
+        .all(&txn)
+        .await?;
+    // An event still being sent somewhere stays, whatever its age.
+    let pending: Vec<Uuid> = deliveries
+        .iter()
+        .filter(|d| d.status == PENDING)
+        .map(|d| d.event_id)
+        .collect();
+    let events: Vec<Uuid> = event_ids
+        .into_iter()
+        .filter(|id| !pending.contains(id))
+        .collect();
+    let deliveries: Vec<Uuid> = deliveries
+        .iter()
+        .filter(|d| events.contains(&d.event_id))
+        .map(|d| d.id)
+        .collect();
+    webhook_attempt::Entity::delete_many()
+        .filter(webhook_attempt::Column::DeliveryId.is_in(deliveries.clone()))
+        .exec(&txn)
+        .await?;
+    webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::Id.is_in(deliveries))
+        .exec(&txn)
+        .await?;
+    let deleted = webhook_event::Entity::delete_many()
+        .filter(webhook_event::Column::Id.is_in(events))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(deleted.rows_affected as usize)
 }
 
 pub fn new_delivery(

@@ -23,6 +23,8 @@ use crate::entities::{webhook_attempt, webhook_delivery, webhook_endpoint, webho
 use crate::error::{Error, Result};
 use crate::ledger::clock;
 
+/// How often old events are deleted (and once at start).
+const CLEAN_UP_EVERY: Duration = Duration::from_secs(3600);
 /// Fan-out batches per round of the worker.
 const MAX_FAN_OUT_ROUNDS: usize = 10;
 /// Longest error text kept for an attempt.
@@ -47,7 +49,14 @@ pub async fn run_delivery_worker(webhooks: Webhooks) {
     };
     let permits = Arc::new(Semaphore::new(webhooks.settings.concurrency));
     let mut refreshed_at: Option<Instant> = None;
+    let mut cleaned_at: Option<Instant> = None;
     loop {
+        if cleaned_at.is_none_or(|at| at.elapsed() >= CLEAN_UP_EVERY) {
+            cleaned_at = Some(Instant::now());
+            if let Err(error) = webhooks.clean_up().await {
+                tracing::warn!(error = error.message(), "deleting old webhook events");
+            }
+        }
         if refreshed_at.is_none_or(|at| at.elapsed() >= webhooks.settings.poll_interval) {
             match webhooks.refresh_debits_wanted().await {
                 Ok(()) => refreshed_at = Some(Instant::now()),
@@ -94,6 +103,25 @@ impl Webhooks {
                 }
                 drop(permit);
             });
+        }
+        Ok(())
+    }
+
+    /// Deletes the events past `TALLY_WEBHOOK_RETENTION_DAYS` that have nothing left to send.
+    async fn clean_up(&self) -> Result<()> {
+        let retention = chrono::Duration::from_std(self.settings.retention)
+            .map_err(|_| Error::Internal("retention out of range".into()))?;
+        let before = clock::now() - retention;
+        let mut deleted = 0;
+        loop {
+            let batch = sql::delete_old_events(&self.db, before).await?;
+            deleted += batch;
+            if batch < sql::FAN_OUT_BATCH {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "old webhook events deleted");
         }
         Ok(())
     }
