@@ -89,10 +89,6 @@ impl Ledger {
         }
     }
 
-    pub fn outbound(&self) -> &Arc<Outbound> {
-        &self.outbound
-    }
-
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
