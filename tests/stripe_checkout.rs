@@ -31,7 +31,7 @@ fn checkout_input(bundle: &Value, user: &str) -> Value {
 
 async fn token_for(app: &TestApp, user: &str) -> String {
     app.ok(
-        "mutation($u: UUID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
+        "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
         json!({ "u": user }),
     )
     .await["token"]

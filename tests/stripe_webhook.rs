@@ -607,7 +607,7 @@ async fn stripe_events_page_newest_first(env: StripeEnv) {
     // Secret keys only.
     let token = app
         .ok(
-            "mutation($u: UUID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
+            "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
             json!({ "u": new_user() }),
         )
         .await["token"]
