@@ -79,19 +79,15 @@ async fn every_kind_of_id_keeps_its_own_credits(app: TestApp) {
         assert_eq!(added["balance"]["available"], granted, "{id}: {added}");
         app.subtract_credits(json!({ "endUserId": id, "amount": 1 }))
             .await;
-        let hold = app
-            .ok(CREATE_HOLD, json!({ "u": id, "amount": 5 }))
-            .await;
-        assert_eq!(hold["createHold"]["hold"]["endUserId"], json!(id));
+        let hold = app.ok(CREATE_HOLD, json!({ "u": id, "amount": 5 })).await;
+        assert_eq!(hold["hold"]["endUserId"], json!(id));
         app.ok(
             CAPTURE_HOLD,
-            json!({ "h": hold["createHold"]["hold"]["id"], "amount": 2 }),
+            json!({ "h": hold["hold"]["id"], "amount": 2 }),
         )
         .await;
-        let cycle = app
-            .ok(START_CYCLE, json!({ "u": id, "amount": 7 }))
-            .await;
-        assert_eq!(cycle["startCycle"]["cycle"]["endUserId"], json!(id));
+        let cycle = app.ok(START_CYCLE, json!({ "u": id, "amount": 7 })).await;
+        assert_eq!(cycle["cycle"]["endUserId"], json!(id));
     }
     let before_anything = "2000-01-01T00:00:00Z";
     for (index, id) in ids.iter().enumerate() {
@@ -101,7 +97,7 @@ async fn every_kind_of_id_keeps_its_own_credits(app: TestApp) {
         assert_eq!(balance["endUserId"], json!(id));
         assert_eq!(balance["available"], expected, "{id}: {balance}");
         let history = app.ok(HISTORY, json!({ "u": id })).await;
-        let kinds: Vec<&str> = history["transactions"]["edges"]
+        let kinds: Vec<&str> = history["edges"]
             .as_array()
             .unwrap()
             .iter()
@@ -113,27 +109,27 @@ async fn every_kind_of_id_keeps_its_own_credits(app: TestApp) {
             "{id}: newest first, the cycle's grant on top"
         );
         let cycle = app.ok(CYCLE, json!({ "u": id })).await;
-        assert_eq!(cycle["cycle"]["endUserId"], json!(id));
-        assert_eq!(cycle["cycle"]["amount"], 7);
+        assert_eq!(cycle["endUserId"], json!(id));
+        assert_eq!(cycle["amount"], 7);
         let past = app
             .ok(BALANCE_AT, json!({ "u": id, "at": before_anything }))
             .await;
-        assert_eq!(past["balance"]["available"], 0, "{id}");
-        assert_eq!(past["balance"]["endUserId"], json!(id));
+        assert_eq!(past["available"], 0, "{id}");
+        assert_eq!(past["endUserId"], json!(id));
         let now = app
             .ok(
                 BALANCE_AT,
                 json!({ "u": id, "at": chrono::Utc::now().to_rfc3339() }),
             )
             .await;
-        assert_eq!(now["balance"]["available"], expected, "{id}");
+        assert_eq!(now["available"], expected, "{id}");
         let listed = app.ok(END_USERS, json!({ "u": id })).await;
-        let nodes = listed["endUsers"]["edges"].as_array().unwrap();
+        let nodes = listed["edges"].as_array().unwrap();
         assert_eq!(nodes.len(), 1, "{id}: {listed}");
         assert_eq!(nodes[0]["node"]["endUserId"], json!(id));
     }
     let all = app.ok(END_USERS, json!({ "u": null })).await;
-    let mut listed: Vec<String> = all["endUsers"]["edges"]
+    let mut listed: Vec<String> = all["edges"]
         .as_array()
         .unwrap()
         .iter()
@@ -150,17 +146,14 @@ async fn every_kind_of_id_keeps_its_own_credits(app: TestApp) {
             json!({}),
         )
         .await;
-    let after = page["endUsers"]["pageInfo"]["endCursor"].clone();
+    let after = page["pageInfo"]["endCursor"].clone();
     let rest = app
         .ok(
             "query($after: String) { endUsers(first: 100, after: $after) { edges { node { endUserId } } } }",
             json!({ "after": after }),
         )
         .await;
-    assert_eq!(
-        rest["endUsers"]["edges"].as_array().unwrap().len(),
-        ids.len() - 3
-    );
+    assert_eq!(rest["edges"].as_array().unwrap().len(), ids.len() - 3);
     assert_verify_clean(&app);
 }
 
@@ -172,7 +165,7 @@ async fn an_integer_id_may_be_sent_as_a_number(app: TestApp) {
             json!({}),
         )
         .await;
-    assert_eq!(added["addCredits"]["balance"]["endUserId"], "4242");
+    assert_eq!(added["balance"]["endUserId"], "4242");
     assert_eq!(app.available("4242").await, 9);
     let by_variable = app
         .ok(
@@ -180,7 +173,7 @@ async fn an_integer_id_may_be_sent_as_a_number(app: TestApp) {
             json!({ "u": 4242 }),
         )
         .await;
-    assert_eq!(by_variable["balance"]["available"], 9);
+    assert_eq!(by_variable["available"], 9);
 }
 
 async fn ids_that_are_not_visible_text_are_refused_and_write_nothing(app: TestApp) {
@@ -198,7 +191,10 @@ async fn ids_that_are_not_visible_text_are_refused_and_write_nothing(app: TestAp
     ];
     for id in &invalid {
         let added = app
-            .graphql(ADD_CREDITS, json!({ "input": { "endUserId": id, "amount": 5 } }))
+            .graphql(
+                ADD_CREDITS,
+                json!({ "input": { "endUserId": id, "amount": 5 } }),
+            )
             .await;
         assert_eq!(error_code(&added), "BAD_USER_INPUT", "{id:?}: {added}");
         assert_eq!(added["errors"][0]["extensions"]["field"], "endUserId");
@@ -222,9 +218,10 @@ async fn ids_that_are_not_visible_text_are_refused_and_write_nothing(app: TestAp
         assert_eq!(error_code(&token), "BAD_USER_INPUT", "{id:?}: {token}");
     }
     let all = app.ok(END_USERS, json!({ "u": null })).await;
-    assert_eq!(all["endUsers"]["edges"], json!([]), "nothing was written");
+    assert_eq!(all["edges"], json!([]), "nothing was written");
     // A crafted page cursor naming an invalid id is refused like any foreign cursor.
-    let cursor = base64_json(&json!({ "last_active_at": "2026-01-01T00:00:00Z", "end_user_id": "a\nb" }));
+    let cursor =
+        base64_json(&json!({ "last_active_at": "2026-01-01T00:00:00Z", "end_user_id": "a\nb" }));
     let paged = app
         .graphql(
             "query($after: String) { endUsers(after: $after) { edges { cursor } } }",
@@ -258,7 +255,12 @@ async fn uuids_are_one_end_user_however_their_hex_is_cased(app: TestApp) {
 
 async fn rest_and_graphql_find_the_same_uuid_end_users(app: TestApp) {
     let through_rest = new_user();
-    let added = rest(&app, "/add", json!({ "end_user_id": through_rest.to_uppercase(), "amount": 40 })).await;
+    let added = rest(
+        &app,
+        "/add",
+        json!({ "end_user_id": through_rest.to_uppercase(), "amount": 40 }),
+    )
+    .await;
     assert_eq!(added.0, 200, "{}", added.1);
     assert_eq!(added.1["end_user_id"], json!(through_rest));
     assert_eq!(app.available(&through_rest).await, 40);
@@ -266,15 +268,30 @@ async fn rest_and_graphql_find_the_same_uuid_end_users(app: TestApp) {
     let through_graphql = new_user();
     app.add_credits(json!({ "endUserId": through_graphql, "amount": 25, "validityDays": 30 }))
         .await;
-    let balance = rest(&app, "/get-active-balance", json!({ "end_user_id": through_graphql })).await;
+    let balance = rest(
+        &app,
+        "/get-active-balance",
+        json!({ "end_user_id": through_graphql }),
+    )
+    .await;
     assert_eq!(balance.0, 200, "{}", balance.1);
     assert_eq!(balance.1["active_balance"], 25);
-    let spent = rest(&app, "/subtract", json!({ "end_user_id": through_graphql, "amount": 5 })).await;
+    let spent = rest(
+        &app,
+        "/subtract",
+        json!({ "end_user_id": through_graphql, "amount": 5 }),
+    )
+    .await;
     assert_eq!(spent.0, 200, "{}", spent.1);
     assert_eq!(app.available(&through_graphql).await, 20);
 
     // Creduse names end users by UUID: its surface refuses other ids, as Creduse does.
-    let refused = rest(&app, "/add", json!({ "end_user_id": "auth0|64f1c2", "amount": 5 })).await;
+    let refused = rest(
+        &app,
+        "/add",
+        json!({ "end_user_id": "auth0|64f1c2", "amount": 5 }),
+    )
+    .await;
     assert_eq!(refused.0, 422, "{}", refused.1);
     assert_eq!(app.available("auth0|64f1c2").await, 0);
 }
@@ -306,7 +323,7 @@ async fn tokens_and_subscriptions_carry_application_ids(app: TestApp) {
             "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
             json!({ "u": id }),
         )
-        .await["createEndUserToken"]["token"]
+        .await["token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -340,7 +357,10 @@ const CREATE_CHECKOUT: &str = "mutation($input: CreateCheckoutSessionInput!) {
 async fn checkout_and_refunds_carry_application_ids(env: StripeEnv) {
     let app = &env.app;
     let bundle = app.starter_bundle().await;
-    for (index, id) in ["auth0|64f1c2", "josé", &longest_id()].into_iter().enumerate() {
+    for (index, id) in ["auth0|64f1c2", "josé", &longest_id()]
+        .into_iter()
+        .enumerate()
+    {
         app.ok(
             CREATE_CHECKOUT,
             json!({ "input": {
@@ -372,8 +392,11 @@ async fn checkout_and_refunds_carry_application_ids(env: StripeEnv) {
         if id.chars().count() > 200 {
             session["client_reference_id"] = Value::Null;
         }
-        app.deliver_ok(&event("checkout.session.completed", session.clone()), "applied")
-            .await;
+        app.deliver_ok(
+            &event("checkout.session.completed", session.clone()),
+            "applied",
+        )
+        .await;
         assert_eq!(app.available(id).await, 100, "{id}");
         let pi = session["payment_intent"].as_str().unwrap();
         app.deliver_ok(&event("charge.refunded", charge(pi, 999, 999)), "applied")
@@ -425,18 +448,21 @@ async fn a_database_from_the_uuid_era_migrates_with_every_balance_unchanged(app:
                 "query($u: ID!) { balance(endUserId: $u) { endUserId available held } }",
                 json!({ "u": id }),
             )
-            .await["balance"]
-            .clone();
+            .await;
         assert_eq!(balance["endUserId"], json!(id));
         // An open hold that timed out since the fixture was made moves credits from held to
         // available: their sum is what cannot change.
         let total = |b: &Value| b["available"].as_i64().unwrap() + b["held"].as_i64().unwrap();
-        assert_eq!(total(&balance), total(before), "{id}: {balance} vs {before}");
+        assert_eq!(
+            total(&balance),
+            total(before),
+            "{id}: {balance} vs {before}"
+        );
         assert!(balance["held"].as_i64() <= before["held"].as_i64(), "{id}");
     }
     assert_verify_clean(&app);
     let listed = app.ok(END_USERS, json!({ "u": null })).await;
-    let mut ids: Vec<&str> = listed["endUsers"]["edges"]
+    let mut ids: Vec<&str> = listed["edges"]
         .as_array()
         .unwrap()
         .iter()
@@ -460,7 +486,12 @@ async fn a_database_from_the_uuid_era_migrates_with_every_balance_unchanged(app:
         .await;
     assert_eq!(app.available(user).await, before - 1);
     let rest_user = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
-    let spent = rest(&app, "/subtract", json!({ "end_user_id": rest_user, "amount": 5 })).await;
+    let spent = rest(
+        &app,
+        "/subtract",
+        json!({ "end_user_id": rest_user, "amount": 5 }),
+    )
+    .await;
     assert_eq!(spent.0, 200, "{}", spent.1);
     assert_verify_clean(&app);
 }

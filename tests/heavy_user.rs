@@ -105,8 +105,7 @@ async fn seed(db: &DatabaseConnection, user: Uuid, start: DateTime<Utc>) -> Uuid
 }
 
 const BALANCE_AT: &str = "query($id: ID!, $at: DateTime) { balance(endUserId: $id, at: $at) { available grants { id remaining } } }";
-const PAGE: &str =
-    "query($id: ID!, $first: Int, $after: String, $from: DateTime, $to: DateTime) {
+const PAGE: &str = "query($id: ID!, $first: Int, $after: String, $from: DateTime, $to: DateTime) {
     transactions(endUserId: $id, first: $first, after: $after, from: $from, to: $to) {
       edges { cursor node { id sequence kind amount balanceAfter createdAt } }
       pageInfo { hasNextPage endCursor } } }";

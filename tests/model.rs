@@ -491,7 +491,6 @@ async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
 /// Moves the end user's active cycle (and its grant) so that its period ended `ago` ago.
 async fn end_period(app: &TestApp, user: &str, ago: chrono::Duration, period: chrono::Duration) {
     let db = db(app).await;
-    let user: uuid::Uuid = user.parse().unwrap();
     let end: DateTime<Utc> = Utc::now() - ago;
     let found = cycle::Entity::find()
         .filter(cycle::Column::EndUserId.eq(user))
@@ -870,7 +869,7 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
 
     // Plant a difference directly in the database.
     let db = db(&app).await;
-    let user: uuid::Uuid = users[0].parse().unwrap();
+    let user: &str = users[0].as_str();
     grant::Entity::update_many()
         .col_expr(
             grant::Column::Remaining,

@@ -89,7 +89,8 @@ async fn postgres_up(db: &impl ConnectionTrait) -> Result<(), DbErr> {
 
 async fn sqlite_up(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     // The parent key and its references change in one transaction: checked at commit.
-    db.execute_unprepared("PRAGMA defer_foreign_keys = ON").await?;
+    db.execute_unprepared("PRAGMA defer_foreign_keys = ON")
+        .await?;
     for (table, column) in COLUMNS {
         db.execute_unprepared(&format!(
             "UPDATE {table} SET {column} = {text} WHERE {column} IS NOT NULL",

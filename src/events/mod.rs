@@ -139,10 +139,12 @@ impl BalanceEvents {
 
     pub fn subscribe(&self, end_user_id: EndUserId) -> BalanceWatch {
         let mut watchers = self.inner.watchers.lock().expect("watchers lock");
-        let watched = watchers.entry(end_user_id.clone()).or_insert_with(|| Watched {
-            changes: watch::channel(0).0,
-            last_read: Arc::new(tokio::sync::Mutex::new(None)),
-        });
+        let watched = watchers
+            .entry(end_user_id.clone())
+            .or_insert_with(|| Watched {
+                changes: watch::channel(0).0,
+                last_read: Arc::new(tokio::sync::Mutex::new(None)),
+            });
         BalanceWatch {
             receiver: watched.changes.subscribe(),
             last_read: watched.last_read.clone(),
@@ -243,7 +245,9 @@ mod tests {
 
     #[test]
     fn payloads_carry_every_id_and_stay_under_the_limit() {
-        let ids: Vec<EndUserId> = (0..500).map(|_| EndUserId::from_stored(Uuid::new_v4().to_string())).collect();
+        let ids: Vec<EndUserId> = (0..500)
+            .map(|_| EndUserId::from_stored(Uuid::new_v4().to_string()))
+            .collect();
         let payloads = notification_payloads(&ids);
         assert!(payloads.len() > 1, "500 ids do not fit one payload");
         assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD_BYTES));
@@ -262,7 +266,10 @@ mod tests {
             vec![id.to_string()]
         );
         assert!(notification_payloads(&[]).is_empty());
-        assert_eq!(parse_payload("auth0|64f,1"), Some(vec![EndUserId::from_stored("auth0|64f,1".into())]));
+        assert_eq!(
+            parse_payload("auth0|64f,1"),
+            Some(vec![EndUserId::from_stored("auth0|64f,1".into())])
+        );
         assert_eq!(parse_payload(""), None);
         assert_eq!(parse_payload(&format!("{id}\n x")), None);
     }
@@ -273,7 +280,10 @@ mod tests {
         let ids = vec![longest('😀'), longest('é'), longest('"')];
         let payloads = notification_payloads(&ids);
         assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD_BYTES));
-        let parsed: Vec<EndUserId> = payloads.iter().flat_map(|p| parse_payload(p).unwrap()).collect();
+        let parsed: Vec<EndUserId> = payloads
+            .iter()
+            .flat_map(|p| parse_payload(p).unwrap())
+            .collect();
         assert_eq!(parsed, ids);
     }
 }

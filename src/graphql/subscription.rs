@@ -3,8 +3,8 @@ use futures::Stream;
 
 use crate::events::BalanceEvents;
 use crate::graphql::context::ledger_for_reader;
-use crate::graphql::types::Balance;
 use crate::graphql::scalars::end_user_id as parse_end_user_id;
+use crate::graphql::types::Balance;
 use crate::observability::metrics::GaugeGuard;
 
 #[derive(Default)]
@@ -22,7 +22,9 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<Balance>> + use<>> {
         let end_user_id = parse_end_user_id(&end_user_id)?;
         let ledger = ledger_for_reader(ctx, &end_user_id)?.clone();
-        let watch = ctx.data_unchecked::<BalanceEvents>().subscribe(end_user_id.clone());
+        let watch = ctx
+            .data_unchecked::<BalanceEvents>()
+            .subscribe(end_user_id.clone());
         // Counted while the stream lives; dropped with it when the client stops or leaves.
         let live = GaugeGuard::new("tally_live_subscriptions");
         Ok(futures::stream::unfold(

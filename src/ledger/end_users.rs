@@ -81,7 +81,11 @@ impl Ledger {
                 let grants = grants_of.remove(&account.end_user_id).unwrap_or_default();
                 EndUserSummary {
                     last_active_at: account.updated_at,
-                    balance: Balance::from_grants(EndUserId::from_stored(account.end_user_id), &grants, now),
+                    balance: Balance::from_grants(
+                        EndUserId::from_stored(account.end_user_id),
+                        &grants,
+                        now,
+                    ),
                 }
             })
             .collect())

@@ -409,7 +409,8 @@ async fn claw_back(
         seq: write.take_seq(),
         kind: EntryKind::Clawback,
         amount: take,
-        balance_after: Balance::from_grants(write.end_user_id.clone(), &write.grants, now).available,
+        balance_after: Balance::from_grants(write.end_user_id.clone(), &write.grants, now)
+            .available,
         grant_id: Some(grant_id),
         description: Some(format!("refund of payment {payment_reference}")),
         metadata: Some(serde_json::json!({

@@ -117,7 +117,9 @@ impl EndUserId {
                 "must not begin or end with whitespace",
             ));
         }
-        Ok(Self(canonical_uuid(value).unwrap_or_else(|| value.to_owned())))
+        Ok(Self(
+            canonical_uuid(value).unwrap_or_else(|| value.to_owned()),
+        ))
     }
 
     /// An id read back from the database, where only parsed ids are ever written.
@@ -448,11 +450,22 @@ mod tests {
 
     #[test]
     fn end_user_ids_are_the_applications_own_strings() {
-        for id in ["auth0|64f1c2", "user_2NqZ", "42", "josé", "ABC", "abc", "a b"] {
+        for id in [
+            "auth0|64f1c2",
+            "user_2NqZ",
+            "42",
+            "josé",
+            "ABC",
+            "abc",
+            "a b",
+        ] {
             assert_eq!(EndUserId::parse("endUserId", id).unwrap().as_str(), id);
         }
         let longest = "é".repeat(MAX_END_USER_ID_CHARS);
-        assert_eq!(EndUserId::parse("endUserId", &longest).unwrap().as_str(), longest);
+        assert_eq!(
+            EndUserId::parse("endUserId", &longest).unwrap().as_str(),
+            longest
+        );
     }
 
     #[test]
@@ -470,7 +483,9 @@ mod tests {
     #[test]
     fn end_user_ids_refuse_what_is_not_visible_text() {
         let too_long = "x".repeat(MAX_END_USER_ID_CHARS + 1);
-        for id in ["", " ", " a", "a ", "a\u{0}b", "a\nb", "a\tb", "\u{7f}", "\u{85}", &too_long] {
+        for id in [
+            "", " ", " a", "a ", "a\u{0}b", "a\nb", "a\tb", "\u{7f}", "\u{85}", &too_long,
+        ] {
             assert!(EndUserId::parse("endUserId", id).is_err(), "{id:?}");
         }
     }

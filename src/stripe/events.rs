@@ -260,7 +260,12 @@ pub fn describe(recorded: &Recorded) -> Disposition {
                     clawback.amount
                 ));
             }
-            on(Outcome::Applied, reason, grant.end_user_id.clone(), Some(entry.id))
+            on(
+                Outcome::Applied,
+                reason,
+                grant.end_user_id.clone(),
+                Some(entry.id),
+            )
         }
         Recorded::AlreadyGranted { grant } => on(
             Outcome::Ignored,

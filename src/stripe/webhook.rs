@@ -449,7 +449,10 @@ impl Stripe {
                 ))
             })?;
         let end_user_id = EndUserId::parse(METADATA_END_USER_ID, end_user).map_err(|error| {
-            Failure::retry(format!("the session's end user is not a valid id: {}", error.message()))
+            Failure::retry(format!(
+                "the session's end user is not a valid id: {}",
+                error.message()
+            ))
         })?;
         let credits = i64::try_from(quantity)
             .ok()

@@ -151,7 +151,15 @@ impl TestApp {
     {
         let (database_url, database) = fresh_database(backend).await?;
         fill(database_url.clone()).await;
-        Some(Self::spawn_on(backend, database_url, database, Arc::new(|_: &mut Config| {})).await)
+        Some(
+            Self::spawn_on(
+                backend,
+                database_url,
+                database,
+                Arc::new(|_: &mut Config| {}),
+            )
+            .await,
+        )
     }
 
     async fn spawn_on(

@@ -2,8 +2,8 @@ use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
 
 use crate::graphql::context::ledger_for_reader;
-use crate::graphql::types::{Balance, Cycle};
 use crate::graphql::scalars::end_user_id as parse_end_user_id;
+use crate::graphql::types::{Balance, Cycle};
 use crate::ledger::types::Instant;
 
 #[derive(Default)]

@@ -71,7 +71,9 @@ impl EndUsersQuery {
         let after = after
             .map(|cursor| {
                 let not_ours = || Error::bad_input("after", "is not a cursor this API returned");
-                let position = UserCursor::decode_cursor(&cursor).map_err(|_| not_ours())?.0;
+                let position = UserCursor::decode_cursor(&cursor)
+                    .map_err(|_| not_ours())?
+                    .0;
                 Ok::<_, Error>(ActivityPosition {
                     last_active_at: position.last_active_at,
                     end_user_id: EndUserId::parse("after", &position.end_user_id)
@@ -80,9 +82,7 @@ impl EndUsersQuery {
             })
             .transpose()?;
         let has_previous_page = after.is_some();
-        let mut users = ledger
-            .end_users(only, after, first as u64 + 1)
-            .await?;
+        let mut users = ledger.end_users(only, after, first as u64 + 1).await?;
         let has_next_page = users.len() > first as usize;
         users.truncate(first as usize);
         let mut connection = Connection::new(has_previous_page, has_next_page);

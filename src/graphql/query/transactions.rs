@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 use crate::graphql::context::ledger_for_reader;
-use crate::graphql::types::{EntryKind, LedgerEntry};
 use crate::graphql::scalars::end_user_id as parse_end_user_id;
+use crate::graphql::types::{EntryKind, LedgerEntry};
 use crate::ledger::history::EntryFilter;
 use crate::ledger::types::Instant;
 
@@ -62,12 +62,7 @@ impl TransactionsQuery {
             to: Instant::parse_optional("to", to)?.map(Instant::get),
         };
         let mut entries = ledger
-            .history(
-                user,
-                &filter,
-                before_seq,
-                first as u64 + 1,
-            )
+            .history(user, &filter, before_seq, first as u64 + 1)
             .await?;
         let has_next_page = entries.len() > first as usize;
         entries.truncate(first as usize);

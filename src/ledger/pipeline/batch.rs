@@ -81,7 +81,7 @@ impl Lane {
             changes.entries.iter().map(|e| (e.kind, e.amount)),
         );
         for (user, _) in &changes.last_seqs {
-            self.events.announce_committed(&*user);
+            self.events.announce_committed(user);
         }
         if changes.new_grants.iter().any(|g| g.expires_at.is_some()) {
             self.expiry_alarm.notify_one();
@@ -95,7 +95,11 @@ impl Lane {
         sql::insert_entries(txn, &changes.entries).await?;
         sql::insert_keys(txn, &changes.keys, clock::now()).await?;
         sql::set_last_seqs(txn, &changes.last_seqs).await?;
-        let users: Vec<EndUserId> = changes.last_seqs.iter().map(|(user, _)| user.clone()).collect();
+        let users: Vec<EndUserId> = changes
+            .last_seqs
+            .iter()
+            .map(|(user, _)| user.clone())
+            .collect();
         self.events.announce_in_transaction(txn, &users).await
     }
 }

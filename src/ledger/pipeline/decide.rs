@@ -196,7 +196,7 @@ impl Batch {
         }
         let mut state = self
             .accounts
-            .remove(&user)
+            .remove(user)
             .expect("every write's account is locked and loaded before deciding");
         let decision = match write {
             Write::Subtract(subtract) => self.subtract(&mut state, subtract),
