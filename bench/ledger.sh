@@ -14,7 +14,8 @@
 #                  database tally_bench on postgres://postgres@127.0.0.1:5432, dropped at the end
 #   --only DB      run one database only (BENCH_ONLY)
 #   BENCH_TALLY_BIN=path  measure this tally binary instead of the one built here (say, a build of
-#                  an older commit, for before/after figures beside the same floor)
+#                  an older commit, for before/after figures beside the same floor); for a build
+#                  from before application-chosen end-user ids, add BENCH_END_USER_ID_TYPE=UUID
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -40,6 +40,16 @@ enum Pool {
 struct App {
     pool: Pool,
     bearer: String,
+    /// The database is from before application-chosen end-user ids (`BENCH_END_USER_ID_TYPE=UUID`,
+    /// set to measure such a build): `end_user_id` columns hold UUIDs, not text.
+    uuid_ids: bool,
+}
+
+/// An end-user id as the database stores it.
+#[allow(dead_code)] // Decoded for a fair comparison.
+enum StoredId {
+    Text(String),
+    Uuid(Uuid),
 }
 
 /// Every column, decoded as Tally decodes it, so that the comparison is not flattered by
@@ -47,7 +57,7 @@ struct App {
 #[allow(dead_code)] // Decoded for a fair comparison; only some fields are answered.
 struct OpenGrant {
     id: Uuid,
-    end_user_id: Uuid,
+    end_user_id: StoredId,
     amount: i64,
     remaining: i64,
     source: String,
@@ -68,11 +78,15 @@ struct OpenGrant {
 
 /// The same decoding for both drivers' row types.
 macro_rules! decode_grant {
-    ($row:expr) => {{
+    ($row:expr, $uuid_ids:expr) => {{
         let row = $row;
         Ok::<_, sqlx::Error>(OpenGrant {
             id: row.try_get(0)?,
-            end_user_id: row.try_get(1)?,
+            end_user_id: if $uuid_ids {
+                StoredId::Uuid(row.try_get(1)?)
+            } else {
+                StoredId::Text(row.try_get(1)?)
+            },
             amount: row.try_get(2)?,
             remaining: row.try_get(3)?,
             source: row.try_get(4)?,
@@ -93,24 +107,40 @@ macro_rules! decode_grant {
     }};
 }
 
-async fn open_grants(pool: &Pool, end_user: Uuid) -> Result<Vec<OpenGrant>, sqlx::Error> {
-    match pool {
-        Pool::Postgres(pool) => sqlx::query(SELECT_OPEN_GRANTS)
-            .bind(end_user)
-            .bind(0_i64)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| decode_grant!(row))
-            .collect(),
-        Pool::Sqlite(pool) => sqlx::query(SELECT_OPEN_GRANTS)
-            .bind(end_user)
-            .bind(0_i64)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| decode_grant!(row))
-            .collect(),
+async fn open_grants(app: &App, end_user: &str) -> Result<Vec<OpenGrant>, sqlx::Error> {
+    let uuid_ids = app.uuid_ids;
+    let as_uuid = || Uuid::parse_str(end_user).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+    match &app.pool {
+        Pool::Postgres(pool) => {
+            let query = sqlx::query(SELECT_OPEN_GRANTS);
+            let query = if uuid_ids {
+                query.bind(as_uuid()?)
+            } else {
+                query.bind(end_user)
+            };
+            query
+                .bind(0_i64)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| decode_grant!(row, uuid_ids))
+                .collect()
+        }
+        Pool::Sqlite(pool) => {
+            let query = sqlx::query(SELECT_OPEN_GRANTS);
+            let query = if uuid_ids {
+                query.bind(as_uuid()?)
+            } else {
+                query.bind(end_user)
+            };
+            query
+                .bind(0_i64)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| decode_grant!(row, uuid_ids))
+                .collect()
+        }
     }
 }
 
@@ -121,7 +151,7 @@ struct GraphqlBody {
 
 #[derive(Deserialize)]
 struct Variables {
-    u: Uuid,
+    u: String,
 }
 
 async fn balance(State(app): State<Arc<App>>, headers: HeaderMap, body: String) -> Response {
@@ -131,7 +161,7 @@ async fn balance(State(app): State<Arc<App>>, headers: HeaderMap, body: String) 
     let Ok(request) = serde_json::from_str::<GraphqlBody>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let mut grants = match open_grants(&app.pool, request.variables.u).await {
+    let mut grants = match open_grants(&app, &request.variables.u).await {
         Ok(grants) => grants,
         Err(error) => {
             eprintln!("bare_balance: {error}");
@@ -215,6 +245,7 @@ async fn main() {
     let app = Arc::new(App {
         pool,
         bearer: format!("Bearer {key}"),
+        uuid_ids: std::env::var("BENCH_END_USER_ID_TYPE").is_ok_and(|name| name == "UUID"),
     });
     let router = axum::Router::new()
         .route("/graphql", post(balance))

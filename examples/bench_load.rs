@@ -126,10 +126,10 @@ fn end_user(n: u64) -> String {
     format!("00000000-0000-4000-8000-{n:012x}")
 }
 
-const ADD: &str = "mutation($u: UUID!, $a: Credits!, $d: Int!) { addCredits(input: {endUserId: $u, amount: $a, validityDays: $d}) { grant { id } } }";
-const SUBTRACT: &str = "mutation($u: UUID!) { subtractCredits(input: {endUserId: $u, amount: 3}) { entry { id balanceAfter } } }";
-const SUBTRACT_KEYED: &str = "mutation($u: UUID!, $k: String!) { subtractCredits(input: {endUserId: $u, amount: 3, idempotencyKey: $k}) { entry { id balanceAfter } } }";
-const BALANCE: &str = "query($u: UUID!) { balance(endUserId: $u) { available held nextExpiry grants { id remaining expiresAt } } }";
+const ADD: &str = "mutation($u: ID!, $a: Credits!, $d: Int!) { addCredits(input: {endUserId: $u, amount: $a, validityDays: $d}) { grant { id } } }";
+const SUBTRACT: &str = "mutation($u: ID!) { subtractCredits(input: {endUserId: $u, amount: 3}) { entry { id balanceAfter } } }";
+const SUBTRACT_KEYED: &str = "mutation($u: ID!, $k: String!) { subtractCredits(input: {endUserId: $u, amount: 3, idempotencyKey: $k}) { entry { id balanceAfter } } }";
+const BALANCE: &str = "query($u: ID!) { balance(endUserId: $u) { available held nextExpiry grants { id remaining expiresAt } } }";
 
 /// What one connection did.
 #[derive(Default)]
@@ -224,6 +224,21 @@ impl Rng {
     }
 }
 
+/// Builds Tally releases from before application-chosen end-user ids declared them `UUID!`:
+/// `BENCH_END_USER_ID_TYPE=UUID` loads such a build (for before/after figures); unset, `ID!`.
+static END_USER_ID_TYPE: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
+    std::env::var("BENCH_END_USER_ID_TYPE")
+        .ok()
+        .filter(|name| name != "ID")
+});
+
+fn declared_ids(body: String) -> Bytes {
+    match END_USER_ID_TYPE.as_deref() {
+        Some(name) => Bytes::from(body.replace("$u: ID!", &format!("$u: {name}!"))),
+        None => Bytes::from(body),
+    }
+}
+
 /// The next request body, or `None` when this connection is done.
 fn next_body(shared: &Shared, rng: &mut Rng, sent: &mut u64, connection: usize) -> Option<Bytes> {
     let args = &shared.args;
@@ -237,7 +252,7 @@ fn next_body(shared: &Shared, rng: &mut Rng, sent: &mut u64, connection: usize) 
         }
         let days = if item < args.users { 7 } else { 365 };
         let user = end_user(item % args.users);
-        return Some(Bytes::from(format!(
+        return Some(declared_ids(format!(
             r#"{{"query":"{ADD}","variables":{{"u":"{user}","a":{GRANT_CREDITS},"d":{days}}}}}"#
         )));
     }
@@ -246,7 +261,7 @@ fn next_body(shared: &Shared, rng: &mut Rng, sent: &mut u64, connection: usize) 
     }
     let user = end_user(if args.hot { 0 } else { rng.below(args.users) });
     *sent += 1;
-    Some(Bytes::from(match args.mode {
+    Some(declared_ids(match args.mode {
         Mode::Debit if args.idempotency_keys => format!(
             r#"{{"query":"{SUBTRACT_KEYED}","variables":{{"u":"{user}","k":"bench-{:x}-{connection}-{sent}"}}}}"#,
             shared.run_id

@@ -82,8 +82,8 @@ async fn graphql(client: &reqwest::Client, args: &Args, query: &str, variables: 
     body["data"].clone()
 }
 
-const SUBTRACT: &str = "mutation($u: UUID!) { subtractCredits(input: {endUserId: $u, amount: 1}) { entry { createdAt } } }";
-const SUBSCRIBE: &str = "subscription($u: UUID!) { balanceChanged(endUserId: $u) { available } }";
+const SUBTRACT: &str = "mutation($u: ID!) { subtractCredits(input: {endUserId: $u, amount: 1}) { entry { createdAt } } }";
+const SUBSCRIBE: &str = "subscription($u: ID!) { balanceChanged(endUserId: $u) { available } }";
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -138,7 +138,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let args = parse_args();
     let client = reqwest::Client::new();
-    let add = "mutation($u: UUID!, $a: Credits!) { addCredits(input: {endUserId: $u, amount: $a}) { balance { available } } }";
+    let add = "mutation($u: ID!, $a: Credits!) { addCredits(input: {endUserId: $u, amount: $a}) { balance { available } } }";
 
     // 1. Debits with no subscriber at all.
     let quiet_user = uuid::Uuid::new_v4().to_string();

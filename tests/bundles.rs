@@ -139,7 +139,7 @@ async fn end_users_see_active_bundles_and_change_nothing(app: TestApp) {
     let user = new_user();
     let token = app
         .ok(
-            "mutation($u: UUID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
+            "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
             json!({ "u": user }),
         )
         .await["token"]

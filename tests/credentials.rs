@@ -192,7 +192,7 @@ async fn end_user_tokens_read_their_own_cycle_only(app: TestApp) {
     )
     .await;
     let own = token(&app, ADMIN_KEY, &user, 600).await;
-    let cycle = "query($id: UUID!) { cycle(endUserId: $id) { amount status } }";
+    let cycle = "query($id: ID!) { cycle(endUserId: $id) { amount status } }";
     let body = app
         .graphql_with_key(Some(&own), cycle, json!({ "id": user }))
         .await;

@@ -476,7 +476,7 @@ fn fuzz(backend: Backend) {
             .to_owned();
         let hold = app
             .ok(
-                "mutation($u: UUID!) { createHold(input: {endUserId: $u, amount: 5, ttlSeconds: 86400}) { hold { id } } }",
+                "mutation($u: ID!) { createHold(input: {endUserId: $u, amount: 5, ttlSeconds: 86400}) { hold { id } } }",
                 json!({ "u": user }),
             )
             .await["hold"]["id"]

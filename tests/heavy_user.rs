@@ -30,7 +30,7 @@ async fn seed(db: &DatabaseConnection, user: Uuid, start: DateTime<Utc>) -> Uuid
     let grant_id = Uuid::now_v7();
     let txn = db.begin().await.unwrap();
     account::Entity::insert(account::ActiveModel {
-        end_user_id: Set(user),
+        end_user_id: Set(user.to_string()),
         last_seq: Set(DEBITS + 1),
         created_at: Set(start),
         updated_at: Set(start + Duration::seconds(DEBITS)),
@@ -40,7 +40,7 @@ async fn seed(db: &DatabaseConnection, user: Uuid, start: DateTime<Utc>) -> Uuid
     .unwrap();
     grant::Entity::insert(grant::ActiveModel {
         id: Set(grant_id),
-        end_user_id: Set(user),
+        end_user_id: Set(user.to_string()),
         amount: Set(GRANTED),
         remaining: Set(GRANTED - DEBITS),
         source: Set("manual".into()),
@@ -64,7 +64,7 @@ async fn seed(db: &DatabaseConnection, user: Uuid, start: DateTime<Utc>) -> Uuid
     let entry =
         |seq: i64, kind: &str, balance_after: i64, at: DateTime<Utc>| ledger_entry::ActiveModel {
             id: Set(Uuid::now_v7()),
-            end_user_id: Set(user),
+            end_user_id: Set(user.to_string()),
             seq: Set(seq),
             kind: Set(kind.into()),
             amount: Set(if kind == "grant" { GRANTED } else { 1 }),
@@ -104,9 +104,8 @@ async fn seed(db: &DatabaseConnection, user: Uuid, start: DateTime<Utc>) -> Uuid
     grant_id
 }
 
-const BALANCE_AT: &str = "query($id: UUID!, $at: DateTime) { balance(endUserId: $id, at: $at) { available grants { id remaining } } }";
-const PAGE: &str =
-    "query($id: UUID!, $first: Int, $after: String, $from: DateTime, $to: DateTime) {
+const BALANCE_AT: &str = "query($id: ID!, $at: DateTime) { balance(endUserId: $id, at: $at) { available grants { id remaining } } }";
+const PAGE: &str = "query($id: ID!, $first: Int, $after: String, $from: DateTime, $to: DateTime) {
     transactions(endUserId: $id, first: $first, after: $after, from: $from, to: $to) {
       edges { cursor node { id sequence kind amount balanceAfter createdAt } }
       pageInfo { hasNextPage endCursor } } }";

@@ -356,7 +356,7 @@ async fn instants_outside_the_years_are_refused(app: TestApp) {
         }
         let body = app
             .graphql(
-                "query($id: UUID!, $at: DateTime!) { balance(endUserId: $id, at: $at) { available } }",
+                "query($id: ID!, $at: DateTime!) { balance(endUserId: $id, at: $at) { available } }",
                 json!({ "id": user, "at": instant }),
             )
             .await;
@@ -364,7 +364,7 @@ async fn instants_outside_the_years_are_refused(app: TestApp) {
         assert_eq!(error_field(&body), "at", "at {instant}: {body}");
         for field in ["from", "to"] {
             let document = format!(
-                "query($id: UUID!, $t: DateTime!) {{ transactions(endUserId: $id, {field}: $t) {{ edges {{ cursor }} }} }}"
+                "query($id: ID!, $t: DateTime!) {{ transactions(endUserId: $id, {field}: $t) {{ edges {{ cursor }} }} }}"
             );
             let body = app
                 .graphql(&document, json!({ "id": user, "t": instant }))
@@ -380,7 +380,7 @@ async fn instants_outside_the_years_are_refused(app: TestApp) {
     // The edges of the range are accepted.
     let body = app
         .graphql(
-            "query($id: UUID!) { early: balance(endUserId: $id, at: \"1970-01-01T00:00:00Z\") { available }
+            "query($id: ID!) { early: balance(endUserId: $id, at: \"1970-01-01T00:00:00Z\") { available }
                late: transactions(endUserId: $id, to: \"9999-12-31T23:59:59Z\") { edges { cursor } } }",
             json!({ "id": user }),
         )

@@ -247,7 +247,7 @@ async fn a_stalled_subscriber_delays_nobody(app: TestApp) {
     // and the server's sends to them block.
     let aliases: String = (0..1500).map(|i| format!("a{i}: available ")).collect();
     let heavy = format!(
-        "subscription($id: UUID!) {{ balanceChanged(endUserId: $id) {{ available {aliases} }} }}"
+        "subscription($id: ID!) {{ balanceChanged(endUserId: $id) {{ available {aliases} }} }}"
     );
     let mut stalled = Vec::new();
     for _ in 0..10 {

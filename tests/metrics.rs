@@ -196,7 +196,7 @@ async fn live_subscriptions_and_websockets_are_gauged(app: TestApp) {
     socket
         .subscribe(
             "1",
-            "subscription($u: UUID!) { balanceChanged(endUserId: $u) { available } }",
+            "subscription($u: ID!) { balanceChanged(endUserId: $u) { available } }",
             json!({ "u": uuid::Uuid::new_v4() }),
         )
         .await;
@@ -342,11 +342,11 @@ async fn end_users_are_listed_most_recently_active_first(app: TestApp) {
         .await;
     let hold = app
         .ok(
-            "mutation($u: UUID!) { createHold(input: {endUserId: $u, amount: 4, ttlSeconds: 600}) { hold { id } } }",
+            "mutation($u: ID!) { createHold(input: {endUserId: $u, amount: 4, ttlSeconds: 600}) { hold { id } } }",
             json!({ "u": a }),
         )
         .await;
-    let query = "query($id: UUID, $first: Int, $after: String) { endUsers(endUserId: $id, first: $first, after: $after) {
+    let query = "query($id: ID, $first: Int, $after: String) { endUsers(endUserId: $id, first: $first, after: $after) {
         pageInfo { hasNextPage endCursor } edges { node { endUserId lastActiveAt balance { available held } } } } }";
     let page = app.ok(query, json!({ "first": 1 })).await;
     assert_eq!(
@@ -376,7 +376,7 @@ async fn end_users_are_listed_most_recently_active_first(app: TestApp) {
 
     let holds = app
         .ok(
-            "query($u: UUID!) { openHolds(endUserId: $u) { id amount } }",
+            "query($u: ID!) { openHolds(endUserId: $u) { id amount } }",
             json!({ "u": a }),
         )
         .await;
@@ -386,7 +386,7 @@ async fn end_users_are_listed_most_recently_active_first(app: TestApp) {
     // Secret keys only: an end user's own token may not list anyone.
     let token = app
         .ok(
-            "mutation($u: UUID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
+            "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
             json!({ "u": a }),
         )
         .await;

@@ -47,9 +47,9 @@ const START_CYCLE: &str = "mutation($input: StartCycleInput!) { startCycle(input
     balance { available } replayed } }";
 const STOP_CYCLE: &str = "mutation($input: StopCycleInput!) { stopCycle(input: $input) {
     id status canceledAt currentPeriodEnd } }";
-const CYCLE: &str = "query($id: UUID!) { cycle(endUserId: $id) {
+const CYCLE: &str = "query($id: ID!) { cycle(endUserId: $id) {
     id status currentPeriodStart currentPeriodEnd currentGrantId } }";
-const BALANCE_AT: &str = "query($id: UUID!, $at: DateTime) { balance(endUserId: $id, at: $at) {
+const BALANCE_AT: &str = "query($id: ID!, $at: DateTime) { balance(endUserId: $id, at: $at) {
     available held grants { id remaining } } }";
 
 fn kinds(entries: &[Value]) -> Vec<String> {
@@ -491,7 +491,6 @@ async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
 /// Moves the end user's active cycle (and its grant) so that its period ended `ago` ago.
 async fn end_period(app: &TestApp, user: &str, ago: chrono::Duration, period: chrono::Duration) {
     let db = db(app).await;
-    let user: uuid::Uuid = user.parse().unwrap();
     let end: DateTime<Utc> = Utc::now() - ago;
     let found = cycle::Entity::find()
         .filter(cycle::Column::EndUserId.eq(user))
@@ -763,7 +762,7 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
         .await;
 
     let entries = app.ok(
-        "query($id: UUID!) { transactions(endUserId: $id, first: 100) { edges { node { kind createdAt balanceAfter } } } }",
+        "query($id: ID!) { transactions(endUserId: $id, first: 100) { edges { node { kind createdAt balanceAfter } } } }",
         json!({ "id": user }),
     ).await["edges"].as_array().unwrap().iter().map(|e| e["node"].clone()).collect::<Vec<_>>();
     assert_eq!(
@@ -807,7 +806,7 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
     }
 
     let debits = app.ok(
-        "query($id: UUID!) { transactions(endUserId: $id, kinds: [DEBIT, HOLD]) { edges { node { kind amount } } } }",
+        "query($id: ID!) { transactions(endUserId: $id, kinds: [DEBIT, HOLD]) { edges { node { kind amount } } } }",
         json!({ "id": user }),
     ).await;
     let shown: Vec<_> = debits["edges"]
@@ -818,7 +817,7 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
         .collect();
     assert_eq!(shown, vec![json!("DEBIT"), json!("HOLD"), json!("DEBIT")]);
     let window = app.ok(
-        "query($id: UUID!, $from: DateTime, $to: DateTime) { transactions(endUserId: $id, from: $from, to: $to) { edges { node { kind } } } }",
+        "query($id: ID!, $from: DateTime, $to: DateTime) { transactions(endUserId: $id, from: $from, to: $to) { edges { node { kind } } } }",
         json!({ "id": user, "from": debit_at.to_rfc3339(), "to": hold_at.to_rfc3339() }),
     ).await;
     let shown: Vec<_> = window["edges"]
@@ -870,7 +869,7 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
 
     // Plant a difference directly in the database.
     let db = db(&app).await;
-    let user: uuid::Uuid = users[0].parse().unwrap();
+    let user: &str = users[0].as_str();
     grant::Entity::update_many()
         .col_expr(
             grant::Column::Remaining,

@@ -50,7 +50,7 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
             account::Column::UpdatedAt,
             Expr::col(account::Column::UpdatedAt),
         )
-        .filter(account::Column::EndUserId.eq(uuid::Uuid::parse_str(&user).unwrap()))
+        .filter(account::Column::EndUserId.eq(user.as_str()))
         .exec(&lock)
         .await
         .unwrap();

@@ -146,7 +146,7 @@ async fn malformed_requests_are_client_errors(app: TestApp) {
     assert_eq!(error_code(&body), "GRAPHQL_VALIDATION_FAILED");
     let body: Value = app
         .graphql(
-            "query($id: UUID!) { balance(endUserId: $id) { available } }",
+            "query($id: ID!) { balance(endUserId: $id) { available } }",
             json!({}),
         )
         .await;

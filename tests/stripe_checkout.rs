@@ -31,7 +31,7 @@ fn checkout_input(bundle: &Value, user: &str) -> Value {
 
 async fn token_for(app: &TestApp, user: &str) -> String {
     app.ok(
-        "mutation($u: UUID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
+        "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
         json!({ "u": user }),
     )
     .await["token"]
@@ -182,9 +182,9 @@ async fn bad_checkout_input_is_refused_before_stripe_is_called(env: StripeEnv) {
     let mut unknown = checkout_input(&bundle, &user);
     unknown["bundleId"] = json!(uuid::Uuid::new_v4());
     cases.push((unknown, "NOT_FOUND", None));
-    let mut not_uuid = checkout_input(&bundle, &user);
-    not_uuid["endUserId"] = json!("user-1");
-    cases.push((not_uuid, "BAD_USER_INPUT", None));
+    let mut not_an_id = checkout_input(&bundle, &user);
+    not_an_id["endUserId"] = json!("user-1\n");
+    cases.push((not_an_id, "BAD_USER_INPUT", None));
 
     for (input, code, field) in cases {
         let body = app

@@ -524,11 +524,12 @@ async fn sessions_without_bundle_or_end_user_fail_and_are_recorded(env: StripeEn
         no_end_user["id"].as_str().unwrap(),
         vec![(bundle["stripePriceId"].as_str().unwrap().to_owned(), 1)],
     );
-    let mut not_a_uuid = paid_session(&bundle, &user);
-    not_a_uuid["metadata"] = json!({});
-    not_a_uuid["client_reference_id"] = json!("customer-42");
+    // Not an end-user id Tally could have sent: surrounding whitespace.
+    let mut not_an_id = paid_session(&bundle, &user);
+    not_an_id["metadata"] = json!({});
+    not_an_id["client_reference_id"] = json!(" customer-42 ");
     env.stripe.set_line_items(
-        not_a_uuid["id"].as_str().unwrap(),
+        not_an_id["id"].as_str().unwrap(),
         vec![(bundle["stripePriceId"].as_str().unwrap().to_owned(), 1)],
     );
     let mut two_items = paid_session(&bundle, &user);
@@ -544,7 +545,7 @@ async fn sessions_without_bundle_or_end_user_fail_and_are_recorded(env: StripeEn
     for (session, expected) in [
         (no_such_bundle, "no bundle"),
         (no_end_user, "no end user"),
-        (not_a_uuid, "customer-42"),
+        (not_an_id, "not a valid id"),
         (two_items, "2 line items"),
         (unknown_session, "No such checkout.session"),
     ] {
@@ -607,7 +608,7 @@ async fn stripe_events_page_newest_first(env: StripeEnv) {
     // Secret keys only.
     let token = app
         .ok(
-            "mutation($u: UUID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
+            "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
             json!({ "u": new_user() }),
         )
         .await["token"]

@@ -8,6 +8,7 @@ mod m20261125_000002_live_balances;
 mod m20261125_000003_stripe;
 mod m20261125_000004_credits_model;
 mod m20261201_000005_history_sums;
+mod m20261202_000006_end_user_ids;
 mod m20261203_000007_webhooks;
 
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_stripe::Migration),
             Box::new(m20261125_000004_credits_model::Migration),
             Box::new(m20261201_000005_history_sums::Migration),
+            Box::new(m20261202_000006_end_user_ids::Migration),
             Box::new(m20261203_000007_webhooks::Migration),
         ]
     }

@@ -70,12 +70,12 @@ impl Caller {
 
     /// Acting on behalf of one end user (starting a purchase): a secret key, or that end
     /// user's own token.
-    pub fn require_acting_for(&self, end_user_id: EndUserId) -> Result<()> {
+    pub fn require_acting_for(&self, end_user_id: &EndUserId) -> Result<()> {
         self.require_authenticated()?;
         match self {
             Self::EndUser {
                 end_user_id: own, ..
-            } if *own != end_user_id => Err(Error::Forbidden(
+            } if own != end_user_id => Err(Error::Forbidden(
                 "this token may only act for its own end user",
             )),
             _ => Ok(()),
@@ -83,14 +83,14 @@ impl Caller {
     }
 
     /// Reading one end user's data: a secret key, or that end user's own token.
-    pub fn require_read(&self, end_user_id: EndUserId) -> Result<()> {
+    pub fn require_read(&self, end_user_id: &EndUserId) -> Result<()> {
         if let Some(error) = self.unauthenticated() {
             return Err(error);
         }
         match self {
             Self::EndUser {
                 end_user_id: own, ..
-            } if *own != end_user_id => Err(Error::Forbidden(
+            } if own != end_user_id => Err(Error::Forbidden(
                 "this token may only read its own end user's data",
             )),
             _ => Ok(()),
@@ -188,21 +188,21 @@ mod tests {
     #[test]
     fn tokens_verify_until_they_expire_or_are_altered() {
         let signer = TokenSigner::from_secret(b"a test secret of enough length!!");
-        let user = EndUserId(Uuid::new_v4());
+        let user = EndUserId::from_stored(Uuid::new_v4().to_string());
         let key = Uuid::new_v4();
-        let (token, expires_at) = signer.issue(user, 60, key).unwrap();
+        let (token, expires_at) = signer.issue(user.clone(), 60, key).unwrap();
         assert!(tokens::looks_like_token(&token));
         let claims = signer.verify(&token).unwrap();
         assert_eq!(
             (claims.end_user_id, claims.key_id, claims.expires_at),
-            (user, key, expires_at)
+            (user.clone(), key, expires_at)
         );
         let other = TokenSigner::from_secret(b"another secret of enough length!");
         assert_eq!(other.verify(&token), None);
         let mut tampered = token.clone();
         tampered.insert(token.len() - 3, 'x');
         assert_eq!(signer.verify(&tampered), None);
-        assert!(signer.issue(user, 0, key).is_err());
+        assert!(signer.issue(user.clone(), 0, key).is_err());
         assert!(
             signer
                 .issue(user, tokens::MAX_TTL_SECONDS + 1, key)
@@ -212,15 +212,15 @@ mod tests {
 
     #[test]
     fn tokens_read_only_their_own_end_user() {
-        let user = EndUserId(Uuid::new_v4());
+        let user = EndUserId::from_stored(Uuid::new_v4().to_string());
         let caller = Caller::EndUser {
-            end_user_id: user,
+            end_user_id: user.clone(),
             key_id: Uuid::new_v4(),
             expires_at: Utc::now(),
         };
-        assert!(caller.require_read(user).is_ok());
+        assert!(caller.require_read(&user).is_ok());
         assert!(matches!(
-            caller.require_read(EndUserId(Uuid::new_v4())),
+            caller.require_read(&EndUserId::from_stored(Uuid::new_v4().to_string())),
             Err(Error::Forbidden(_))
         ));
         assert!(matches!(
@@ -228,12 +228,12 @@ mod tests {
             Err(Error::Forbidden(_))
         ));
         assert!(matches!(
-            Caller::Anonymous.require_read(user),
+            Caller::Anonymous.require_read(&user),
             Err(Error::Unauthenticated(_))
         ));
-        assert!(caller.require_acting_for(user).is_ok());
+        assert!(caller.require_acting_for(&user).is_ok());
         assert!(matches!(
-            caller.require_acting_for(EndUserId(Uuid::new_v4())),
+            caller.require_acting_for(&EndUserId::from_stored(Uuid::new_v4().to_string())),
             Err(Error::Forbidden(_))
         ));
         assert!(caller.require_authenticated().is_ok());

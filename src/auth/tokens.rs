@@ -38,7 +38,7 @@ struct Claims {
 }
 
 /// What a valid token says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenClaims {
     pub end_user_id: EndUserId,
     /// The secret key that minted it.
@@ -111,7 +111,7 @@ impl TokenSigner {
         let issued_at = Utc::now();
         let expires_at = issued_at + Duration::seconds(ttl_seconds);
         let claims = Claims {
-            sub: end_user_id.0.to_string(),
+            sub: end_user_id.into_string(),
             key: key_id,
             iat: issued_at.timestamp(),
             exp: expires_at.timestamp(),
@@ -129,7 +129,7 @@ impl TokenSigner {
     pub fn verify(&self, token: &str) -> Option<TokenClaims> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
         Some(TokenClaims {
-            end_user_id: Uuid::parse_str(&data.claims.sub).ok().map(EndUserId)?,
+            end_user_id: EndUserId::parse("sub", &data.claims.sub).ok()?,
             key_id: data.claims.key,
             expires_at: DateTime::from_timestamp(data.claims.exp, 0)?,
         })

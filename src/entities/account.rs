@@ -7,7 +7,7 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "accounts")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub end_user_id: Uuid,
+    pub end_user_id: String,
     /// Sequence number of the end user's newest ledger entry (0 = none yet).
     pub last_seq: i64,
     pub created_at: DateTimeUtc,

@@ -6,7 +6,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub end_user_id: Uuid,
+    pub end_user_id: String,
     pub amount: i64,
     pub validity_days: i32,
     pub rollover_max: i64,

@@ -5,7 +5,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub end_user_id: Uuid,
+    pub end_user_id: String,
     pub amount: i64,
     /// Invariant: `amount − Σ allocations to this grant`, between 0 and `amount`.
     pub remaining: i64,

@@ -10,7 +10,7 @@ pub struct Model {
     pub operation: String,
     /// SHA-256 of the request's canonical form: a different request under the same key conflicts.
     pub request_hash: String,
-    pub end_user_id: Uuid,
+    pub end_user_id: String,
     /// The ledger entry the write recorded; the replayed result is rebuilt from it.
     pub entry_id: Uuid,
     pub created_at: DateTimeUtc,

@@ -6,7 +6,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub end_user_id: Uuid,
+    pub end_user_id: String,
     /// Position in the end user's ledger, 1, 2, 3… without gaps.
     pub seq: i64,
     pub kind: String,

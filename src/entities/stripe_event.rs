@@ -15,7 +15,7 @@ pub struct Model {
     pub outcome: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub reason: Option<String>,
-    pub end_user_id: Option<Uuid>,
+    pub end_user_id: Option<String>,
     /// The ledger entry the event wrote (a grant or a claw-back).
     pub entry_id: Option<Uuid>,
     /// Deliveries processed (a failed event is processed again when Stripe retries).

@@ -35,7 +35,7 @@ pub async fn listen(events: BalanceEvents, pool: PgPool, listening: oneshot::Sen
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => match super::parse_payload(notification.payload()) {
-                    Some(end_user_ids) => end_user_ids.into_iter().for_each(|id| events.wake(id)),
+                    Some(end_user_ids) => end_user_ids.into_iter().for_each(|id| events.wake(&id)),
                     None => tracing::warn!(payload = notification.payload(), "odd notification"),
                 },
                 Ok(None) => {

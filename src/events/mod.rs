@@ -19,38 +19,39 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::error::Result;
 use crate::ledger::notifier::Notifier;
 use crate::ledger::{Balance, EndUserId};
 
-/// The PostgreSQL channel. Payloads carry end user ids (comma-separated), never balances.
+/// The PostgreSQL channel. Payloads carry end user ids (one per line), never balances.
 pub const CHANNEL: &str = "tally_balance";
 /// PostgreSQL refuses payloads of 8,000 bytes or more.
 const MAX_PAYLOAD_BYTES: usize = 7_900;
 
-/// The end user ids of one commit as few notification payloads as fit: `id,id,…`.
+/// The end user ids of one commit as few notification payloads as fit, one id per line: an id
+/// never holds a control character, so a newline separates without escaping. (The longest id,
+/// 255 four-byte characters, is 1,020 bytes: every id fits a payload.)
 pub fn notification_payloads(end_user_ids: &[EndUserId]) -> Vec<String> {
     let mut payloads: Vec<String> = Vec::new();
     for id in end_user_ids {
-        let id = id.0.to_string();
+        let id = id.as_str();
         match payloads.last_mut() {
             Some(payload) if payload.len() + 1 + id.len() <= MAX_PAYLOAD_BYTES => {
-                payload.push(',');
-                payload.push_str(&id);
+                payload.push('\n');
+                payload.push_str(id);
             }
-            _ => payloads.push(id),
+            _ => payloads.push(id.to_owned()),
         }
     }
     payloads
 }
 
-/// The end user ids a payload names; `None` if any part is not one.
-pub fn parse_payload(payload: &str) -> Option<Vec<Uuid>> {
+/// The end user ids a payload names; `None` if any line is not one.
+pub fn parse_payload(payload: &str) -> Option<Vec<EndUserId>> {
     payload
-        .split(',')
-        .map(|id| Uuid::parse_str(id).ok())
+        .split('\n')
+        .map(|id| EndUserId::parse("payload", id).ok())
         .collect()
 }
 
@@ -61,7 +62,7 @@ pub struct BalanceEvents {
 
 struct Inner {
     backend: DbBackend,
-    watchers: Mutex<HashMap<Uuid, Watched>>,
+    watchers: Mutex<HashMap<EndUserId, Watched>>,
 }
 
 /// The last balance read for an end user's local subscribers, tagged with the change counter
@@ -109,16 +110,16 @@ impl BalanceEvents {
 
     /// Right after a commit: on SQLite, tell this process's subscribers. (On PostgreSQL the
     /// listener does it when the notification arrives, for every process alike.)
-    pub fn announce_committed(&self, end_user_id: EndUserId) {
+    pub fn announce_committed(&self, end_user_id: &EndUserId) {
         if self.inner.backend != DbBackend::Postgres {
-            self.wake(end_user_id.0);
+            self.wake(end_user_id);
         }
     }
 
     /// Tells this process's subscribers of one end user that their balance changed.
-    pub fn wake(&self, end_user_id: Uuid) {
+    pub fn wake(&self, end_user_id: &EndUserId) {
         let watchers = self.inner.watchers.lock().expect("watchers lock");
-        if let Some(watched) = watchers.get(&end_user_id) {
+        if let Some(watched) = watchers.get(end_user_id) {
             watched.changes.send_modify(|version| *version += 1);
         }
     }
@@ -138,14 +139,16 @@ impl BalanceEvents {
 
     pub fn subscribe(&self, end_user_id: EndUserId) -> BalanceWatch {
         let mut watchers = self.inner.watchers.lock().expect("watchers lock");
-        let watched = watchers.entry(end_user_id.0).or_insert_with(|| Watched {
-            changes: watch::channel(0).0,
-            last_read: Arc::new(tokio::sync::Mutex::new(None)),
-        });
+        let watched = watchers
+            .entry(end_user_id.clone())
+            .or_insert_with(|| Watched {
+                changes: watch::channel(0).0,
+                last_read: Arc::new(tokio::sync::Mutex::new(None)),
+            });
         BalanceWatch {
             receiver: watched.changes.subscribe(),
             last_read: watched.last_read.clone(),
-            end_user_id: end_user_id.0,
+            end_user_id,
             inner: self.inner.clone(),
         }
     }
@@ -176,7 +179,7 @@ impl Notifier for BalanceEvents {
         BalanceEvents::announce_in_transaction(self, txn, end_user_ids).await
     }
 
-    fn announce_committed(&self, end_user_id: EndUserId) {
+    fn announce_committed(&self, end_user_id: &EndUserId) {
         BalanceEvents::announce_committed(self, end_user_id);
     }
 }
@@ -185,7 +188,7 @@ impl Notifier for BalanceEvents {
 pub struct BalanceWatch {
     receiver: watch::Receiver<u64>,
     last_read: SharedRead,
-    end_user_id: Uuid,
+    end_user_id: EndUserId,
     inner: Arc<Inner>,
 }
 
@@ -236,27 +239,51 @@ impl Drop for BalanceWatch {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
     fn payloads_carry_every_id_and_stay_under_the_limit() {
-        let ids: Vec<EndUserId> = (0..500).map(|_| EndUserId(Uuid::new_v4())).collect();
+        let ids: Vec<EndUserId> = (0..500)
+            .map(|_| EndUserId::from_stored(Uuid::new_v4().to_string()))
+            .collect();
         let payloads = notification_payloads(&ids);
         assert!(payloads.len() > 1, "500 ids do not fit one payload");
         assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD_BYTES));
-        let parsed: Vec<Uuid> = payloads
+        let parsed: Vec<EndUserId> = payloads
             .iter()
             .flat_map(|p| parse_payload(p).expect("well-formed"))
             .collect();
-        assert_eq!(parsed, ids.iter().map(|id| id.0).collect::<Vec<_>>());
+        assert_eq!(parsed, ids);
     }
 
     #[test]
     fn one_id_is_its_own_payload_and_odd_payloads_are_refused() {
-        let id = EndUserId(Uuid::new_v4());
-        assert_eq!(notification_payloads(&[id]), vec![id.0.to_string()]);
+        let id = EndUserId::from_stored(Uuid::new_v4().to_string());
+        assert_eq!(
+            notification_payloads(std::slice::from_ref(&id)),
+            vec![id.to_string()]
+        );
         assert!(notification_payloads(&[]).is_empty());
-        assert_eq!(parse_payload("nope"), None);
-        assert_eq!(parse_payload(&format!("{},x", id.0)), None);
+        assert_eq!(
+            parse_payload("auth0|64f,1"),
+            Some(vec![EndUserId::from_stored("auth0|64f,1".into())])
+        );
+        assert_eq!(parse_payload(""), None);
+        assert_eq!(parse_payload(&format!("{id}\n x")), None);
+    }
+
+    #[test]
+    fn the_longest_ids_fit_a_payload_each() {
+        let longest = |c: char| EndUserId::from_stored(c.to_string().repeat(255));
+        let ids = vec![longest('😀'), longest('é'), longest('"')];
+        let payloads = notification_payloads(&ids);
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD_BYTES));
+        let parsed: Vec<EndUserId> = payloads
+            .iter()
+            .flat_map(|p| parse_payload(p).unwrap())
+            .collect();
+        assert_eq!(parsed, ids);
     }
 }

@@ -25,7 +25,7 @@ pub fn ledger_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a Ledger> {
 }
 
 /// The ledger, for a caller who may read `end_user_id`'s data.
-pub fn ledger_for_reader<'a>(ctx: &Context<'a>, end_user_id: EndUserId) -> Result<&'a Ledger> {
+pub fn ledger_for_reader<'a>(ctx: &Context<'a>, end_user_id: &EndUserId) -> Result<&'a Ledger> {
     caller(ctx).require_read(end_user_id)?;
     ledger(ctx)
 }
@@ -62,7 +62,7 @@ pub fn stripe_for_secret_key<'a>(ctx: &Context<'a>) -> Result<&'a Stripe> {
 }
 
 /// Stripe purchases, for a caller who may act for `end_user_id`.
-pub fn stripe_acting_for<'a>(ctx: &Context<'a>, end_user_id: EndUserId) -> Result<&'a Stripe> {
+pub fn stripe_acting_for<'a>(ctx: &Context<'a>, end_user_id: &EndUserId) -> Result<&'a Stripe> {
     caller(ctx).require_acting_for(end_user_id)?;
     stripe(ctx)
 }

@@ -68,3 +68,9 @@ impl ScalarType for MinorUnits {
         Value::Number(self.0.into())
     }
 }
+
+/// An end-user id argument or input field, parsed once. The schema types it `ID`: a string, or
+/// an integer (an application keyed by integers sends `42` or `"42"`: one end user).
+pub fn end_user_id(id: &async_graphql::ID) -> crate::error::Result<crate::ledger::EndUserId> {
+    crate::ledger::EndUserId::parse("endUserId", id)
+}

@@ -1,6 +1,6 @@
 //! GraphQL views of the domain types. They only present; the ledger decides.
 
-use async_graphql::{Enum, Json, Object, SimpleObject};
+use async_graphql::{Enum, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -111,8 +111,8 @@ pub struct Balance(pub ledger::Balance);
 
 #[Object]
 impl Balance {
-    async fn end_user_id(&self) -> Uuid {
-        self.0.end_user_id.0
+    async fn end_user_id(&self) -> ID {
+        ID::from(self.0.end_user_id.as_str())
     }
 
     /// What a debit can take now: what remains in the active grants, less open holds.
@@ -145,8 +145,8 @@ impl Grant {
         self.0.id
     }
 
-    async fn end_user_id(&self) -> Uuid {
-        self.0.end_user_id.0
+    async fn end_user_id(&self) -> ID {
+        ID::from(self.0.end_user_id.as_str())
     }
 
     /// Credits granted.
@@ -262,8 +262,8 @@ impl LedgerEntry {
         self.0.id
     }
 
-    async fn end_user_id(&self) -> Uuid {
-        self.0.end_user_id.0
+    async fn end_user_id(&self) -> ID {
+        ID::from(self.0.end_user_id.as_str())
     }
 
     /// Position in the end user's ledger: 1, 2, 3… with no gaps.
@@ -349,8 +349,8 @@ impl Hold {
         self.0.id
     }
 
-    async fn end_user_id(&self) -> Uuid {
-        self.0.end_user_id.0
+    async fn end_user_id(&self) -> ID {
+        ID::from(self.0.end_user_id.as_str())
     }
 
     /// Credits reserved.
@@ -408,8 +408,8 @@ impl Cycle {
         self.0.id
     }
 
-    async fn end_user_id(&self) -> Uuid {
-        self.0.end_user_id.0
+    async fn end_user_id(&self) -> ID {
+        ID::from(self.0.end_user_id.as_str())
     }
 
     /// Credits granted each period.
@@ -579,8 +579,8 @@ impl StripeEvent {
     }
 
     /// The end user it concerned, once known.
-    async fn end_user_id(&self) -> Option<Uuid> {
-        self.0.end_user_id
+    async fn end_user_id(&self) -> Option<ID> {
+        self.0.end_user_id.as_deref().map(ID::from)
     }
 
     /// The ledger entry it wrote: the purchase's GRANT or a refund's CLAWBACK.

@@ -1,6 +1,6 @@
 //! GraphQL types of webhook endpoints, deliveries and balance alerts.
 
-use async_graphql::{Enum, Json, SimpleObject};
+use async_graphql::{Enum, ID, Json, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -166,7 +166,7 @@ impl From<deliveries::Delivery> for WebhookDelivery {
 /// The low-balance thresholds that apply to an end user.
 #[derive(SimpleObject)]
 pub struct BalanceAlerts {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// Highest first: `balance.low` fires when the available balance falls below one.
     pub thresholds: Vec<Credits>,
     /// Whether these are the default thresholds (`TALLY_BALANCE_ALERT_THRESHOLDS`).
@@ -176,7 +176,7 @@ pub struct BalanceAlerts {
 impl From<thresholds::BalanceAlerts> for BalanceAlerts {
     fn from(a: thresholds::BalanceAlerts) -> Self {
         Self {
-            end_user_id: a.end_user_id.0,
+            end_user_id: ID::from(a.end_user_id.as_str()),
             thresholds: a.thresholds.into_iter().map(Credits).collect(),
             uses_default: a.uses_default,
         }

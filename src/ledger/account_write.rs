@@ -41,12 +41,12 @@ pub struct AccountWrite {
 }
 
 impl Ledger {
-    pub(super) async fn begin_write(&self, end_user_id: EndUserId) -> Result<AccountWrite> {
+    pub(super) async fn begin_write(&self, end_user_id: &EndUserId) -> Result<AccountWrite> {
         let txn = self.db.begin().await?;
         let reserved = store::lock_account_and_reserve_seq(&txn, end_user_id, clock::now()).await?;
         Ok(AccountWrite {
             txn,
-            end_user_id,
+            end_user_id: end_user_id.clone(),
             grants: Vec::new(),
             now: clock::now(),
             next_seq: reserved,
@@ -73,7 +73,7 @@ impl AccountWrite {
     }
 
     async fn load_settling(&mut self, events: &dyn Notifier, everything: bool) -> Result<usize> {
-        self.grants = store::load_open_grants(&self.txn, self.end_user_id).await?;
+        self.grants = store::load_open_grants(&self.txn, &self.end_user_id).await?;
         self.now = clock::now();
         let before = self.next_seq;
         // Open holds always earmark credits on open grants, and an active cycle's current
@@ -81,7 +81,7 @@ impl AccountWrite {
         // plain debit does not need while it holds the lock). A cycle whose current grant is
         // used up renews by the scheduler, on time, rather than by this write.
         if everything || self.grants.iter().any(|g| g.held > 0) {
-            for hold in store::due_holds(&self.txn, self.end_user_id, self.now).await? {
+            for hold in store::due_holds(&self.txn, &self.end_user_id, self.now).await? {
                 self.close_hold(&hold, 0, super::holds::HoldStatus::Expired)
                     .await?;
             }
@@ -118,7 +118,7 @@ impl AccountWrite {
         for expiry in &plan {
             let mut entry = Entry::new(
                 EntryKind::Expiry,
-                self.end_user_id,
+                self.end_user_id.clone(),
                 self.take_seq(),
                 expiry.allocation.amount,
                 expiry.balance_after,
@@ -195,7 +195,7 @@ impl AccountWrite {
         if capture > 0 {
             let mut entry = Entry::new(
                 EntryKind::Capture,
-                self.end_user_id,
+                self.end_user_id.clone(),
                 self.take_seq(),
                 capture,
                 0,
@@ -209,7 +209,7 @@ impl AccountWrite {
         let release_entry = (released > 0).then(|| {
             let mut entry = Entry::new(
                 EntryKind::Release,
-                self.end_user_id,
+                self.end_user_id.clone(),
                 0,
                 released,
                 0,
@@ -235,7 +235,7 @@ impl AccountWrite {
             self.emit(
                 EventType::HoldExpired,
                 serde_json::json!({
-                    "endUserId": outbound::end_user_text(self.end_user_id),
+                    "endUserId": outbound::end_user_text(&self.end_user_id),
                     "holdId": hold.id,
                     "amount": hold.amount,
                     "released": released,
@@ -280,7 +280,7 @@ impl AccountWrite {
         let sources = std::mem::take(&mut self.outbound_sources);
         outbound::record(
             &self.txn,
-            self.end_user_id,
+            self.end_user_id.clone(),
             &sources,
             &self.grants,
             &self.outbound,
@@ -302,7 +302,7 @@ impl AccountWrite {
     pub async fn announce(&mut self, events: &dyn Notifier) -> Result<()> {
         if !self.announced {
             events
-                .announce_in_transaction(&self.txn, &[self.end_user_id])
+                .announce_in_transaction(&self.txn, std::slice::from_ref(&self.end_user_id))
                 .await?;
             self.announced = true;
         }
@@ -314,7 +314,7 @@ impl AccountWrite {
     pub async fn commit_even_if_empty(mut self, events: &dyn Notifier) -> Result<()> {
         let last_used = self.next_seq - 1;
         if last_used < self.reserved_through {
-            store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
+            store::set_last_seq(&self.txn, &self.end_user_id, last_used).await?;
             let recorded = self.record_outbound().await?;
             self.txn.commit().await?;
             if recorded > 0 {
@@ -341,7 +341,7 @@ impl AccountWrite {
             return Ok(());
         }
         if last_used > self.reserved_through {
-            store::set_last_seq(&self.txn, self.end_user_id, last_used).await?;
+            store::set_last_seq(&self.txn, &self.end_user_id, last_used).await?;
         }
         let recorded = self.record_outbound().await?;
         self.announce(events).await?;
@@ -350,7 +350,7 @@ impl AccountWrite {
             self.outbound.committed.notify_one();
         }
         super::metrics::entries_committed(self.appended.iter().copied());
-        events.announce_committed(self.end_user_id);
+        events.announce_committed(&self.end_user_id);
         Ok(())
     }
 }

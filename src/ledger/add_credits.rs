@@ -26,7 +26,7 @@ pub const MAX_PRIORITY: i32 = 1_000;
 /// is bound to, so a retry hours later still matches although `validityDays` counts from "now".
 #[derive(Clone, Debug, Serialize)]
 pub struct AddCreditsRequest {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub amount: i64,
     pub validity_days: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -81,7 +81,7 @@ impl AddCredits {
             ));
         }
         Ok(Self {
-            end_user_id: EndUserId(request.end_user_id),
+            end_user_id: request.end_user_id,
             amount: Amount::parse("amount", request.amount)?,
             validity: Validity::parse(
                 request.validity_days,
@@ -130,7 +130,7 @@ impl AddCredits {
     pub(super) fn new_grant(&self, now: DateTime<Utc>) -> Grant {
         Grant {
             id: Uuid::now_v7(),
-            end_user_id: self.end_user_id,
+            end_user_id: self.end_user_id.clone(),
             amount: self.amount.get(),
             remaining: self.amount.get(),
             source: self.source,
@@ -157,7 +157,7 @@ impl AddCredits {
     ) -> Entry {
         let mut entry = Entry::new(
             EntryKind::Grant,
-            self.end_user_id,
+            self.end_user_id.clone(),
             seq,
             grant.amount,
             available,
@@ -174,7 +174,7 @@ impl AddCredits {
 impl Ledger {
     pub async fn add_credits(&self, request: AddCreditsRequest) -> Result<AddCreditsOutcome> {
         let add = Arc::new(AddCredits::parse(request, clock::now())?);
-        let user = add.end_user_id;
+        let user = &add.end_user_id;
         match self.pipeline.submit(Write::Add(add.clone())).await? {
             Decision::Added {
                 grant,
@@ -198,7 +198,7 @@ impl Ledger {
     }
 
     async fn try_add_credits(&self, add: &AddCredits) -> Result<AddCreditsOutcome> {
-        let user = add.end_user_id;
+        let user = &add.end_user_id;
         let mut write = self.begin_write(user).await?;
         if let Some(key) = &add.idempotency_key
             && let Prior::Replay { entry_id } =
@@ -214,7 +214,7 @@ impl Ledger {
         }
         let grant = add.new_grant(now);
         write.grants.push(grant.clone());
-        let balance = Balance::from_grants(user, &write.grants, now);
+        let balance = Balance::from_grants(user.clone(), &write.grants, now);
         let seq = write.take_seq();
         let entry = add.grant_entry(&grant, seq, balance.available, now);
 
@@ -244,7 +244,7 @@ impl Ledger {
         })
     }
 
-    async fn replay(&self, user: EndUserId, entry_id: Uuid) -> Result<AddCreditsOutcome> {
+    async fn replay(&self, user: &EndUserId, entry_id: Uuid) -> Result<AddCreditsOutcome> {
         let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
         let grant_id = entry
             .grant_id
@@ -255,7 +255,7 @@ impl Ledger {
         Ok(AddCreditsOutcome {
             grant,
             entry,
-            balance: self.balance(user).await?,
+            balance: self.balance(user.clone()).await?,
             replayed: true,
         })
     }

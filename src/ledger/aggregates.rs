@@ -159,11 +159,11 @@ fn in_effect_at(at: DateTime<Utc>) -> Cond {
 /// earmarked is held. Three statements, whatever the length of the history.
 pub async fn balance_at(
     conn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
     at: DateTime<Utc>,
 ) -> Result<Balance> {
     let mut grants = grant::Entity::find()
-        .filter(grant::Column::EndUserId.eq(end_user_id.0))
+        .filter(grant::Column::EndUserId.eq(end_user_id.as_str()))
         .filter(in_effect_at(at))
         .all(conn)
         .await?
@@ -188,7 +188,7 @@ pub async fn balance_at(
                 ledger_allocation::Column::GrantId,
             )),
         )
-        .and_where(Expr::col((grant::Entity, grant::Column::EndUserId)).eq(end_user_id.0))
+        .and_where(Expr::col((grant::Entity, grant::Column::EndUserId)).eq(end_user_id.as_str()))
         .cond_where(in_effect_at(at))
         .and_where(Expr::col((ledger_entry::Entity, ledger_entry::Column::CreatedAt)).lte(at))
         .group_by_col((
@@ -211,7 +211,7 @@ pub async fn balance_at(
             Expr::col((hold::Entity, hold::Column::Id))
                 .equals((hold_allocation::Entity, hold_allocation::Column::HoldId)),
         )
-        .and_where(Expr::col((hold::Entity, hold::Column::EndUserId)).eq(end_user_id.0))
+        .and_where(Expr::col((hold::Entity, hold::Column::EndUserId)).eq(end_user_id.as_str()))
         .and_where(Expr::col((hold::Entity, hold::Column::CreatedAt)).lte(at))
         .cond_where(
             Cond::any()
@@ -227,7 +227,7 @@ pub async fn balance_at(
         grant.held = held.get(&grant.id).copied().unwrap_or(0);
         grant.voided_at = None;
     }
-    let mut balance = Balance::from_grants(end_user_id, &grants, at);
+    let mut balance = Balance::from_grants(end_user_id.clone(), &grants, at);
     // Holds open at `at` may earmark grants that had expired by then: they count as held too.
     balance.held = held.values().sum();
     Ok(balance)

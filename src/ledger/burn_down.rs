@@ -101,7 +101,7 @@ mod tests {
     fn grant(n: u128, remaining: i64, expires_in_days: Option<i64>, age_days: i64) -> Grant {
         Grant {
             id: Uuid::from_u128(n),
-            end_user_id: EndUserId(Uuid::nil()),
+            end_user_id: EndUserId::from_stored("u".to_owned()),
             amount: remaining.max(1),
             remaining,
             source: GrantSource::Manual,

@@ -56,13 +56,13 @@ impl Ledger {
             .ok_or_else(|| Error::NotFound(format!("no grant with id {}", request.grant_id)))?
             .end_user_id;
         retry_once_on_unique_violation(|| async {
-            let mut write = self.begin_write(user).await?;
+            let mut write = self.begin_write(&user).await?;
             if let Some(key) = &key
                 && let Prior::Replay { entry_id } =
                     idempotency::check(&write.txn, key, VOID, &hash).await?
             {
                 write.txn.rollback().await?;
-                return self.correction_replay(user, entry_id).await;
+                return self.correction_replay(&user, entry_id).await;
             }
             write.load(&self.events).await?;
             let Some(grant) = store::find_grant(&write.txn, request.grant_id).await? else {
@@ -86,10 +86,10 @@ impl Ledger {
             let entry =
                 record_void(&mut write, &grant, reason.as_ref(), key.as_ref(), None).await?;
             if let Some(key) = &key {
-                idempotency::record(&write.txn, key, VOID, &hash, user, entry.id, write.now)
+                idempotency::record(&write.txn, key, VOID, &hash, &user, entry.id, write.now)
                     .await?;
             }
-            let balance = Balance::from_grants(user, &write.grants, write.now);
+            let balance = Balance::from_grants(user.clone(), &write.grants, write.now);
             write.commit(&self.events).await?;
             Ok(CorrectionOutcome {
                 entry,
@@ -118,7 +118,7 @@ impl Ledger {
                 "only DEBIT and CAPTURE entries can be reversed",
             ));
         }
-        let user = debit.end_user_id;
+        let user = &debit.end_user_id;
         retry_once_on_unique_violation(|| async {
             let mut write = self.begin_write(user).await?;
             if let Some(key) = &key
@@ -184,7 +184,7 @@ impl Ledger {
             write.take(&give_back).await?;
             let mut entry = Entry::new(
                 EntryKind::Reversal,
-                user,
+                user.clone(),
                 write.take_seq(),
                 amount,
                 running,
@@ -215,7 +215,7 @@ impl Ledger {
                 idempotency::record(&write.txn, key, REVERSE, &hash, user, entry.id, write.now)
                     .await?;
             }
-            let balance = Balance::from_grants(user, &write.grants, write.now);
+            let balance = Balance::from_grants(user.clone(), &write.grants, write.now);
             write.commit(&self.events).await?;
             Ok(CorrectionOutcome {
                 entry,
@@ -228,13 +228,13 @@ impl Ledger {
 
     async fn correction_replay(
         &self,
-        user: EndUserId,
+        user: &EndUserId,
         entry_id: Uuid,
     ) -> Result<CorrectionOutcome> {
         let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
         Ok(CorrectionOutcome {
             entry,
-            balance: self.balance(user).await?,
+            balance: self.balance(user.clone()).await?,
             replayed: true,
         })
     }
@@ -263,7 +263,7 @@ async fn record_void(
     write.grants.retain(|g| g.id != grant.id);
     let mut entry = Entry::new(
         EntryKind::Void,
-        write.end_user_id,
+        write.end_user_id.clone(),
         write.take_seq(),
         taken.amount,
         balance_after.unwrap_or_else(|| write.available()),

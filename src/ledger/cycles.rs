@@ -63,7 +63,7 @@ impl Cycle {
         };
         Ok(Self {
             id: model.id,
-            end_user_id: EndUserId(model.end_user_id),
+            end_user_id: EndUserId::from_stored(model.end_user_id),
             amount: model.amount,
             validity_days: model.validity_days,
             rollover_max: model.rollover_max,
@@ -83,7 +83,7 @@ impl Cycle {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StartCycleRequest {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub amount: i64,
     pub validity_days: i64,
     pub rollover_max: i64,
@@ -102,7 +102,7 @@ const START: &str = "start_cycle";
 impl Ledger {
     pub async fn start_cycle(&self, request: StartCycleRequest) -> Result<CycleOutcome> {
         let hash = idempotency::request_hash(START, &request)?;
-        let user = EndUserId(request.end_user_id);
+        let user = &request.end_user_id;
         let amount = Amount::parse("amount", request.amount)?;
         if !(1..=MAX_VALIDITY_DAYS).contains(&request.validity_days) {
             return Err(Error::bad_input(
@@ -129,7 +129,7 @@ impl Ledger {
                 .ok_or_else(|| Error::Internal("replayed cycle missing".into()))?;
                 return Ok(CycleOutcome {
                     cycle,
-                    balance: self.balance(user).await?,
+                    balance: self.balance(user.clone()).await?,
                     replayed: true,
                 });
             }
@@ -158,7 +158,7 @@ impl Ledger {
             }
             let cycle = Cycle {
                 id: cycle_id,
-                end_user_id: user,
+                end_user_id: user.clone(),
                 amount: amount.get(),
                 validity_days: request.validity_days as i32,
                 rollover_max: request.rollover_max,
@@ -170,7 +170,7 @@ impl Ledger {
                 canceled_at: None,
             };
             store::insert_cycle(&write.txn, &cycle).await?;
-            let balance = Balance::from_grants(user, &write.grants, now);
+            let balance = Balance::from_grants(user.clone(), &write.grants, now);
             write.commit(&self.events).await?;
             self.expiry_alarm.notify_one();
             Ok(CycleOutcome {
@@ -184,9 +184,9 @@ impl Ledger {
 
     /// Cancels renewal of the end user's active cycle; its current period runs out as usual.
     pub async fn stop_cycle(&self, end_user_id: EndUserId) -> Result<Cycle> {
-        let mut write = self.begin_write(end_user_id).await?;
+        let mut write = self.begin_write(&end_user_id).await?;
         write.load(&self.events).await?;
-        let Some(mut cycle) = store::active_cycle(&write.txn, end_user_id).await? else {
+        let Some(mut cycle) = store::active_cycle(&write.txn, &end_user_id).await? else {
             return write.refuse(&self.events, Error::NoActiveCycle).await;
         };
         cycle.status = CycleStatus::Canceled;
@@ -199,17 +199,17 @@ impl Ledger {
 
     /// All the end user's cycles.
     pub async fn cycles(&self, end_user_id: EndUserId) -> Result<Vec<Cycle>> {
-        store::cycles_of(&self.db, end_user_id).await
+        store::cycles_of(&self.db, &end_user_id).await
     }
 
     /// The end user's most recent cycle, active or not.
     pub async fn cycle(&self, end_user_id: EndUserId) -> Result<Option<Cycle>> {
-        store::latest_cycle(&self.db, end_user_id).await
+        store::latest_cycle(&self.db, &end_user_id).await
     }
 }
 
 fn cycle_grant(
-    user: EndUserId,
+    user: &EndUserId,
     cycle_id: Uuid,
     amount: i64,
     start: DateTime<Utc>,
@@ -218,7 +218,7 @@ fn cycle_grant(
 ) -> Grant {
     Grant {
         id: Uuid::now_v7(),
-        end_user_id: user,
+        end_user_id: user.clone(),
         amount,
         remaining: amount,
         source: GrantSource::Subscription,
@@ -250,7 +250,7 @@ async fn grant_period(
         .fold(grant.created_at, DateTime::max);
     let mut entry = Entry::new(
         kind,
-        write.end_user_id,
+        write.end_user_id.clone(),
         write.take_seq(),
         grant.amount,
         write.available(),
@@ -266,7 +266,7 @@ async fn grant_period(
 /// after due expiries are recorded, so the old period's expiry precedes the renewal.
 pub async fn renew_due(write: &mut AccountWrite) -> Result<()> {
     let now = write.now;
-    let Some(mut cycle) = store::active_cycle(&write.txn, write.end_user_id).await? else {
+    let Some(mut cycle) = store::active_cycle(&write.txn, &write.end_user_id).await? else {
         return Ok(());
     };
     if cycle.current_period_end > now {
@@ -280,14 +280,14 @@ pub async fn renew_due(write: &mut AccountWrite) -> Result<()> {
     let expired = super::aggregates::expired_amount(&write.txn, cycle.current_grant_id).await?;
     let rollover = expired.min(cycle.rollover_max);
 
-    let grant = cycle_grant(write.end_user_id, cycle.id, cycle.amount, start, end, None);
+    let grant = cycle_grant(&write.end_user_id, cycle.id, cycle.amount, start, end, None);
     // A renewal the scheduler makes late (the period's grant was used up, so no write did it)
     // is dated after every entry already in the ledger.
-    let latest = store::latest_entry_at(&write.txn, write.end_user_id).await?;
+    let latest = store::latest_entry_at(&write.txn, &write.end_user_id).await?;
     grant_period(write, &grant, EntryKind::Renewal, latest).await?;
     if rollover > 0 {
         let carried = cycle_grant(
-            write.end_user_id,
+            &write.end_user_id,
             cycle.id,
             rollover,
             start,

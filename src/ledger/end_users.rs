@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use uuid::Uuid;
 
 use super::balance::Balance;
 use super::grant::Grant;
@@ -26,7 +25,7 @@ pub struct EndUserSummary {
 #[derive(Clone, Debug)]
 pub struct ActivityPosition {
     pub last_active_at: DateTime<Utc>,
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
 }
 
 impl Ledger {
@@ -44,7 +43,7 @@ impl Ledger {
             .order_by_asc(account::Column::EndUserId)
             .limit(limit);
         if let Some(user) = only {
-            query = query.filter(account::Column::EndUserId.eq(user.0));
+            query = query.filter(account::Column::EndUserId.eq(user.as_str()));
         }
         if let Some(after) = after {
             query = query.filter(
@@ -53,7 +52,7 @@ impl Ledger {
                     .add(
                         Condition::all()
                             .add(account::Column::UpdatedAt.eq(after.last_active_at))
-                            .add(account::Column::EndUserId.gt(after.end_user_id)),
+                            .add(account::Column::EndUserId.gt(after.end_user_id.as_str())),
                     ),
             );
         }
@@ -62,16 +61,16 @@ impl Ledger {
             return Ok(Vec::new());
         }
         // One query for every listed user's open grants, rather than one per user.
-        let mut grants_of: HashMap<Uuid, Vec<Grant>> = HashMap::new();
+        let mut grants_of: HashMap<String, Vec<Grant>> = HashMap::new();
         for model in grant::Entity::find()
-            .filter(grant::Column::EndUserId.is_in(accounts.iter().map(|a| a.end_user_id)))
+            .filter(grant::Column::EndUserId.is_in(accounts.iter().map(|a| a.end_user_id.as_str())))
             .filter(grant::Column::Remaining.gt(0))
             .filter(grant::Column::VoidedAt.is_null())
             .all(&self.db)
             .await?
         {
             grants_of
-                .entry(model.end_user_id)
+                .entry(model.end_user_id.clone())
                 .or_default()
                 .push(Grant::from_model(model)?);
         }
@@ -82,7 +81,11 @@ impl Ledger {
                 let grants = grants_of.remove(&account.end_user_id).unwrap_or_default();
                 EndUserSummary {
                     last_active_at: account.updated_at,
-                    balance: Balance::from_grants(EndUserId(account.end_user_id), &grants, now),
+                    balance: Balance::from_grants(
+                        EndUserId::from_stored(account.end_user_id),
+                        &grants,
+                        now,
+                    ),
                 }
             })
             .collect())
@@ -91,7 +94,7 @@ impl Ledger {
     /// The end user's open holds, soonest deadline first.
     pub async fn open_holds(&self, end_user_id: EndUserId) -> Result<Vec<Hold>> {
         hold::Entity::find()
-            .filter(hold::Column::EndUserId.eq(end_user_id.0))
+            .filter(hold::Column::EndUserId.eq(end_user_id.as_str()))
             .filter(hold::Column::Status.eq(super::holds::HoldStatus::Open.as_str()))
             .order_by_asc(hold::Column::ExpiresAt)
             .order_by_asc(hold::Column::Id)

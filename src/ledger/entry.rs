@@ -66,7 +66,7 @@ impl Entry {
     pub fn from_model(model: ledger_entry::Model, allocations: Vec<Allocation>) -> Result<Self> {
         Ok(Self {
             id: model.id,
-            end_user_id: EndUserId(model.end_user_id),
+            end_user_id: EndUserId::from_stored(model.end_user_id),
             seq: model.seq,
             kind: EntryKind::from_stored(&model.kind)?,
             amount: model.amount,

@@ -25,7 +25,7 @@ impl Ledger {
     /// Settles what is due for one end user (expiries, hold deadlines, renewals). Returns how
     /// many entries that wrote.
     pub async fn settle_due(&self, end_user_id: EndUserId) -> Result<usize> {
-        let mut write = self.begin_write(end_user_id).await?;
+        let mut write = self.begin_write(&end_user_id).await?;
         let written = write.load_settling_all(&self.events).await?;
         write.commit(&self.events).await?;
         Ok(written)
@@ -38,15 +38,15 @@ impl Ledger {
             let mut users = store::end_users_with_due_expiries(&self.db, now, BATCH).await?;
             users.extend(store::end_users_with_due_holds(&self.db, now, BATCH).await?);
             users.extend(store::end_users_with_due_cycles(&self.db, now, BATCH).await?);
-            users.sort_by_key(|u| u.0);
+            users.sort_unstable();
             users.dedup();
             let mut settled = 0;
             for user in &users {
                 // One end user's failure must not hold up everyone sorted after them.
-                match self.settle_due(*user).await {
+                match self.settle_due(user.clone()).await {
                     Ok(_) => settled += 1,
                     Err(error) => tracing::warn!(
-                        end_user = %user.0,
+                        end_user = %user,
                         error = error.message(),
                         "settling what fell due failed"
                     ),

@@ -64,7 +64,7 @@ mod tests {
     fn grant(remaining: i64, held: i64, expires_in_s: Option<i64>, now: DateTime<Utc>) -> Grant {
         Grant {
             id: Uuid::now_v7(),
-            end_user_id: EndUserId(Uuid::nil()),
+            end_user_id: EndUserId::from_stored("u".to_owned()),
             amount: remaining.max(1),
             remaining,
             source: GrantSource::Manual,

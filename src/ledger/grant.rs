@@ -64,7 +64,7 @@ impl Grant {
     pub fn from_model(model: grant::Model) -> Result<Self> {
         Ok(Self {
             id: model.id,
-            end_user_id: EndUserId(model.end_user_id),
+            end_user_id: EndUserId::from_stored(model.end_user_id),
             amount: model.amount,
             remaining: model.remaining,
             source: GrantSource::from_stored(&model.source)?,

@@ -31,7 +31,7 @@ impl Ledger {
         limit: u64,
     ) -> Result<Vec<Entry>> {
         let mut query = ledger_entry::Entity::find()
-            .filter(ledger_entry::Column::EndUserId.eq(end_user_id.0))
+            .filter(ledger_entry::Column::EndUserId.eq(end_user_id.as_str()))
             .order_by_desc(ledger_entry::Column::Seq)
             .limit(limit);
         if let Some(before_seq) = before_seq {
@@ -53,6 +53,6 @@ impl Ledger {
 
     /// The balance as it was at `at`, replayed from the ledger (see `aggregates::balance_at`).
     pub async fn balance_at(&self, end_user_id: EndUserId, at: Instant) -> Result<Balance> {
-        super::aggregates::balance_at(&self.db, end_user_id, at.get()).await
+        super::aggregates::balance_at(&self.db, &end_user_id, at.get()).await
     }
 }

@@ -65,7 +65,7 @@ impl Hold {
     pub fn from_model(model: hold::Model) -> Result<Self> {
         Ok(Self {
             id: model.id,
-            end_user_id: EndUserId(model.end_user_id),
+            end_user_id: EndUserId::from_stored(model.end_user_id),
             amount: model.amount,
             captured_amount: model.captured_amount,
             status: HoldStatus::from_stored(&model.status)?,
@@ -79,7 +79,7 @@ impl Hold {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CreateHoldRequest {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub amount: i64,
     pub ttl_seconds: i64,
     pub description: Option<String>,
@@ -102,7 +102,7 @@ const RELEASE: &str = "release_hold";
 impl Ledger {
     pub async fn create_hold(&self, request: CreateHoldRequest) -> Result<HoldOutcome> {
         let hash = idempotency::request_hash(CREATE, &request)?;
-        let user = EndUserId(request.end_user_id);
+        let user = &request.end_user_id;
         let amount = Amount::parse("amount", request.amount)?;
         if !(1..=MAX_HOLD_TTL_SECONDS).contains(&request.ttl_seconds) {
             return Err(Error::bad_input(
@@ -139,7 +139,7 @@ impl Ledger {
             write.change_held(&earmarks).await?;
             let hold = Hold {
                 id: Uuid::now_v7(),
-                end_user_id: user,
+                end_user_id: user.clone(),
                 amount: amount.get(),
                 captured_amount: 0,
                 status: HoldStatus::Open,
@@ -151,7 +151,7 @@ impl Ledger {
             store::insert_hold(&write.txn, &hold, &earmarks).await?;
             let mut entry = Entry::new(
                 EntryKind::Hold,
-                user,
+                user.clone(),
                 write.take_seq(),
                 hold.amount,
                 write.available(),
@@ -164,7 +164,7 @@ impl Ledger {
             if let Some(key) = &key {
                 idempotency::record(&write.txn, key, CREATE, &hash, user, entry.id, now).await?;
             }
-            let balance = Balance::from_grants(user, &write.grants, now);
+            let balance = Balance::from_grants(user.clone(), &write.grants, now);
             write.commit(&self.events).await?;
             self.expiry_alarm.notify_one();
             Ok(HoldOutcome {
@@ -230,7 +230,7 @@ impl Ledger {
                 key.as_ref(),
                 operation,
                 &hash,
-                user,
+                &user,
             )
         })
         .await
@@ -246,7 +246,7 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
         operation: &str,
         hash: &str,
-        user: EndUserId,
+        user: &EndUserId,
     ) -> Result<HoldOutcome> {
         let mut write = self.begin_write(user).await?;
         if let Some(key) = key
@@ -287,7 +287,7 @@ impl Ledger {
             idempotency::record(&write.txn, key, operation, hash, user, first.id, now).await?;
         }
         let entry = capture_entry;
-        let balance = Balance::from_grants(user, &write.grants, now);
+        let balance = Balance::from_grants(user.clone(), &write.grants, now);
         write.commit(&self.events).await?;
         let hold = store::find_hold(&self.db, hold_id)
             .await?
@@ -311,7 +311,7 @@ impl Ledger {
         // A release answers no entry (as when it first ran).
         let entry = (entry.kind != EntryKind::Release).then_some(entry);
         Ok(HoldOutcome {
-            balance: self.balance(hold.end_user_id).await?,
+            balance: self.balance(hold.end_user_id.clone()).await?,
             hold,
             entry,
             replayed: true,

@@ -71,7 +71,7 @@ pub async fn record(
     key: &IdempotencyKey,
     operation: &str,
     hash: &str,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
     entry_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -79,7 +79,7 @@ pub async fn record(
         key: Set(key.as_str().to_owned()),
         operation: Set(operation.to_owned()),
         request_hash: Set(hash.to_owned()),
-        end_user_id: Set(end_user_id.0),
+        end_user_id: Set(end_user_id.to_string()),
         entry_id: Set(entry_id),
         created_at: Set(now),
     })

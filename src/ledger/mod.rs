@@ -95,12 +95,12 @@ impl Ledger {
 
     /// Whether the end user has ever been written to.
     pub async fn end_user_exists(&self, end_user_id: EndUserId) -> Result<bool> {
-        store::account_exists(&self.db, end_user_id).await
+        store::account_exists(&self.db, &end_user_id).await
     }
 
     /// The balance now. An end user never seen has a balance of zero.
     pub async fn balance(&self, end_user_id: EndUserId) -> Result<Balance> {
-        let grants = store::load_open_grants(&self.db, end_user_id).await?;
+        let grants = store::load_open_grants(&self.db, &end_user_id).await?;
         Ok(Balance::from_grants(end_user_id, &grants, clock::now()))
     }
 }

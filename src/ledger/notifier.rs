@@ -19,7 +19,7 @@ pub trait Notifier: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Right after the commit.
-    fn announce_committed(&self, end_user_id: EndUserId);
+    fn announce_committed(&self, end_user_id: &EndUserId);
 }
 
 /// The ledger keeps its notifier behind an `Arc`; writes pass `&self.events` as it is.
@@ -33,7 +33,7 @@ impl Notifier for std::sync::Arc<dyn Notifier> {
         (**self).announce_in_transaction(txn, end_user_ids).await
     }
 
-    fn announce_committed(&self, end_user_id: EndUserId) {
+    fn announce_committed(&self, end_user_id: &EndUserId) {
         (**self).announce_committed(end_user_id);
     }
 }

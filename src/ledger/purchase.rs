@@ -142,7 +142,7 @@ impl Ledger {
         credits: Amount,
         receipt: &dyn Receipt,
     ) -> Result<PurchaseOutcome> {
-        let user = request.end_user_id;
+        let user = &request.end_user_id;
         let mut write = self.begin_write(user).await?;
         if receipt.already_processed(&write.txn).await? {
             write.txn.rollback().await?;
@@ -175,7 +175,7 @@ impl Ledger {
         }
         let grant = Grant {
             id: Uuid::now_v7(),
-            end_user_id: user,
+            end_user_id: user.clone(),
             amount: credits.get(),
             remaining: credits.get(),
             source: GrantSource::Purchase,
@@ -193,11 +193,11 @@ impl Ledger {
         write.grants.push(grant.clone());
         let entry = Entry {
             id: Uuid::now_v7(),
-            end_user_id: user,
+            end_user_id: user.clone(),
             seq: write.take_seq(),
             kind: EntryKind::Grant,
             amount: grant.amount,
-            balance_after: Balance::from_grants(user, &write.grants, now).available,
+            balance_after: Balance::from_grants(user.clone(), &write.grants, now).available,
             grant_id: Some(grant.id),
             description: grant.description.clone(),
             metadata: grant.metadata.clone(),
@@ -306,7 +306,7 @@ impl Ledger {
         report: &RefundReport<'_>,
         receipt: &dyn Receipt,
     ) -> Result<PurchaseOutcome> {
-        let mut write = self.begin_write(grant.end_user_id).await?;
+        let mut write = self.begin_write(&grant.end_user_id).await?;
         if receipt.already_processed(&write.txn).await? {
             write.txn.rollback().await?;
             return Ok(PurchaseOutcome::Duplicate);
@@ -344,7 +344,7 @@ impl Ledger {
             write.emit(
                 EventType::PurchaseRefunded,
                 serde_json::json!({
-                    "endUserId": outbound::end_user_text(grant.end_user_id),
+                    "endUserId": outbound::end_user_text(&grant.end_user_id),
                     "grantId": grant.id,
                     "reference": grant.payment.as_ref().map(|p| &p.reference),
                     "paymentReference": report.payment_reference,
@@ -427,11 +427,12 @@ async fn claw_back(
     let currency = grant.payment.as_ref().and_then(|p| p.currency.clone());
     let entry = Entry {
         id: Uuid::now_v7(),
-        end_user_id: write.end_user_id,
+        end_user_id: write.end_user_id.clone(),
         seq: write.take_seq(),
         kind: EntryKind::Clawback,
         amount: take,
-        balance_after: Balance::from_grants(write.end_user_id, &write.grants, now).available,
+        balance_after: Balance::from_grants(write.end_user_id.clone(), &write.grants, now)
+            .available,
         grant_id: Some(grant_id),
         description: Some(format!("refund of payment {payment_reference}")),
         metadata: Some(serde_json::json!({

@@ -19,7 +19,7 @@ pub(super) const OPERATION: &str = "subtract_credits";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SubtractCreditsRequest {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub amount: i64,
     pub description: Option<String>,
     pub metadata: Option<serde_json::Value>,
@@ -53,7 +53,7 @@ impl SubtractCredits {
             None => String::new(),
         };
         Ok(Self {
-            end_user_id: EndUserId(request.end_user_id),
+            end_user_id: request.end_user_id,
             amount: Amount::parse("amount", request.amount)?,
             description: Description::parse(request.description)?,
             metadata: Metadata::parse(request.metadata)?,
@@ -74,7 +74,7 @@ impl SubtractCredits {
     ) -> Entry {
         let mut entry = Entry::new(
             EntryKind::Debit,
-            self.end_user_id,
+            self.end_user_id.clone(),
             seq,
             self.amount.get(),
             available,
@@ -94,7 +94,7 @@ impl Ledger {
         request: SubtractCreditsRequest,
     ) -> Result<SubtractCreditsOutcome> {
         let subtract = Arc::new(SubtractCredits::parse(request)?);
-        let user = subtract.end_user_id;
+        let user = &subtract.end_user_id;
         match self
             .pipeline
             .submit(Write::Subtract(subtract.clone()))
@@ -120,7 +120,7 @@ impl Ledger {
         &self,
         subtract: &SubtractCredits,
     ) -> Result<SubtractCreditsOutcome> {
-        let user = subtract.end_user_id;
+        let user = &subtract.end_user_id;
         let mut write = self.begin_write(user).await?;
         if let Some(key) = &subtract.idempotency_key
             && let Prior::Replay { entry_id } =
@@ -148,7 +148,7 @@ impl Ledger {
             }
         };
         write.take(&allocations).await?;
-        let balance = Balance::from_grants(user, &write.grants, now);
+        let balance = Balance::from_grants(user.clone(), &write.grants, now);
         let seq = write.take_seq();
         let entry = subtract.debit_entry(seq, balance.available, now, allocations);
         write.insert_entry(&entry).await?;
@@ -174,13 +174,13 @@ impl Ledger {
 
     async fn replay_debit(
         &self,
-        user: EndUserId,
+        user: &EndUserId,
         entry_id: Uuid,
     ) -> Result<SubtractCreditsOutcome> {
         let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
         Ok(SubtractCreditsOutcome {
             entry,
-            balance: self.balance(user).await?,
+            balance: self.balance(user.clone()).await?,
             replayed: true,
         })
     }

@@ -81,9 +81,82 @@ impl Instant {
     }
 }
 
-/// The end user an account belongs to: a UUID the calling application chooses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct EndUserId(pub Uuid);
+/// The end user an account belongs to, named by the calling application's own id: 1 to
+/// `MAX_END_USER_ID_CHARS` characters of visible text (no control character, no leading or
+/// trailing whitespace), compared exactly. One exception keeps databases from the UUID era
+/// working: a UUID in its 36-character hyphenated form is stored in lower case, so `ABC…` and
+/// `abc…` spellings of one UUID are one end user (as they were when ids were UUIDs).
+/// Ordered by bytes, which is the order batches lock accounts in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct EndUserId(String);
+
+pub const MAX_END_USER_ID_CHARS: usize = 255;
+
+impl EndUserId {
+    pub fn parse(field: &'static str, value: &str) -> Result<Self> {
+        let chars = value.chars().count();
+        if chars == 0 {
+            return Err(Error::bad_input(field, "must not be empty"));
+        }
+        if chars > MAX_END_USER_ID_CHARS {
+            return Err(Error::bad_input(
+                field,
+                format!("must be at most {MAX_END_USER_ID_CHARS} characters"),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(Error::bad_input(
+                field,
+                "must not contain control characters (NUL, newline, tab, …)",
+            ));
+        }
+        if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
+            return Err(Error::bad_input(
+                field,
+                "must not begin or end with whitespace",
+            ));
+        }
+        Ok(Self(
+            canonical_uuid(value).unwrap_or_else(|| value.to_owned()),
+        ))
+    }
+
+    /// An id read back from the database, where only parsed ids are ever written.
+    pub fn from_stored(value: String) -> Self {
+        debug_assert!(Self::parse("stored", &value).is_ok_and(|parsed| parsed.0 == value));
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for EndUserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The lower-case spelling of a UUID written in the hyphenated 36-character form; `None` for
+/// anything else (other UUID spellings, such as 32 bare hex digits, are ids of their own).
+fn canonical_uuid(value: &str) -> Option<String> {
+    let hyphenated = value.len() == 36
+        && [8, 13, 18, 23]
+            .iter()
+            .all(|&at| value.as_bytes()[at] == b'-');
+    if !hyphenated || value.bytes().all(|byte| !byte.is_ascii_uppercase()) {
+        return None;
+    }
+    Uuid::try_parse(value)
+        .ok()
+        .map(|uuid| uuid.hyphenated().to_string())
+}
 
 /// A positive whole number of credits, at most `MAX_CREDITS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -374,6 +447,48 @@ impl Validity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_user_ids_are_the_applications_own_strings() {
+        for id in [
+            "auth0|64f1c2",
+            "user_2NqZ",
+            "42",
+            "josé",
+            "ABC",
+            "abc",
+            "a b",
+        ] {
+            assert_eq!(EndUserId::parse("endUserId", id).unwrap().as_str(), id);
+        }
+        let longest = "é".repeat(MAX_END_USER_ID_CHARS);
+        assert_eq!(
+            EndUserId::parse("endUserId", &longest).unwrap().as_str(),
+            longest
+        );
+    }
+
+    #[test]
+    fn only_hyphenated_uuids_are_folded_to_lower_case() {
+        let upper = "8B0C4F2E-1C7A-4D35-9F53-2A0D6F1B7C11";
+        let lower = upper.to_lowercase();
+        assert_eq!(EndUserId::parse("id", upper).unwrap().as_str(), lower);
+        assert_eq!(EndUserId::parse("id", &lower).unwrap().as_str(), lower);
+        let bare = "8B0C4F2E1C7A4D359F532A0D6F1B7C11";
+        assert_eq!(EndUserId::parse("id", bare).unwrap().as_str(), bare);
+        let not_hex = "8B0C4F2E-1C7A-4D35-9F53-2A0D6F1B7C1Z";
+        assert_eq!(EndUserId::parse("id", not_hex).unwrap().as_str(), not_hex);
+    }
+
+    #[test]
+    fn end_user_ids_refuse_what_is_not_visible_text() {
+        let too_long = "x".repeat(MAX_END_USER_ID_CHARS + 1);
+        for id in [
+            "", " ", " a", "a ", "a\u{0}b", "a\nb", "a\tb", "\u{7f}", "\u{85}", &too_long,
+        ] {
+            assert!(EndUserId::parse("endUserId", id).is_err(), "{id:?}");
+        }
+    }
 
     #[test]
     fn amounts_must_be_positive_and_exact_in_javascript() {

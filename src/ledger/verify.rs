@@ -81,9 +81,11 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
         }
     }
 
-    let mut seqs: HashMap<Uuid, Vec<i64>> = HashMap::new();
+    let mut seqs: HashMap<String, Vec<i64>> = HashMap::new();
     for entry in &entries {
-        seqs.entry(entry.end_user_id).or_default().push(entry.seq);
+        seqs.entry(entry.end_user_id.clone())
+            .or_default()
+            .push(entry.seq);
         let allocated = allocated_by_entry.get(&entry.id).copied().unwrap_or(0);
         let expected = match EntryKind::from_stored(&entry.kind) {
             Ok(

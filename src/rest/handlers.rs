@@ -53,7 +53,7 @@ pub async fn add(
     let validity_days = integer(&fields, "validity_days", Some(DEFAULT_VALIDITY_DAYS))?;
     ledger
         .add_credits(AddCreditsRequest {
-            end_user_id: user,
+            end_user_id: user.clone(),
             amount,
             validity_days: Some(validity_days),
             expires_at: None,
@@ -81,10 +81,10 @@ pub async fn subtract(
     let fields = object(&body)?;
     let user = end_user_id(&fields)?;
     let amount = amount(&fields)?;
-    require_known(ledger, user).await?;
+    require_known(ledger, &user).await?;
     ledger
         .subtract_credits(SubtractCreditsRequest {
-            end_user_id: user,
+            end_user_id: user.clone(),
             amount,
             description: None,
             metadata: None,
@@ -127,8 +127,8 @@ pub async fn stop_cycle(
     let ledger = ledger_for_secret_key(&state, &headers).await?;
     let fields = object(&body)?;
     let user = end_user_id(&fields)?;
-    require_known(ledger, user).await?;
-    let cycle = ledger.stop_cycle(EndUserId(user)).await?;
+    require_known(ledger, &user).await?;
+    let cycle = ledger.stop_cycle(user).await?;
     Ok(Json(cycle_response(&cycle)))
 }
 
@@ -147,11 +147,10 @@ pub async fn get_active_balance(
             .or_insert_with(|| serde_json::Value::String(id.clone()));
     }
     let user = end_user_id(&fields)?;
-    require_known(ledger, user).await?;
-    let user = EndUserId(user);
-    let balance = ledger.balance(user).await?;
+    require_known(ledger, &user).await?;
+    let balance = ledger.balance(user.clone()).await?;
     let canceled_cycles: Vec<uuid::Uuid> = ledger
-        .cycles(user)
+        .cycles(user.clone())
         .await?
         .into_iter()
         .filter(|c| c.status == CycleStatus::Canceled)
@@ -177,15 +176,15 @@ pub async fn get_active_balance(
         })
         .collect();
     Ok(Json(ActiveBalanceResponse {
-        end_user_id: user.0,
+        end_user_id: user,
         active_balance: balance.available,
         active_balance_by_cycle: by_cycle,
     }))
 }
 
 /// Creduse answers `USER_DOES_NOT_EXIST` for end users it has never seen.
-async fn require_known(ledger: &Ledger, user: uuid::Uuid) -> Result<(), Error> {
-    if ledger.end_user_exists(EndUserId(user)).await? {
+async fn require_known(ledger: &Ledger, user: &EndUserId) -> Result<(), Error> {
+    if ledger.end_user_exists(user.clone()).await? {
         Ok(())
     } else {
         Err(Error::NotFound(format!("end user {user} does not exist")))
@@ -194,7 +193,7 @@ async fn require_known(ledger: &Ledger, user: uuid::Uuid) -> Result<(), Error> {
 
 fn cycle_response(cycle: &Cycle) -> CycleResponse {
     CycleResponse {
-        end_user_id: cycle.end_user_id.0,
+        end_user_id: cycle.end_user_id.clone(),
         amount: cycle.amount,
         created_at: timestamp(cycle.created_at),
         cycle_type: "recurring",

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::ledger::EndUserId;
 
 /// A Creduse error body: `{error_code, message, timestamp}`.
 pub struct RestError(pub Error);
@@ -61,11 +62,13 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
-pub fn end_user_id(fields: &Map<String, Value>) -> Result<Uuid, Error> {
+/// Creduse names end users by UUID, and so does this surface: any spelling `Uuid` reads, stored
+/// as the lower-case hyphenated form, which is how GraphQL finds the same end user.
+pub fn end_user_id(fields: &Map<String, Value>) -> Result<EndUserId, Error> {
     match fields.get("end_user_id") {
-        Some(Value::String(text)) => {
-            Uuid::parse_str(text).map_err(|_| Error::bad_input("end_user_id", "must be a UUID"))
-        }
+        Some(Value::String(text)) => Uuid::parse_str(text)
+            .map(|uuid| EndUserId::from_stored(uuid.hyphenated().to_string()))
+            .map_err(|_| Error::bad_input("end_user_id", "must be a UUID")),
         None | Some(Value::Null) => Err(Error::bad_input("end_user_id", "is required")),
         Some(_) => Err(Error::bad_input("end_user_id", "must be a UUID string")),
     }
@@ -88,20 +91,20 @@ pub fn integer(
 
 #[derive(Serialize)]
 pub struct AddResponse {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub amount: i64,
     pub validity_days: i64,
 }
 
 #[derive(Serialize)]
 pub struct SubtractResponse {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub amount: i64,
 }
 
 #[derive(Serialize)]
 pub struct CycleResponse {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub amount: i64,
     pub created_at: String,
     pub cycle_type: &'static str,
@@ -123,7 +126,7 @@ pub struct CycleBalance {
 
 #[derive(Serialize)]
 pub struct ActiveBalanceResponse {
-    pub end_user_id: Uuid,
+    pub end_user_id: EndUserId,
     pub active_balance: i64,
     pub active_balance_by_cycle: Vec<CycleBalance>,
 }

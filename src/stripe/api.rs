@@ -41,7 +41,8 @@ fn api_error(error: stripe::StripeError) -> ApiError {
 /// A Checkout Session to create for one bundle.
 pub struct CheckoutParams<'a> {
     pub price_id: &'a str,
-    pub client_reference_id: &'a str,
+    /// `None` for an end-user id longer than Stripe allows here (the metadata still names it).
+    pub client_reference_id: Option<&'a str>,
     /// Set on the session and on its PaymentIntent (refunds carry only the latter).
     pub metadata: HashMap<String, String>,
     pub success_url: &'a str,
@@ -84,10 +85,13 @@ impl StripeApi {
         line_item.quantity = Some(1);
         let mut payment_intent_data = CreateCheckoutSessionPaymentIntentData::new();
         payment_intent_data.metadata = Some(params.metadata.clone());
-        let session = CreateCheckoutSession::new()
+        let mut session = CreateCheckoutSession::new()
             .mode(CheckoutSessionMode::Payment)
-            .line_items(vec![line_item])
-            .client_reference_id(params.client_reference_id)
+            .line_items(vec![line_item]);
+        if let Some(reference) = params.client_reference_id {
+            session = session.client_reference_id(reference);
+        }
+        let session = session
             .metadata(params.metadata)
             .payment_intent_data(payment_intent_data)
             .success_url(params.success_url)

@@ -75,7 +75,7 @@ pub struct StoredEvent {
     pub payment_intent_id: Option<String>,
     pub outcome: Outcome,
     pub reason: Option<String>,
-    pub end_user_id: Option<Uuid>,
+    pub end_user_id: Option<String>,
     pub entry_id: Option<Uuid>,
     pub attempts: i32,
     pub received_at: DateTime<Utc>,
@@ -145,7 +145,7 @@ pub async fn store(
         payment_intent_id: Set(event.payment_intent_id.clone()),
         outcome: Set(disposition.outcome.as_str().to_owned()),
         reason: Set(disposition.reason.clone()),
-        end_user_id: Set(disposition.end_user_id.map(|u| u.0)),
+        end_user_id: Set(disposition.end_user_id.as_ref().map(EndUserId::to_string)),
         entry_id: Set(disposition.entry_id),
         attempts: Set(1),
         received_at: Set(event.received_at),
@@ -260,7 +260,12 @@ pub fn describe(recorded: &Recorded) -> Disposition {
                     clawback.amount
                 ));
             }
-            on(Outcome::Applied, reason, grant.end_user_id, Some(entry.id))
+            on(
+                Outcome::Applied,
+                reason,
+                grant.end_user_id.clone(),
+                Some(entry.id),
+            )
         }
         Recorded::AlreadyGranted { grant } => on(
             Outcome::Ignored,
@@ -269,7 +274,7 @@ pub fn describe(recorded: &Recorded) -> Disposition {
                 grant.payment.as_ref().map_or("?", |p| p.reference.as_str()),
                 grant.id
             ),
-            grant.end_user_id,
+            grant.end_user_id.clone(),
             None,
         ),
         Recorded::ClawedBack { grant, entry } => on(
@@ -278,7 +283,7 @@ pub fn describe(recorded: &Recorded) -> Disposition {
                 "clawed back {} credits from grant {} ({} remain)",
                 entry.amount, grant.id, grant.remaining
             ),
-            grant.end_user_id,
+            grant.end_user_id.clone(),
             Some(entry.id),
         ),
         Recorded::NothingToClawBack {
@@ -290,7 +295,7 @@ pub fn describe(recorded: &Recorded) -> Disposition {
                 "refund already counted: nothing more to claw back from grant {}",
                 grant.id
             ),
-            grant.end_user_id,
+            grant.end_user_id.clone(),
             None,
         ),
         Recorded::NothingToClawBack {
@@ -302,7 +307,7 @@ pub fn describe(recorded: &Recorded) -> Disposition {
                 "refund recorded; nothing remains of grant {} to claw back (spent or expired)",
                 grant.id
             ),
-            grant.end_user_id,
+            grant.end_user_id.clone(),
             None,
         ),
         Recorded::RefundWaiting { payment_reference } => Disposition {

@@ -31,6 +31,9 @@ pub use webhook::WebhookAnswer;
 /// Metadata keys Tally sets on the Checkout Sessions (and their PaymentIntents) it creates.
 pub const METADATA_BUNDLE_ID: &str = "tally_bundle_id";
 pub const METADATA_END_USER_ID: &str = "tally_end_user_id";
+/// Stripe caps a session's `client_reference_id` at 200 characters; longer end-user ids (up to
+/// 255) travel in the metadata alone, which allows 500 and is what the webhook reads first.
+pub const MAX_CLIENT_REFERENCE_CHARS: usize = 200;
 /// The events that report refunds.
 pub const REFUND_EVENT_TYPES: [&str; 3] = ["charge.refunded", "refund.created", "refund.updated"];
 /// Longest success or cancel URL accepted.
@@ -113,15 +116,16 @@ impl Stripe {
         let api = self.inner.api.as_ref().ok_or_else(|| {
             Error::Unavailable("Stripe is not configured: set STRIPE_SECRET_KEY".into())
         })?;
-        let end_user = request.end_user_id.0.to_string();
+        let end_user = request.end_user_id.as_str();
         let metadata = HashMap::from([
             (METADATA_BUNDLE_ID.to_owned(), bundle.id.to_string()),
-            (METADATA_END_USER_ID.to_owned(), end_user.clone()),
+            (METADATA_END_USER_ID.to_owned(), end_user.to_owned()),
         ]);
         let created = api
             .create_checkout_session(CheckoutParams {
                 price_id: &bundle.stripe_price_id,
-                client_reference_id: &end_user,
+                client_reference_id: (end_user.chars().count() <= MAX_CLIENT_REFERENCE_CHARS)
+                    .then_some(end_user),
                 metadata,
                 success_url: &request.success_url,
                 cancel_url: &request.cancel_url,

@@ -448,9 +448,12 @@ impl Stripe {
                      client_reference_id"
                 ))
             })?;
-        let end_user_id = Uuid::parse_str(end_user)
-            .map(EndUserId)
-            .map_err(|_| Failure::retry(format!("the end user '{end_user}' is not a UUID")))?;
+        let end_user_id = EndUserId::parse(METADATA_END_USER_ID, end_user).map_err(|error| {
+            Failure::retry(format!(
+                "the session's end user is not a valid id: {}",
+                error.message()
+            ))
+        })?;
         let credits = i64::try_from(quantity)
             .ok()
             .and_then(|q| bundle.credits.checked_mul(q))

@@ -30,10 +30,11 @@ async function api(query, variables) {
 
 const step = (text) => console.log(`- ${text}`);
 
-const endUser = randomUUID();
-await api('mutation($u: UUID!) { addCredits(input: {endUserId: $u, amount: 100, validityDays: 30, source: TRIAL}) { grant { id } } }', { u: endUser });
+// An application's own id, with characters a URL must escape: the console links to it.
+const endUser = `auth0|console/${randomUUID().slice(0, 8)} #1`;
+await api('mutation($u: ID!) { addCredits(input: {endUserId: $u, amount: 100, validityDays: 30, source: TRIAL}) { grant { id } } }', { u: endUser });
 // Another end user, so the list has more than the one we look for.
-await api('mutation($u: UUID!) { addCredits(input: {endUserId: $u, amount: 7}) { grant { id } } }', { u: randomUUID() });
+await api('mutation($u: ID!) { addCredits(input: {endUserId: $u, amount: 7}) { grant { id } } }', { u: randomUUID() });
 
 const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
 const consoleErrors = [];
@@ -65,6 +66,8 @@ try {
   await page.keyboard.press('Enter');
   await page.getByRole('link', { name: endUser }).click();
   await page.locator('#available', { hasText: /^100$/ }).waitFor();
+  // The page names the end user exactly, though the id went through the URL escaped.
+  await page.getByRole('heading', { name: endUser, exact: true }).waitFor();
   await page.locator('#live-status', { hasText: 'live' }).waitFor();
 
   step('grants 50 credits through the form, with a confirmation');
@@ -76,7 +79,7 @@ try {
   await page.locator('#available', { hasText: /^150$/ }).waitFor();
 
   step('the balance changes live when credits are spent through the API');
-  await api('mutation($u: UUID!) { subtractCredits(input: {endUserId: $u, amount: 30, description: "from the test"}) { entry { id } } }', { u: endUser });
+  await api('mutation($u: ID!) { subtractCredits(input: {endUserId: $u, amount: 30, description: "from the test"}) { entry { id } } }', { u: endUser });
   await page.locator('#available', { hasText: /^120$/ }).waitFor();
 
   step('reverses the debit');

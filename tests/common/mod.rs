@@ -101,6 +101,36 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// A new, empty database on `backend` (`None`: PostgreSQL is not configured here).
+async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
+    Some(match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path: PathBuf = dir.path().join("tally.db");
+            (
+                format!("sqlite://{}?mode=rwc", path.display()),
+                TestDatabase::Sqlite(dir),
+            )
+        }
+        Backend::Postgres => {
+            let admin_url = postgres_url()?;
+            let name = format!("tally_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create a test database");
+            admin.close().await.ok();
+            (
+                with_database(&admin_url, &name),
+                TestDatabase::Postgres { admin_url, name },
+            )
+        }
+    })
+}
+
 impl TestApp {
     /// Starts Tally on a fresh database; `None` when the backend is not available here.
     pub async fn spawn(backend: Backend) -> Option<Self> {
@@ -109,41 +139,45 @@ impl TestApp {
 
     /// Starts Tally on a fresh database with `configure` applied to its configuration.
     pub async fn spawn_with(backend: Backend, configure: Configure) -> Option<Self> {
-        let (database_url, database) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let path: PathBuf = dir.path().join("tally.db");
-                (
-                    format!("sqlite://{}?mode=rwc", path.display()),
-                    TestDatabase::Sqlite(dir),
-                )
-            }
-            Backend::Postgres => {
-                let admin_url = postgres_url()?;
-                let name = format!("tally_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&admin_url)
-                    .await
-                    .expect("connect to TEST_DATABASE_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .expect("create a test database");
-                admin.close().await.ok();
-                (
-                    with_database(&admin_url, &name),
-                    TestDatabase::Postgres { admin_url, name },
-                )
-            }
-        };
+        let (database_url, database) = fresh_database(backend).await?;
+        Some(Self::spawn_on(backend, database_url, database, configure).await)
+    }
+
+    /// Starts Tally on a database that `fill` first puts content in (given the database URL):
+    /// a database an older Tally wrote, for instance.
+    pub async fn spawn_on_filled<F, Fut>(backend: Backend, fill: F) -> Option<Self>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (database_url, database) = fresh_database(backend).await?;
+        fill(database_url.clone()).await;
+        Some(
+            Self::spawn_on(
+                backend,
+                database_url,
+                database,
+                Arc::new(|_: &mut Config| {}),
+            )
+            .await,
+        )
+    }
+
+    async fn spawn_on(
+        backend: Backend,
+        database_url: String,
+        database: TestDatabase,
+        configure: Configure,
+    ) -> Self {
         let app = Self::start_with(&database_url, &configure).await;
-        Some(Self {
+        Self {
             address: app,
             database_url,
             backend,
             client: reqwest::Client::new(),
             configure,
             _database: database,
-        })
+        }
     }
 
     /// Starts one more Tally process-equivalent (its own pool) on the same database.
@@ -314,11 +348,11 @@ pub const SUBTRACT_CREDITS: &str = "mutation($input: SubtractCreditsInput!) { su
     balance { available nextExpiry grants { id remaining } }
     replayed } }";
 
-pub const BALANCE: &str = "query($id: UUID!) { balance(endUserId: $id) {
+pub const BALANCE: &str = "query($id: ID!) { balance(endUserId: $id) {
     endUserId available nextExpiry
     grants { id amount remaining source effectiveAt expiresAt priority } } }";
 
-pub const TRANSACTIONS: &str = "query($id: UUID!, $first: Int, $after: String) {
+pub const TRANSACTIONS: &str = "query($id: ID!, $first: Int, $after: String) {
     transactions(endUserId: $id, first: $first, after: $after) {
       edges { cursor node { id sequence kind amount delta balanceAfter grantId allocations { grantId amount } idempotencyKey createdAt } }
       pageInfo { hasNextPage hasPreviousPage endCursor } } }";

@@ -211,7 +211,7 @@ pub const STRIPE_EVENTS: &str = "query($first: Int, $after: String) {
         entryId attempts receivedAt updatedAt } }
       pageInfo { hasNextPage hasPreviousPage endCursor } } }";
 
-pub const PURCHASE_BALANCE: &str = "query($id: UUID!) { balance(endUserId: $id) {
+pub const PURCHASE_BALANCE: &str = "query($id: ID!) { balance(endUserId: $id) {
     available grants { id amount remaining source expiresAt createdAt description metadata
       reference paymentReference paidAmount paidCurrency } } }";
 

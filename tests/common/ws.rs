@@ -176,4 +176,4 @@ impl Socket {
     }
 }
 
-pub const BALANCE_CHANGED: &str = "subscription($id: UUID!) { balanceChanged(endUserId: $id) { endUserId available grants { id remaining } } }";
+pub const BALANCE_CHANGED: &str = "subscription($id: ID!) { balanceChanged(endUserId: $id) { endUserId available grants { id remaining } } }";

@@ -1,8 +1,8 @@
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use uuid::Uuid;
 
 use crate::graphql::context::stripe_acting_for;
-use crate::ledger::EndUserId;
+use crate::graphql::scalars::end_user_id;
 use crate::stripe::CheckoutRequest;
 
 #[derive(InputObject)]
@@ -10,7 +10,7 @@ pub struct CreateCheckoutSessionInput {
     /// An active bundle.
     pub bundle_id: Uuid,
     /// Who receives the credits once Stripe reports the payment.
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// Where Stripe sends the end user after paying; an absolute http(s) URL (Stripe's
     /// {CHECKOUT_SESSION_ID} template is allowed).
     pub success_url: String,
@@ -38,8 +38,8 @@ impl CheckoutMutation {
         ctx: &Context<'_>,
         input: CreateCheckoutSessionInput,
     ) -> Result<CheckoutSession> {
-        let end_user_id = EndUserId(input.end_user_id);
-        let stripe = stripe_acting_for(ctx, end_user_id)?;
+        let end_user_id = end_user_id(&input.end_user_id)?;
+        let stripe = stripe_acting_for(ctx, &end_user_id)?;
         let session = stripe
             .create_checkout_session(CheckoutRequest {
                 bundle_id: input.bundle_id,

@@ -1,15 +1,14 @@
-use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::graphql::context::ledger_for_secret_key;
-use crate::graphql::scalars::Credits;
+use crate::graphql::scalars::{Credits, end_user_id};
 use crate::graphql::types::{Balance, Grant, GrantSource, LedgerEntry};
 use crate::ledger::{AddCreditsRequest, SubtractCreditsRequest};
 
 #[derive(InputObject)]
 pub struct AddCreditsInput {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// Credits to grant, from 1 to 2^53 − 1.
     pub amount: Credits,
     /// Valid for this many days (× 24 h) from when the grant takes effect, 1 to 36525.
@@ -44,7 +43,7 @@ pub struct AddCreditsPayload {
 
 #[derive(InputObject)]
 pub struct SubtractCreditsInput {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// Credits to spend, from 1 to 2^53 − 1. All or nothing.
     pub amount: Credits,
     /// At most 1000 characters.
@@ -81,7 +80,7 @@ impl CreditsMutation {
         let ledger = ledger_for_secret_key(ctx)?;
         let outcome = ledger
             .add_credits(AddCreditsRequest {
-                end_user_id: input.end_user_id,
+                end_user_id: end_user_id(&input.end_user_id)?,
                 amount: input.amount.0,
                 validity_days: input.validity_days.map(i64::from),
                 expires_at: input.expires_at,
@@ -111,7 +110,7 @@ impl CreditsMutation {
         let ledger = ledger_for_secret_key(ctx)?;
         let outcome = ledger
             .subtract_credits(SubtractCreditsRequest {
-                end_user_id: input.end_user_id,
+                end_user_id: end_user_id(&input.end_user_id)?,
                 amount: input.amount.0,
                 description: input.description,
                 metadata: input.metadata.map(|json| json.0),

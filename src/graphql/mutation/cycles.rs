@@ -1,15 +1,13 @@
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
-use uuid::Uuid;
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
 use crate::graphql::context::ledger_for_secret_key;
-use crate::graphql::scalars::Credits;
+use crate::graphql::scalars::{Credits, end_user_id};
 use crate::graphql::types::{Balance, Cycle};
-use crate::ledger::EndUserId;
 use crate::ledger::cycles::StartCycleRequest;
 
 #[derive(InputObject)]
 pub struct StartCycleInput {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// Credits granted each period.
     pub amount: Credits,
     /// Length of a period in days (1 to 36525).
@@ -22,7 +20,7 @@ pub struct StartCycleInput {
 
 #[derive(InputObject)]
 pub struct StopCycleInput {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
 }
 
 #[derive(SimpleObject)]
@@ -47,7 +45,7 @@ impl CyclesMutation {
         let ledger = ledger_for_secret_key(ctx)?;
         let outcome = ledger
             .start_cycle(StartCycleRequest {
-                end_user_id: input.end_user_id,
+                end_user_id: end_user_id(&input.end_user_id)?,
                 amount: input.amount.0,
                 validity_days: i64::from(input.validity_days),
                 rollover_max: input.rollover_max.0,
@@ -66,7 +64,7 @@ impl CyclesMutation {
     async fn stop_cycle(&self, ctx: &Context<'_>, input: StopCycleInput) -> Result<Cycle> {
         let ledger = ledger_for_secret_key(ctx)?;
         Ok(Cycle(
-            ledger.stop_cycle(EndUserId(input.end_user_id)).await?,
+            ledger.stop_cycle(end_user_id(&input.end_user_id)?).await?,
         ))
     }
 }

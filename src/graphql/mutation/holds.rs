@@ -1,14 +1,14 @@
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use uuid::Uuid;
 
 use crate::graphql::context::ledger_for_secret_key;
-use crate::graphql::scalars::Credits;
+use crate::graphql::scalars::{Credits, end_user_id};
 use crate::graphql::types::{Balance, Hold, LedgerEntry};
 use crate::ledger::holds::{CreateHoldRequest, HoldOutcome};
 
 #[derive(InputObject)]
 pub struct CreateHoldInput {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// Credits to reserve, from 1 to 2^53 − 1. `INSUFFICIENT_CREDITS` if not available.
     pub amount: Credits,
     /// The hold releases itself after this many seconds (1 to 2592000, 30 days).
@@ -68,7 +68,7 @@ impl HoldsMutation {
         let ledger = ledger_for_secret_key(ctx)?;
         Ok(ledger
             .create_hold(CreateHoldRequest {
-                end_user_id: input.end_user_id,
+                end_user_id: end_user_id(&input.end_user_id)?,
                 amount: input.amount.0,
                 ttl_seconds: i64::from(input.ttl_seconds),
                 description: input.description,

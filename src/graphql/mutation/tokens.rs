@@ -1,15 +1,14 @@
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::auth::tokens::DEFAULT_TTL_SECONDS;
 use crate::graphql::context::{caller, signer_for_secret_key};
-use crate::ledger::EndUserId;
+use crate::graphql::scalars::end_user_id;
 
 #[derive(InputObject)]
 pub struct CreateEndUserTokenInput {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// Lifetime in seconds, 1 to 86400 (default 900).
     #[graphql(default = 900)]
     pub ttl_seconds: i32,
@@ -41,7 +40,7 @@ impl TokensMutation {
             return Err(crate::error::Error::Internal("a secret key without an id".into()).into());
         };
         let (token, expires_at) = signer.issue(
-            EndUserId(input.end_user_id),
+            end_user_id(&input.end_user_id)?,
             i64::from(input.ttl_seconds),
             *key_id,
         )?;

@@ -1,12 +1,11 @@
-use async_graphql::{Context, InputObject, Object, Result};
+use async_graphql::{Context, ID, InputObject, Object, Result};
 use uuid::Uuid;
 
 use crate::graphql::context::{ledger_for_secret_key, webhooks_for_secret_key};
-use crate::graphql::scalars::Credits;
+use crate::graphql::scalars::{Credits, end_user_id};
 use crate::graphql::webhook_types::{
     BalanceAlerts, WebhookDelivery, WebhookEndpoint, WebhookEndpointWithSecret,
 };
-use crate::ledger::EndUserId;
 use crate::webhooks::endpoints::EndpointInput;
 
 #[derive(InputObject)]
@@ -37,7 +36,7 @@ pub struct DisableWebhookEndpointInput {
 
 #[derive(InputObject)]
 pub struct SetBalanceAlertsInput {
-    pub end_user_id: Uuid,
+    pub end_user_id: ID,
     /// The end user's own thresholds (at most 20, each from 1); `null`: the default ones.
     pub thresholds: Option<Vec<Credits>>,
 }
@@ -160,7 +159,7 @@ impl WebhooksMutation {
             .thresholds
             .map(|t| t.into_iter().map(|c| c.0).collect());
         Ok(ledger
-            .set_balance_alerts(EndUserId(input.end_user_id), thresholds)
+            .set_balance_alerts(end_user_id(&input.end_user_id)?, thresholds)
             .await?
             .into())
     }

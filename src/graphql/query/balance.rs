@@ -1,10 +1,9 @@
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::graphql::context::ledger_for_reader;
+use crate::graphql::scalars::end_user_id as parse_end_user_id;
 use crate::graphql::types::{Balance, Cycle};
-use crate::ledger::EndUserId;
 use crate::ledger::types::Instant;
 
 #[derive(Default)]
@@ -17,11 +16,11 @@ impl BalanceQuery {
     async fn balance(
         &self,
         ctx: &Context<'_>,
-        end_user_id: Uuid,
+        end_user_id: ID,
         at: Option<DateTime<Utc>>,
     ) -> Result<Balance> {
-        let user = EndUserId(end_user_id);
-        let ledger = ledger_for_reader(ctx, user)?;
+        let user = parse_end_user_id(&end_user_id)?;
+        let ledger = ledger_for_reader(ctx, &user)?;
         Ok(Balance(match at {
             Some(at) => ledger.balance_at(user, Instant::parse("at", at)?).await?,
             None => ledger.balance(user).await?,
@@ -30,9 +29,9 @@ impl BalanceQuery {
 
     /// The end user's most recent recurring cycle (active or canceled), if any.
     /// Secret keys, or that end user's own token.
-    async fn cycle(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<Option<Cycle>> {
-        let user = EndUserId(end_user_id);
-        let ledger = ledger_for_reader(ctx, user)?;
+    async fn cycle(&self, ctx: &Context<'_>, end_user_id: ID) -> Result<Option<Cycle>> {
+        let user = parse_end_user_id(&end_user_id)?;
+        let ledger = ledger_for_reader(ctx, &user)?;
         Ok(ledger.cycle(user).await?.map(Cycle))
     }
 }

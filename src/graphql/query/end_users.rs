@@ -2,14 +2,14 @@
 //! end user's open holds. Secret keys only.
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, OpaqueCursor};
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::transactions::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::error::Error;
 use crate::graphql::context::ledger_for_secret_key;
+use crate::graphql::scalars::end_user_id as parse_end_user_id;
 use crate::graphql::types::{Balance, Hold};
 use crate::ledger::EndUserId;
 use crate::ledger::end_users::{ActivityPosition, EndUserSummary};
@@ -18,7 +18,7 @@ use crate::ledger::end_users::{ActivityPosition, EndUserSummary};
 #[derive(Clone, Serialize, Deserialize)]
 pub struct UserPosition {
     last_active_at: DateTime<Utc>,
-    end_user_id: Uuid,
+    end_user_id: String,
 }
 
 type UserCursor = OpaqueCursor<UserPosition>;
@@ -28,8 +28,8 @@ pub struct EndUser(EndUserSummary);
 
 #[Object]
 impl EndUser {
-    async fn end_user_id(&self) -> Uuid {
-        self.0.balance.end_user_id.0
+    async fn end_user_id(&self) -> ID {
+        ID::from(self.0.balance.end_user_id.as_str())
     }
 
     /// When the end user's account last changed (their latest write).
@@ -54,7 +54,7 @@ impl EndUsersQuery {
     async fn end_users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Only this end user.")] end_user_id: Option<Uuid>,
+        #[graphql(desc = "Only this end user.")] end_user_id: Option<ID>,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last end user of the previous page.")] after: Option<
             String,
@@ -67,27 +67,29 @@ impl EndUsersQuery {
                 Error::bad_input("first", format!("must be from 0 to {MAX_PAGE_SIZE}")).into(),
             );
         }
+        let only = end_user_id.as_ref().map(parse_end_user_id).transpose()?;
         let after = after
             .map(|cursor| {
-                UserCursor::decode_cursor(&cursor)
-                    .map(|c| ActivityPosition {
-                        last_active_at: c.0.last_active_at,
-                        end_user_id: c.0.end_user_id,
-                    })
-                    .map_err(|_| Error::bad_input("after", "is not a cursor this API returned"))
+                let not_ours = || Error::bad_input("after", "is not a cursor this API returned");
+                let position = UserCursor::decode_cursor(&cursor)
+                    .map_err(|_| not_ours())?
+                    .0;
+                Ok::<_, Error>(ActivityPosition {
+                    last_active_at: position.last_active_at,
+                    end_user_id: EndUserId::parse("after", &position.end_user_id)
+                        .map_err(|_| not_ours())?,
+                })
             })
             .transpose()?;
         let has_previous_page = after.is_some();
-        let mut users = ledger
-            .end_users(end_user_id.map(EndUserId), after, first as u64 + 1)
-            .await?;
+        let mut users = ledger.end_users(only, after, first as u64 + 1).await?;
         let has_next_page = users.len() > first as usize;
         users.truncate(first as usize);
         let mut connection = Connection::new(has_previous_page, has_next_page);
         connection.edges.extend(users.into_iter().map(|user| {
             let cursor = OpaqueCursor(UserPosition {
                 last_active_at: user.last_active_at,
-                end_user_id: user.balance.end_user_id.0,
+                end_user_id: user.balance.end_user_id.to_string(),
             });
             Edge::new(cursor, EndUser(user))
         }));
@@ -95,10 +97,10 @@ impl EndUsersQuery {
     }
 
     /// The end user's open holds, soonest deadline first. Secret keys only.
-    async fn open_holds(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<Vec<Hold>> {
+    async fn open_holds(&self, ctx: &Context<'_>, end_user_id: ID) -> Result<Vec<Hold>> {
         let ledger = ledger_for_secret_key(ctx)?;
         Ok(ledger
-            .open_holds(EndUserId(end_user_id))
+            .open_holds(parse_end_user_id(&end_user_id)?)
             .await?
             .into_iter()
             .map(Hold)

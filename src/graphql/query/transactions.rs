@@ -1,12 +1,11 @@
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, OpaqueCursor};
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::error::Error;
 use crate::graphql::context::ledger_for_reader;
+use crate::graphql::scalars::end_user_id as parse_end_user_id;
 use crate::graphql::types::{EntryKind, LedgerEntry};
-use crate::ledger::EndUserId;
 use crate::ledger::history::EntryFilter;
 use crate::ledger::types::Instant;
 
@@ -28,7 +27,7 @@ impl TransactionsQuery {
     async fn transactions(
         &self,
         ctx: &Context<'_>,
-        end_user_id: Uuid,
+        end_user_id: ID,
         #[graphql(desc = "Page size, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last entry of the previous page.")] after: Option<String>,
         #[graphql(desc = "Only entries of these kinds.")] kinds: Option<Vec<EntryKind>>,
@@ -37,7 +36,8 @@ impl TransactionsQuery {
         >,
         #[graphql(desc = "Only entries made before this instant.")] to: Option<DateTime<Utc>>,
     ) -> Result<Connection<EntryCursor, LedgerEntry, EmptyFields, EmptyFields>> {
-        let ledger = ledger_for_reader(ctx, EndUserId(end_user_id))?;
+        let user = parse_end_user_id(&end_user_id)?;
+        let ledger = ledger_for_reader(ctx, &user)?;
         let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(0..=MAX_PAGE_SIZE).contains(&first) {
             return Err(
@@ -62,12 +62,7 @@ impl TransactionsQuery {
             to: Instant::parse_optional("to", to)?.map(Instant::get),
         };
         let mut entries = ledger
-            .history(
-                EndUserId(end_user_id),
-                &filter,
-                before_seq,
-                first as u64 + 1,
-            )
+            .history(user, &filter, before_seq, first as u64 + 1)
             .await?;
         let has_next_page = entries.len() > first as usize;
         entries.truncate(first as usize);

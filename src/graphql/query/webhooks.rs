@@ -1,14 +1,14 @@
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, OpaqueCursor};
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, ID, Object, Result};
 use uuid::Uuid;
 
 use crate::error::Error;
 use crate::graphql::context::{ledger_for_secret_key, webhooks_for_secret_key};
 use crate::graphql::query::transactions::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::graphql::scalars::end_user_id as parse_end_user_id;
 use crate::graphql::webhook_types::{
     BalanceAlerts, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint,
 };
-use crate::ledger::EndUserId;
 
 /// Cursors are the delivery's id, opaque to clients.
 type DeliveryCursor = OpaqueCursor<Uuid>;
@@ -69,8 +69,11 @@ impl WebhooksQuery {
     }
 
     /// The low-balance thresholds that apply to an end user. Secret keys only.
-    async fn balance_alerts(&self, ctx: &Context<'_>, end_user_id: Uuid) -> Result<BalanceAlerts> {
+    async fn balance_alerts(&self, ctx: &Context<'_>, end_user_id: ID) -> Result<BalanceAlerts> {
         let ledger = ledger_for_secret_key(ctx)?;
-        Ok(ledger.balance_alerts(EndUserId(end_user_id)).await?.into())
+        Ok(ledger
+            .balance_alerts(parse_end_user_id(&end_user_id)?)
+            .await?
+            .into())
     }
 }

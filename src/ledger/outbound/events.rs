@@ -247,7 +247,7 @@ mod tests {
     fn entry(kind: EntryKind, amount: i64, balance_after: i64) -> Entry {
         Entry::new(
             kind,
-            EndUserId(Uuid::nil()),
+            EndUserId::from_stored("user_2NqZ".to_owned()),
             1,
             amount,
             balance_after,
@@ -320,7 +320,7 @@ mod tests {
         let now = Utc::now();
         let grant = Grant {
             id: Uuid::now_v7(),
-            end_user_id: EndUserId(Uuid::nil()),
+            end_user_id: EndUserId::from_stored("user_2NqZ".to_owned()),
             amount: 500,
             remaining: 500,
             source: GrantSource::Purchase,

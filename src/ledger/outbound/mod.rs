@@ -61,6 +61,6 @@ impl Default for Outbound {
 }
 
 /// How the events name an end user: the application's own id, as text.
-pub fn end_user_text(end_user_id: super::EndUserId) -> String {
-    end_user_id.0.to_string()
+pub fn end_user_text(end_user_id: &super::EndUserId) -> String {
+    end_user_id.to_string()
 }

@@ -35,7 +35,7 @@ pub async fn record(
     if sources.is_empty() {
         return Ok(0);
     }
-    let user = end_user_text(end_user_id);
+    let user = end_user_text(&end_user_id);
     let grants: HashMap<Uuid, &Grant> = grants.iter().map(|g| (g.id, g)).collect();
     record_for(txn, vec![(user, sources.to_vec())], &grants, outbound).await
 }
@@ -49,10 +49,10 @@ pub async fn record_batch(
     outbound: &Outbound,
 ) -> Result<usize> {
     let mut by_user: Vec<(String, Vec<Source>)> = Vec::new();
-    let mut index: HashMap<EndUserId, usize> = HashMap::new();
+    let mut index: HashMap<&EndUserId, usize> = HashMap::new();
     for entry in entries {
-        let at = *index.entry(entry.end_user_id).or_insert_with(|| {
-            by_user.push((end_user_text(entry.end_user_id), Vec::new()));
+        let at = *index.entry(&entry.end_user_id).or_insert_with(|| {
+            by_user.push((end_user_text(&entry.end_user_id), Vec::new()));
             by_user.len() - 1
         });
         by_user[at].1.push(Source::Entry(entry.clone()));

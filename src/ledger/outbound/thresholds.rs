@@ -54,8 +54,8 @@ impl Ledger {
         thresholds: Option<Vec<i64>>,
     ) -> Result<BalanceAlerts> {
         let own = thresholds.as_deref().map(parse_thresholds).transpose()?;
-        let write = self.begin_write(end_user_id).await?;
-        let user = end_user_text(end_user_id);
+        let write = self.begin_write(&end_user_id).await?;
+        let user = end_user_text(&end_user_id);
         let stored = balance_alert::Entity::find_by_id(user.clone())
             .one(&write.txn)
             .await?;
@@ -97,7 +97,7 @@ impl Ledger {
 
     /// The thresholds that apply to the end user now.
     pub async fn balance_alerts(&self, end_user_id: EndUserId) -> Result<BalanceAlerts> {
-        let own = balance_alert::Entity::find_by_id(end_user_text(end_user_id))
+        let own = balance_alert::Entity::find_by_id(end_user_text(&end_user_id))
             .one(self.db())
             .await?
             .and_then(|row| row.thresholds.as_ref().map(parse_numbers));

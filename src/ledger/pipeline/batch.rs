@@ -85,7 +85,7 @@ impl Lane {
             changes.entries.iter().map(|e| (e.kind, e.amount)),
         );
         for (user, _) in &changes.last_seqs {
-            self.events.announce_committed(*user);
+            self.events.announce_committed(user);
         }
         if changes.new_grants.iter().any(|g| g.expires_at.is_some()) {
             self.expiry_alarm.notify_one();
@@ -106,7 +106,11 @@ impl Lane {
         let events =
             outbound::record_batch(txn, &changes.entries, &changes.new_grants, &self.outbound)
                 .await?;
-        let users: Vec<EndUserId> = changes.last_seqs.iter().map(|(user, _)| *user).collect();
+        let users: Vec<EndUserId> = changes
+            .last_seqs
+            .iter()
+            .map(|(user, _)| user.clone())
+            .collect();
         self.events.announce_in_transaction(txn, &users).await?;
         Ok(events)
     }
@@ -118,8 +122,11 @@ fn before(error: sea_orm::DbErr) -> Failure {
 
 /// Locks and loads the batch's accounts and decides every write in arrival order.
 async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Decision>, Changes)> {
-    let mut users: Vec<EndUserId> = jobs.iter().map(|job| job.write.end_user_id()).collect();
-    users.sort_by_key(|user| user.0);
+    let mut users: Vec<EndUserId> = jobs
+        .iter()
+        .map(|job| job.write.end_user_id().clone())
+        .collect();
+    users.sort_unstable();
     users.dedup();
     let accounts = sql::lock_and_load(txn, &users, clock::now()).await?;
     // The batch's clock, read once every lock is held.
@@ -127,11 +134,11 @@ async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Decisio
     let (simple, deferred): (Vec<LoadedAccount>, Vec<LoadedAccount>) = accounts
         .into_iter()
         .partition(|account| !needs_settling(&account.grants, now));
-    let deferred: HashSet<EndUserId> = deferred.iter().map(|a| a.end_user_id).collect();
+    let deferred: HashSet<&EndUserId> = deferred.iter().map(|a| &a.end_user_id).collect();
 
     let keys: Vec<&str> = jobs
         .iter()
-        .filter(|job| !deferred.contains(&job.write.end_user_id()))
+        .filter(|job| !deferred.contains(job.write.end_user_id()))
         .filter_map(|job| job.write.idempotency_key().map(|key| key.as_str()))
         .collect();
     let stored = if keys.is_empty() {
@@ -144,7 +151,7 @@ async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Decisio
     let replies = jobs
         .iter()
         .map(|job| {
-            if deferred.contains(&job.write.end_user_id()) {
+            if deferred.contains(job.write.end_user_id()) {
                 Decision::Deferred
             } else {
                 batch.decide(&job.write)

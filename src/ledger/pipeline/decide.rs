@@ -29,10 +29,10 @@ pub(in crate::ledger) enum Write {
 }
 
 impl Write {
-    pub fn end_user_id(&self) -> EndUserId {
+    pub fn end_user_id(&self) -> &EndUserId {
         match self {
-            Write::Add(add) => add.end_user_id,
-            Write::Subtract(subtract) => subtract.end_user_id,
+            Write::Add(add) => &add.end_user_id,
+            Write::Subtract(subtract) => &subtract.end_user_id,
         }
     }
 
@@ -163,7 +163,7 @@ impl Batch {
                 take(&mut state, &[expiry.allocation]);
                 let mut entry = Entry::new(
                     EntryKind::Expiry,
-                    account.end_user_id,
+                    account.end_user_id.clone(),
                     state.next_seq,
                     expiry.allocation.amount,
                     expiry.balance_after,
@@ -196,7 +196,7 @@ impl Batch {
         }
         let mut state = self
             .accounts
-            .remove(&user)
+            .remove(user)
             .expect("every write's account is locked and loaded before deciding");
         let decision = match write {
             Write::Subtract(subtract) => self.subtract(&mut state, subtract),
@@ -215,11 +215,11 @@ impl Batch {
                 key: key.as_str().to_owned(),
                 operation: write.operation(),
                 request_hash: write.request_hash().to_owned(),
-                end_user_id: user,
+                end_user_id: user.clone(),
                 entry_id,
             });
         }
-        self.accounts.insert(user, state);
+        self.accounts.insert(user.clone(), state);
         decision
     }
 
@@ -238,7 +238,7 @@ impl Batch {
             }
         };
         take(state, &allocations);
-        let balance = Balance::from_grants(subtract.end_user_id, &state.grants, now);
+        let balance = Balance::from_grants(subtract.end_user_id.clone(), &state.grants, now);
         let entry = subtract.debit_entry(state.next_seq, balance.available, now, allocations);
         self.record(state, entry.clone());
         Decision::Subtracted { entry, balance }
@@ -252,7 +252,7 @@ impl Batch {
         let grant = add.new_grant(now);
         state.grants.push(grant.clone());
         state.created.push(grant.id);
-        let balance = Balance::from_grants(add.end_user_id, &state.grants, now);
+        let balance = Balance::from_grants(add.end_user_id.clone(), &state.grants, now);
         let entry = add.grant_entry(&grant, state.next_seq, balance.available, now);
         self.record(state, entry.clone());
         Decision::Added {
@@ -279,16 +279,17 @@ impl Batch {
 
     /// What the batch must write.
     pub fn finish(mut self) -> Changes {
-        let mut newest_seq: BTreeMap<Uuid, (EndUserId, i64)> = BTreeMap::new();
+        let mut newest_seq: BTreeMap<&EndUserId, i64> = BTreeMap::new();
         for entry in &self.changes.entries {
             debug_assert!(entry.balance_after >= 0, "no balance goes below zero");
             debug_assert!(entry.balance_after <= MAX_CREDITS);
-            let newest = newest_seq
-                .entry(entry.end_user_id.0)
-                .or_insert((entry.end_user_id, entry.seq));
-            newest.1 = newest.1.max(entry.seq);
+            let newest = newest_seq.entry(&entry.end_user_id).or_insert(entry.seq);
+            *newest = (*newest).max(entry.seq);
         }
-        self.changes.last_seqs = newest_seq.into_values().collect();
+        self.changes.last_seqs = newest_seq
+            .into_iter()
+            .map(|(user, seq)| (user.clone(), seq))
+            .collect();
         for state in self.accounts.into_values() {
             if state.created.is_empty() {
                 continue;
@@ -337,13 +338,13 @@ mod tests {
     use crate::ledger::types::GrantSource;
 
     fn user() -> EndUserId {
-        EndUserId(Uuid::new_v4())
+        EndUserId::from_stored(Uuid::new_v4().to_string())
     }
 
-    fn grant(user: EndUserId, remaining: i64, expires_in: Duration, now: DateTime<Utc>) -> Grant {
+    fn grant(user: &EndUserId, remaining: i64, expires_in: Duration, now: DateTime<Utc>) -> Grant {
         Grant {
             id: Uuid::now_v7(),
-            end_user_id: user,
+            end_user_id: user.clone(),
             amount: remaining,
             remaining,
             source: GrantSource::Manual,
@@ -360,10 +361,10 @@ mod tests {
         }
     }
 
-    fn debit(user: EndUserId, amount: i64, key: Option<&str>) -> Write {
+    fn debit(user: &EndUserId, amount: i64, key: Option<&str>) -> Write {
         Write::Subtract(Arc::new(
             SubtractCredits::parse(SubtractCreditsRequest {
-                end_user_id: user.0,
+                end_user_id: user.clone(),
                 amount,
                 description: None,
                 metadata: None,
@@ -373,11 +374,11 @@ mod tests {
         ))
     }
 
-    fn add(user: EndUserId, amount: i64, now: DateTime<Utc>) -> Write {
+    fn add(user: &EndUserId, amount: i64, now: DateTime<Utc>) -> Write {
         Write::Add(Arc::new(
             AddCredits::parse(
                 AddCreditsRequest {
-                    end_user_id: user.0,
+                    end_user_id: user.clone(),
                     amount,
                     validity_days: Some(30),
                     expires_at: None,
@@ -394,9 +395,9 @@ mod tests {
         ))
     }
 
-    fn account(user: EndUserId, last_seq: i64, grants: Vec<Grant>) -> LoadedAccount {
+    fn account(user: &EndUserId, last_seq: i64, grants: Vec<Grant>) -> LoadedAccount {
         LoadedAccount {
-            end_user_id: user,
+            end_user_id: user.clone(),
             last_seq,
             grants,
         }
@@ -408,17 +409,17 @@ mod tests {
         let alice = user();
         let mut batch = Batch::new(
             vec![account(
-                alice,
+                &alice,
                 4,
-                vec![grant(alice, 10, Duration::days(5), now)],
+                vec![grant(&alice, 10, Duration::days(5), now)],
             )],
             HashMap::new(),
             now,
         );
-        let first = batch.decide(&debit(alice, 6, None));
-        let refused = batch.decide(&debit(alice, 6, None));
-        let granted = batch.decide(&add(alice, 20, now));
-        let after_grant = batch.decide(&debit(alice, 6, None));
+        let first = batch.decide(&debit(&alice, 6, None));
+        let refused = batch.decide(&debit(&alice, 6, None));
+        let granted = batch.decide(&add(&alice, 20, now));
+        let after_grant = batch.decide(&debit(&alice, 6, None));
         assert!(
             matches!(&first, Decision::Subtracted { entry, balance } if entry.seq == 5 && balance.available == 4)
         );
@@ -467,24 +468,24 @@ mod tests {
         let (alice, bob) = (user(), user());
         let mut batch = Batch::new(
             vec![
-                account(alice, 0, vec![grant(alice, 100, Duration::days(5), now)]),
-                account(bob, 0, vec![grant(bob, 100, Duration::days(5), now)]),
+                account(&alice, 0, vec![grant(&alice, 100, Duration::days(5), now)]),
+                account(&bob, 0, vec![grant(&bob, 100, Duration::days(5), now)]),
             ],
             HashMap::new(),
             now,
         );
-        let Decision::Subtracted { entry, .. } = batch.decide(&debit(alice, 5, Some("k1"))) else {
+        let Decision::Subtracted { entry, .. } = batch.decide(&debit(&alice, 5, Some("k1"))) else {
             panic!("the first use applies");
         };
         assert!(
-            matches!(batch.decide(&debit(alice, 5, Some("k1"))), Decision::Replay { entry_id } if entry_id == entry.id)
+            matches!(batch.decide(&debit(&alice, 5, Some("k1"))), Decision::Replay { entry_id } if entry_id == entry.id)
         );
         assert!(matches!(
-            batch.decide(&debit(alice, 6, Some("k1"))),
+            batch.decide(&debit(&alice, 6, Some("k1"))),
             Decision::Refused(Error::IdempotencyConflict { .. })
         ));
         assert!(matches!(
-            batch.decide(&debit(bob, 5, Some("k1"))),
+            batch.decide(&debit(&bob, 5, Some("k1"))),
             Decision::Refused(Error::IdempotencyConflict { .. })
         ));
         let changes = batch.finish();
@@ -496,7 +497,7 @@ mod tests {
     fn a_key_stored_before_the_batch_replays() {
         let now = Utc::now();
         let alice = user();
-        let first = debit(alice, 5, Some("k2"));
+        let first = debit(&alice, 5, Some("k2"));
         let Write::Subtract(request) = &first else {
             unreachable!()
         };
@@ -511,9 +512,9 @@ mod tests {
         )]);
         let mut batch = Batch::new(
             vec![account(
-                alice,
+                &alice,
                 1,
-                vec![grant(alice, 100, Duration::days(5), now)],
+                vec![grant(&alice, 100, Duration::days(5), now)],
             )],
             stored,
             now,
@@ -528,15 +529,15 @@ mod tests {
     fn expiries_are_recorded_before_the_writes_even_when_they_are_refused() {
         let now = Utc::now();
         let alice = user();
-        let expired = grant(alice, 30, -Duration::hours(1), now);
-        let live = grant(alice, 10, Duration::days(5), now);
+        let expired = grant(&alice, 30, -Duration::hours(1), now);
+        let live = grant(&alice, 10, Duration::days(5), now);
         let mut batch = Batch::new(
-            vec![account(alice, 2, vec![expired.clone(), live])],
+            vec![account(&alice, 2, vec![expired.clone(), live])],
             HashMap::new(),
             now,
         );
         assert!(matches!(
-            batch.decide(&debit(alice, 11, None)),
+            batch.decide(&debit(&alice, 11, None)),
             Decision::Refused(Error::InsufficientCredits { available: 10, .. })
         ));
         let changes = batch.finish();
@@ -556,21 +557,21 @@ mod tests {
         let (alice, bob) = (user(), user());
         let mut batch = Batch::new(
             vec![
-                account(alice, 0, vec![grant(alice, 3, Duration::days(5), now)]),
-                account(bob, 9, vec![grant(bob, 50, Duration::days(5), now)]),
+                account(&alice, 0, vec![grant(&alice, 3, Duration::days(5), now)]),
+                account(&bob, 9, vec![grant(&bob, 50, Duration::days(5), now)]),
             ],
             HashMap::new(),
             now,
         );
         assert!(matches!(
-            batch.decide(&debit(alice, 4, None)),
+            batch.decide(&debit(&alice, 4, None)),
             Decision::Refused(_)
         ));
         assert!(
-            matches!(batch.decide(&debit(bob, 4, None)), Decision::Subtracted { ref entry, .. } if entry.seq == 10)
+            matches!(batch.decide(&debit(&bob, 4, None)), Decision::Subtracted { ref entry, .. } if entry.seq == 10)
         );
         let changes = batch.finish();
-        assert_eq!(changes.last_seqs, vec![(bob, 10)]);
+        assert_eq!(changes.last_seqs, vec![(bob.clone(), 10)]);
         assert!(changes.entries.iter().all(|e| e.end_user_id == bob));
     }
 }

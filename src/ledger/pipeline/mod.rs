@@ -26,6 +26,7 @@ pub(in crate::ledger) use decide::{Decision, Write};
 
 use super::notifier::Notifier;
 use super::outbound::Outbound;
+use super::types::EndUserId;
 use crate::error::{Error, Result};
 
 /// How many lanes and how large a batch.
@@ -107,7 +108,7 @@ impl WritePipeline {
 
     /// Queues a write and waits for its answer.
     pub(in crate::ledger) async fn submit(&self, write: Write) -> Result<Decision> {
-        let lane = (write.end_user_id().0.as_u128() % self.lanes.len() as u128) as usize;
+        let lane = lane_of(write.end_user_id(), self.lanes.len());
         let (reply, answer) = oneshot::channel();
         self.lanes[lane]
             .send(Job { write, reply })
@@ -131,4 +132,13 @@ async fn run_lane(lane: Lane, mut receiver: mpsc::Receiver<Job>, max_batch: usiz
             tracing::error!("a write batch panicked");
         }
     }
+}
+
+/// The lane that serves an end user: every write of one end user goes through one lane, so
+/// they keep their arrival order. (`DefaultHasher::new` has fixed keys: stable in a process.)
+fn lane_of(end_user_id: &EndUserId, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    end_user_id.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
 }

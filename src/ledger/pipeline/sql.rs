@@ -33,11 +33,11 @@ pub async fn lock_and_load(
     users: &[EndUserId],
     now: DateTime<Utc>,
 ) -> Result<Vec<LoadedAccount>> {
-    debug_assert!(users.windows(2).all(|pair| pair[0].0 < pair[1].0));
-    let mut last_seqs: HashMap<Uuid, i64> = HashMap::with_capacity(users.len());
+    debug_assert!(users.windows(2).all(|pair| pair[0] < pair[1]));
+    let mut last_seqs: HashMap<String, i64> = HashMap::with_capacity(users.len());
     for chunk in users.chunks(ROWS_PER_STATEMENT) {
         let rows = account::Entity::insert_many(chunk.iter().map(|user| account::ActiveModel {
-            end_user_id: Set(user.0),
+            end_user_id: Set(user.to_string()),
             last_seq: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
@@ -51,10 +51,10 @@ pub async fn lock_and_load(
         .await?;
         last_seqs.extend(rows.into_iter().map(|row| (row.end_user_id, row.last_seq)));
     }
-    let mut grants_of: HashMap<Uuid, Vec<Grant>> = HashMap::with_capacity(users.len());
+    let mut grants_of: HashMap<EndUserId, Vec<Grant>> = HashMap::with_capacity(users.len());
     for chunk in users.chunks(ROWS_PER_STATEMENT) {
         let rows = grant::Entity::find()
-            .filter(grant::Column::EndUserId.is_in(chunk.iter().map(|user| user.0)))
+            .filter(grant::Column::EndUserId.is_in(chunk.iter().map(EndUserId::as_str)))
             .filter(grant::Column::Remaining.gt(0))
             .filter(grant::Column::VoidedAt.is_null())
             .all(txn)
@@ -62,7 +62,7 @@ pub async fn lock_and_load(
         for row in rows {
             let grant = Grant::from_model(row)?;
             grants_of
-                .entry(grant.end_user_id.0)
+                .entry(grant.end_user_id.clone())
                 .or_default()
                 .push(grant);
         }
@@ -71,12 +71,12 @@ pub async fn lock_and_load(
         .iter()
         .map(|user| {
             let last_seq = *last_seqs
-                .get(&user.0)
-                .ok_or_else(|| Error::Internal(format!("account {} was not locked", user.0)))?;
+                .get(user.as_str())
+                .ok_or_else(|| Error::Internal(format!("account {user} was not locked")))?;
             Ok(LoadedAccount {
-                end_user_id: *user,
+                end_user_id: user.clone(),
                 last_seq,
-                grants: grants_of.remove(&user.0).unwrap_or_default(),
+                grants: grants_of.remove(user).unwrap_or_default(),
             })
         })
         .collect()
@@ -147,7 +147,7 @@ pub async fn insert_keys(
                 key: Set(record.key.clone()),
                 operation: Set(record.operation.to_owned()),
                 request_hash: Set(record.request_hash.clone()),
-                end_user_id: Set(record.end_user_id.0),
+                end_user_id: Set(record.end_user_id.to_string()),
                 entry_id: Set(record.entry_id),
                 created_at: Set(now),
             }
@@ -194,10 +194,13 @@ pub async fn set_last_seqs(
     txn: &impl ConnectionTrait,
     last_seqs: &[(EndUserId, i64)],
 ) -> Result<()> {
-    let pairs: Vec<(Uuid, i64)> = last_seqs.iter().map(|(user, seq)| (user.0, *seq)).collect();
+    let pairs: Vec<(&str, i64)> = last_seqs
+        .iter()
+        .map(|(user, seq)| (user.as_str(), *seq))
+        .collect();
     for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
         let backend = txn.get_database_backend();
-        let (values, rows) = values_list(backend, chunk, "uuid", "bigint");
+        let (values, rows) = values_list(backend, chunk, "text", "bigint");
         let sql = format!(
             "UPDATE accounts SET last_seq = v.seq \
              FROM (SELECT {columns} FROM (VALUES {rows}) AS t) AS v \
@@ -211,9 +214,9 @@ pub async fn set_last_seqs(
 }
 
 /// `(?, ?), (?, ?)…` (PostgreSQL: `($1::uuid, $2::bigint), …`) and the values to bind.
-fn values_list(
+fn values_list<Id: Clone + Into<Value>>(
     backend: DbBackend,
-    pairs: &[(Uuid, i64)],
+    pairs: &[(Id, i64)],
     first_type: &str,
     second_type: &str,
 ) -> (Vec<Value>, String) {
@@ -234,7 +237,7 @@ fn values_list(
             }
             _ => rows.push_str("(?, ?)"),
         }
-        values.push(Value::from(*id));
+        values.push(id.clone().into());
         values.push(Value::from(*amount));
     }
     (values, rows)

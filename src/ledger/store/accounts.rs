@@ -12,11 +12,11 @@ use crate::ledger::types::EndUserId;
 /// reserves the sequence number of the first entry this transaction will write (returned).
 pub async fn lock_account_and_reserve_seq(
     txn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
     now: DateTime<Utc>,
 ) -> Result<i64> {
     let account = account::Entity::insert(account::ActiveModel {
-        end_user_id: Set(end_user_id.0),
+        end_user_id: Set(end_user_id.to_string()),
         last_seq: Set(1),
         created_at: Set(now),
         updated_at: Set(now),
@@ -39,12 +39,12 @@ pub async fn lock_account_and_reserve_seq(
 /// `lock_account_and_reserve_seq` reserved (due expiries before a debit).
 pub async fn set_last_seq(
     txn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
     last_seq: i64,
 ) -> Result<()> {
     account::Entity::update_many()
         .col_expr(account::Column::LastSeq, Expr::val(last_seq))
-        .filter(account::Column::EndUserId.eq(end_user_id.0))
+        .filter(account::Column::EndUserId.eq(end_user_id.as_str()))
         .exec(txn)
         .await?;
     Ok(())
@@ -52,8 +52,8 @@ pub async fn set_last_seq(
 
 /// Whether the end user has a ledger entry. (A batch that locks a new end user's account and
 /// then refuses every write leaves the account row behind with `last_seq` 0.)
-pub async fn account_exists(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<bool> {
-    Ok(account::Entity::find_by_id(end_user_id.0)
+pub async fn account_exists(conn: &impl ConnectionTrait, end_user_id: &EndUserId) -> Result<bool> {
+    Ok(account::Entity::find_by_id(end_user_id.as_str())
         .one(conn)
         .await?
         .is_some_and(|account| account.last_seq > 0))

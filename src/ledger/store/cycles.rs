@@ -15,7 +15,7 @@ use crate::ledger::types::EndUserId;
 fn cycle_model(cycle: &Cycle) -> cycle::ActiveModel {
     cycle::ActiveModel {
         id: Set(cycle.id),
-        end_user_id: Set(cycle.end_user_id.0),
+        end_user_id: Set(cycle.end_user_id.to_string()),
         amount: Set(cycle.amount),
         validity_days: Set(cycle.validity_days),
         rollover_max: Set(cycle.rollover_max),
@@ -43,10 +43,10 @@ pub async fn update_cycle(txn: &impl ConnectionTrait, cycle: &Cycle) -> Result<(
 
 pub async fn active_cycle(
     conn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
 ) -> Result<Option<Cycle>> {
     cycle::Entity::find()
-        .filter(cycle::Column::EndUserId.eq(end_user_id.0))
+        .filter(cycle::Column::EndUserId.eq(end_user_id.as_str()))
         .filter(cycle::Column::Status.eq(CycleStatus::Active.as_str()))
         .one(conn)
         .await?
@@ -56,10 +56,10 @@ pub async fn active_cycle(
 
 pub async fn latest_cycle(
     conn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
 ) -> Result<Option<Cycle>> {
     cycle::Entity::find()
-        .filter(cycle::Column::EndUserId.eq(end_user_id.0))
+        .filter(cycle::Column::EndUserId.eq(end_user_id.as_str()))
         .order_by_desc(cycle::Column::CreatedAt)
         .one(conn)
         .await?
@@ -68,9 +68,9 @@ pub async fn latest_cycle(
 }
 
 /// All cycles of an end user (for Creduse's per-cycle balances).
-pub async fn cycles_of(conn: &impl ConnectionTrait, end_user_id: EndUserId) -> Result<Vec<Cycle>> {
+pub async fn cycles_of(conn: &impl ConnectionTrait, end_user_id: &EndUserId) -> Result<Vec<Cycle>> {
     cycle::Entity::find()
-        .filter(cycle::Column::EndUserId.eq(end_user_id.0))
+        .filter(cycle::Column::EndUserId.eq(end_user_id.as_str()))
         .all(conn)
         .await?
         .into_iter()
@@ -106,10 +106,10 @@ pub async fn end_users_with_due_cycles(
         .filter(cycle::Column::Status.eq(CycleStatus::Active.as_str()))
         .filter(cycle::Column::CurrentPeriodEnd.lte(now))
         .limit(limit)
-        .into_tuple::<Uuid>()
+        .into_tuple::<String>()
         .all(conn)
         .await?;
-    Ok(users.into_iter().map(EndUserId).collect())
+    Ok(users.into_iter().map(EndUserId::from_stored).collect())
 }
 
 pub async fn next_period_end_after(

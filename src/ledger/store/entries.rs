@@ -30,7 +30,7 @@ pub async fn insert_entry(txn: &impl ConnectionTrait, entry: &Entry) -> Result<(
 pub fn entry_row(entry: &Entry) -> ledger_entry::ActiveModel {
     ledger_entry::ActiveModel {
         id: Set(entry.id),
-        end_user_id: Set(entry.end_user_id.0),
+        end_user_id: Set(entry.end_user_id.to_string()),
         seq: Set(entry.seq),
         kind: Set(entry.kind.as_str().to_owned()),
         amount: Set(entry.amount),
@@ -109,13 +109,13 @@ async fn attach_allocations(
 /// When the end user's newest entry was made.
 pub async fn latest_entry_at(
     conn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
 ) -> Result<Option<DateTime<Utc>>> {
     use sea_orm::QuerySelect;
     Ok(ledger_entry::Entity::find()
         .select_only()
         .column(ledger_entry::Column::CreatedAt)
-        .filter(ledger_entry::Column::EndUserId.eq(end_user_id.0))
+        .filter(ledger_entry::Column::EndUserId.eq(end_user_id.as_str()))
         .order_by_desc(ledger_entry::Column::Seq)
         .limit(1)
         .into_tuple::<DateTime<Utc>>()

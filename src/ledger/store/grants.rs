@@ -48,20 +48,20 @@ pub async fn end_users_with_due_expiries(
         .filter(grant::Column::VoidedAt.is_null())
         .filter(grant::Column::ExpiresAt.lte(now))
         .limit(limit)
-        .into_tuple::<Uuid>()
+        .into_tuple::<String>()
         .all(conn)
         .await?;
-    Ok(users.into_iter().map(EndUserId).collect())
+    Ok(users.into_iter().map(EndUserId::from_stored).collect())
 }
 
 /// The end user's grants that may still hold credits: not voided, something remaining.
 /// Whether each is active is decided in `burn_down` against the transaction's clock.
 pub async fn load_open_grants(
     conn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
 ) -> Result<Vec<Grant>> {
     grant::Entity::find()
-        .filter(grant::Column::EndUserId.eq(end_user_id.0))
+        .filter(grant::Column::EndUserId.eq(end_user_id.as_str()))
         .filter(grant::Column::Remaining.gt(0))
         .filter(grant::Column::VoidedAt.is_null())
         .all(conn)
@@ -123,7 +123,7 @@ pub async fn insert_grant(txn: &impl ConnectionTrait, grant: &Grant) -> Result<(
 pub fn grant_row(grant: &Grant) -> grant::ActiveModel {
     grant::ActiveModel {
         id: Set(grant.id),
-        end_user_id: Set(grant.end_user_id.0),
+        end_user_id: Set(grant.end_user_id.to_string()),
         amount: Set(grant.amount),
         remaining: Set(grant.remaining),
         source: Set(grant.source.as_str().to_owned()),

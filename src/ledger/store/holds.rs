@@ -20,7 +20,7 @@ pub async fn insert_hold(
 ) -> Result<()> {
     hold::Entity::insert(hold::ActiveModel {
         id: Set(hold.id),
-        end_user_id: Set(hold.end_user_id.0),
+        end_user_id: Set(hold.end_user_id.to_string()),
         amount: Set(hold.amount),
         captured_amount: Set(hold.captured_amount),
         status: Set(hold.status.as_str().to_owned()),
@@ -84,11 +84,11 @@ pub async fn close_hold(
 /// The end user's open holds past their deadline.
 pub async fn due_holds(
     conn: &impl ConnectionTrait,
-    end_user_id: EndUserId,
+    end_user_id: &EndUserId,
     now: DateTime<Utc>,
 ) -> Result<Vec<Hold>> {
     hold::Entity::find()
-        .filter(hold::Column::EndUserId.eq(end_user_id.0))
+        .filter(hold::Column::EndUserId.eq(end_user_id.as_str()))
         .filter(hold::Column::Status.eq(HoldStatus::Open.as_str()))
         .filter(hold::Column::ExpiresAt.lte(now))
         .order_by_asc(hold::Column::ExpiresAt)
@@ -112,10 +112,10 @@ pub async fn end_users_with_due_holds(
         .filter(hold::Column::Status.eq(HoldStatus::Open.as_str()))
         .filter(hold::Column::ExpiresAt.lte(now))
         .limit(limit)
-        .into_tuple::<Uuid>()
+        .into_tuple::<String>()
         .all(conn)
         .await?;
-    Ok(users.into_iter().map(EndUserId).collect())
+    Ok(users.into_iter().map(EndUserId::from_stored).collect())
 }
 
 pub async fn next_hold_deadline_after(
