@@ -28,6 +28,7 @@ on_both_databases!(
     verify_is_clean_after_a_mixed_run_and_reports_planted_differences,
     a_used_up_cycle_renews_on_time,
     captures_and_releases_take_idempotency_keys,
+    the_database_refuses_holds_beyond_what_a_grant_has_left,
 );
 
 const HOLD: &str = "mutation($input: CreateHoldInput!) { createHold(input: $input) {
@@ -977,4 +978,40 @@ async fn captures_and_releases_take_idempotency_keys(app: TestApp) {
         ["GRANT", "HOLD", "CAPTURE", "RELEASE", "HOLD", "RELEASE"]
     );
     assert_ledger_replays(&app, &user).await;
+}
+
+/// 0 ≤ held ≤ remaining: the ledger keeps it, and the database refuses a row that breaks it
+/// (a CHECK on PostgreSQL, triggers on SQLite), as it refuses `remaining` outside 0..=amount.
+async fn the_database_refuses_holds_beyond_what_a_grant_has_left(app: TestApp) {
+    let user = new_user();
+    let grant_id = app
+        .add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ok(
+        "mutation($u: ID!) { createHold(input: {endUserId: $u, amount: 30, ttlSeconds: 600}) { hold { id } } }",
+        json!({ "u": user }),
+    )
+    .await;
+    let db = db(&app).await;
+    let grant_id = uuid::Uuid::parse_str(&grant_id).unwrap();
+    for (column, value) in [
+        (grant::Column::Held, Expr::val(-1)),
+        (grant::Column::Held, Expr::val(101)),
+        (grant::Column::Remaining, Expr::val(29)),
+    ] {
+        let refused = grant::Entity::update_many()
+            .col_expr(column, value)
+            .filter(grant::Column::Id.eq(grant_id))
+            .exec(&db)
+            .await;
+        let error = refused.expect_err("the database refuses it").to_string();
+        assert!(error.to_lowercase().contains("check"), "{error}");
+    }
+    // What the ledger itself did is within the rule, and still there.
+    let balance = app.balance(&user).await;
+    assert_eq!(balance["available"], 70);
+    assert_verify_clean(&app);
 }

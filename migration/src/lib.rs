@@ -10,6 +10,7 @@ mod m20261125_000004_credits_model;
 mod m20261201_000005_history_sums;
 mod m20261202_000006_end_user_ids;
 mod m20261203_000007_webhooks;
+mod m20261204_000008_held_checks;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_history_sums::Migration),
             Box::new(m20261202_000006_end_user_ids::Migration),
             Box::new(m20261203_000007_webhooks::Migration),
+            Box::new(m20261204_000008_held_checks::Migration),
         ]
     }
 }

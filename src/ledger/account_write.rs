@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 use super::burn_down::{Allocation, active_balance};
+use super::capture_plan::{CaptureSplit, split_capture};
 use super::entry::Entry;
 use super::expiry_plan::plan_expiries;
 use super::grant::Grant;
@@ -20,7 +21,7 @@ use super::notifier::Notifier;
 use super::outbound::{self, EventType, Outbound, Source};
 use super::types::{EndUserId, EntryKind};
 use super::{Ledger, clock, store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub struct AccountWrite {
     pub txn: DatabaseTransaction,
@@ -133,21 +134,41 @@ impl AccountWrite {
 
     /// Takes (or with negative amounts gives back) credits from grants, here and in the database.
     pub async fn take(&mut self, allocations: &[Allocation]) -> Result<()> {
-        store::take_from_grants(&self.txn, allocations).await?;
-        for allocation in allocations {
-            if let Some(grant) = self.grant_mut(allocation.grant_id) {
-                grant.remaining -= allocation.amount;
-            }
-        }
-        Ok(())
+        self.apply(allocations, |grant, amount| grant.remaining -= amount)?;
+        store::take_from_grants(&self.txn, allocations).await
     }
 
     /// Changes what holds earmark on grants, here and in the database.
     pub async fn change_held(&mut self, changes: &[Allocation]) -> Result<()> {
-        store::change_held(&self.txn, changes).await?;
-        for change in changes {
-            if let Some(grant) = self.grant_mut(change.grant_id) {
-                grant.held += change.amount;
+        self.apply(changes, |grant, amount| grant.held += amount)?;
+        store::change_held(&self.txn, changes).await
+    }
+
+    /// Applies allocations to the loaded grants, before the database sees them. An allocation
+    /// naming a grant this write did not load, or leaving a grant outside
+    /// 0 ≤ held ≤ remaining ≤ amount, is a bug in a plan: the write fails (and rolls back)
+    /// rather than record it.
+    fn apply(
+        &mut self,
+        allocations: &[Allocation],
+        change: impl Fn(&mut Grant, i64),
+    ) -> Result<()> {
+        for allocation in allocations {
+            let grant = self.grant_mut(allocation.grant_id).ok_or_else(|| {
+                Error::Internal(format!(
+                    "an allocation names grant {}, which this write did not load",
+                    allocation.grant_id
+                ))
+            })?;
+            change(grant, allocation.amount);
+            if !(0 <= grant.held
+                && grant.held <= grant.remaining
+                && grant.remaining <= grant.amount)
+            {
+                return Err(Error::Internal(format!(
+                    "grant {} would hold {} of {} remaining of {}",
+                    grant.id, grant.held, grant.remaining, grant.amount
+                )));
             }
         }
         Ok(())
@@ -166,31 +187,24 @@ impl AccountWrite {
         // the release adds what it frees, even onto a grant that has expired meanwhile (its
         // EXPIRY entry then takes it away again).
         let available_before = self.available();
-        let earmarks = store::hold_allocations(&self.txn, hold.id).await?;
-        let mut still_to_capture = capture;
-        let mut captured = Vec::new();
-        for earmark in &earmarks {
-            let taken = earmark.amount.min(still_to_capture);
-            if taken > 0 {
-                captured.push(Allocation {
-                    grant_id: earmark.grant_id,
-                    amount: taken,
-                });
-                still_to_capture -= taken;
-            }
-        }
-        let unearmark: Vec<Allocation> = earmarks
+        let earmarks: Vec<Allocation> = store::hold_allocations(&self.txn, hold.id)
+            .await?
             .iter()
-            .map(|e| Allocation {
-                grant_id: e.grant_id,
-                amount: -e.amount,
+            .map(|earmark| Allocation {
+                grant_id: earmark.grant_id,
+                amount: earmark.amount,
             })
             .collect();
-        self.change_held(&unearmark).await?;
+        let CaptureSplit {
+            captured,
+            unearmarked,
+            released,
+        } = split_capture(&earmarks, capture);
+        debug_assert_eq!(released, hold.amount - capture, "the earmarks are the hold");
+        self.change_held(&unearmarked).await?;
         self.take(&captured).await?;
         store::close_hold(&self.txn, hold.id, status, capture, self.now).await?;
 
-        let released = hold.amount - capture;
         let mut capture_entry = None;
         if capture > 0 {
             let mut entry = Entry::new(

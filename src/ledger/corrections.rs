@@ -15,6 +15,7 @@ use super::burn_down::Allocation;
 use super::entry::Entry;
 use super::grant::Grant;
 use super::idempotency::{self, Prior};
+use super::reversal_plan::{NotReversible, plan_reversal};
 use super::types::{Description, EndUserId, EntryKind, IdempotencyKey};
 use super::{Balance, Ledger, retry_once_on_unique_violation, store};
 use crate::error::{Error, Result};
@@ -131,37 +132,20 @@ impl Ledger {
             write.load(&self.events).await?;
             // What earlier reversals already gave back, per grant.
             let earlier = super::aggregates::returned_by_reversals(&write.txn, debit.id).await?;
-            let mut returnable: Vec<Allocation> = debit
-                .allocations
-                .iter()
-                .rev()
-                .map(|taken| {
-                    let returned = earlier.get(&taken.grant_id).copied().unwrap_or(0);
-                    Allocation {
-                        grant_id: taken.grant_id,
-                        amount: taken.amount - returned,
-                    }
-                })
-                .filter(|a| a.amount > 0)
-                .collect();
-            let left: i64 = returnable.iter().map(|a| a.amount).sum();
-            let amount = request.amount.unwrap_or(left);
-            if amount > left || amount == 0 {
-                let refusal = Error::bad_input(
-                    "amount",
-                    format!(
-                        "only {left} of the {} credits this entry took are left to reverse",
-                        debit.amount
-                    ),
-                );
-                return write.refuse(&self.events, refusal).await;
-            }
-            let mut still = amount;
-            for allocation in &mut returnable {
-                allocation.amount = allocation.amount.min(still);
-                still -= allocation.amount;
-            }
-            returnable.retain(|a| a.amount > 0);
+            let returnable = match plan_reversal(&debit.allocations, &earlier, request.amount) {
+                Ok(plan) => plan,
+                Err(NotReversible { left }) => {
+                    let refusal = Error::bad_input(
+                        "amount",
+                        format!(
+                            "only {left} of the {} credits this entry took are left to reverse",
+                            debit.amount
+                        ),
+                    );
+                    return write.refuse(&self.events, refusal).await;
+                }
+            };
+            let amount: i64 = returnable.iter().map(|a| a.amount).sum();
             let give_back: Vec<Allocation> = returnable
                 .iter()
                 .map(|a| Allocation {

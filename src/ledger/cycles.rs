@@ -19,6 +19,7 @@ use super::account_write::AccountWrite;
 use super::entry::Entry;
 use super::grant::Grant;
 use super::idempotency::{self, Prior};
+use super::renewal_plan::{period_containing, rollover};
 use super::types::{Amount, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_VALIDITY_DAYS};
 use super::{Balance, Ledger, retry_once_on_unique_violation, store};
 use crate::entities::cycle;
@@ -272,13 +273,9 @@ pub async fn renew_due(write: &mut AccountWrite) -> Result<()> {
     if cycle.current_period_end > now {
         return Ok(());
     }
-    // Resume at the period containing now; periods missed while nothing ran are skipped.
-    let period = cycle.period();
-    let missed = (now - cycle.current_period_end).num_seconds() / period.num_seconds().max(1);
-    let start = cycle.current_period_end + period * (missed as i32);
-    let end = start + period;
+    let (start, end) = period_containing(cycle.current_period_end, cycle.period(), now);
     let expired = super::aggregates::expired_amount(&write.txn, cycle.current_grant_id).await?;
-    let rollover = expired.min(cycle.rollover_max);
+    let rollover = rollover(expired, cycle.rollover_max);
 
     let grant = cycle_grant(&write.end_user_id, cycle.id, cycle.amount, start, end, None);
     // A renewal the scheduler makes late (the period's grant was used up, so no write did it)
