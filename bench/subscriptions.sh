@@ -13,11 +13,12 @@ KEY="tally_sk_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PORT="${PORT:-18080}"
 
 cargo build --release --quiet --bin tally --example bench_subscriptions
+bin="${CARGO_TARGET_DIR:-target}/release"
 # Each subscription is a socket on both sides.
 ulimit -n "$(ulimit -Hn)"
 
 DATABASE_URL="$DATABASE_URL" TALLY_LISTEN="127.0.0.1:$PORT" TALLY_ADMIN_API_KEY="$KEY" \
-    RUST_LOG=warn target/release/tally serve &
+    RUST_LOG=warn "$bin/tally" serve &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do
@@ -26,5 +27,5 @@ for _ in $(seq 1 100); do
 done
 
 echo "Tally $(git rev-parse --short HEAD 2>/dev/null || echo '?') on ${DATABASE_URL%%\?*}, $(nproc) cores"
-target/release/examples/bench_subscriptions \
+"$bin/examples/bench_subscriptions" \
     --url "http://127.0.0.1:$PORT" --key "$KEY" --pid "$pid" --subscriptions "$N"

@@ -110,37 +110,27 @@ macro_rules! decode_grant {
 async fn open_grants(app: &App, end_user: &str) -> Result<Vec<OpenGrant>, sqlx::Error> {
     let uuid_ids = app.uuid_ids;
     let as_uuid = || Uuid::parse_str(end_user).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+    // The same statement on either driver: bind the id as the database stores it, decode.
+    macro_rules! fetch {
+        ($pool:expr) => {{
+            let query = sqlx::query(SELECT_OPEN_GRANTS);
+            let query = if uuid_ids {
+                query.bind(as_uuid()?)
+            } else {
+                query.bind(end_user)
+            };
+            query
+                .bind(0_i64)
+                .fetch_all($pool)
+                .await?
+                .iter()
+                .map(|row| decode_grant!(row, uuid_ids))
+                .collect()
+        }};
+    }
     match &app.pool {
-        Pool::Postgres(pool) => {
-            let query = sqlx::query(SELECT_OPEN_GRANTS);
-            let query = if uuid_ids {
-                query.bind(as_uuid()?)
-            } else {
-                query.bind(end_user)
-            };
-            query
-                .bind(0_i64)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| decode_grant!(row, uuid_ids))
-                .collect()
-        }
-        Pool::Sqlite(pool) => {
-            let query = sqlx::query(SELECT_OPEN_GRANTS);
-            let query = if uuid_ids {
-                query.bind(as_uuid()?)
-            } else {
-                query.bind(end_user)
-            };
-            query
-                .bind(0_i64)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| decode_grant!(row, uuid_ids))
-                .collect()
-        }
+        Pool::Postgres(pool) => fetch!(pool),
+        Pool::Sqlite(pool) => fetch!(pool),
     }
 }
 

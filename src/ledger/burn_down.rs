@@ -19,6 +19,18 @@ pub struct Allocation {
     pub amount: i64,
 }
 
+/// Allocations of `amounts` on fresh grants, for the plans' unit tests.
+#[cfg(test)]
+pub fn allocations_of(amounts: &[i64]) -> Vec<Allocation> {
+    amounts
+        .iter()
+        .map(|&amount| Allocation {
+            grant_id: Uuid::new_v4(),
+            amount,
+        })
+        .collect()
+}
+
 /// The active balance is short of the request; nothing may be taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shortfall {

@@ -50,19 +50,8 @@ pub fn split_capture(earmarks: &[Allocation], capture: i64) -> CaptureSplit {
 
 #[cfg(test)]
 mod tests {
-    use uuid::Uuid;
-
     use super::*;
-
-    fn earmarks(amounts: &[i64]) -> Vec<Allocation> {
-        amounts
-            .iter()
-            .map(|&amount| Allocation {
-                grant_id: Uuid::new_v4(),
-                amount,
-            })
-            .collect()
-    }
+    use crate::ledger::burn_down::allocations_of as earmarks;
 
     #[test]
     fn a_partial_capture_spends_in_earmark_order_and_releases_the_rest() {

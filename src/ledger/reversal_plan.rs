@@ -67,16 +67,7 @@ pub fn plan_reversal(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn taken(amounts: &[i64]) -> Vec<Allocation> {
-        amounts
-            .iter()
-            .map(|&amount| Allocation {
-                grant_id: Uuid::new_v4(),
-                amount,
-            })
-            .collect()
-    }
+    use crate::ledger::burn_down::allocations_of as taken;
 
     #[test]
     fn gives_back_the_last_credits_spent_first() {

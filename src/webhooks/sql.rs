@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -28,7 +28,7 @@ pub const FAILED: &str = "failed";
 /// ones. SQLite has one writer at a time; a delivery created twice meets the unique index
 /// and is skipped.
 pub async fn fan_out(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<usize> {
-    let txn = db.begin().await?;
+    let txn = begin_writing(db).await?;
     let mut query = webhook_event::Entity::find()
         .filter(webhook_event::Column::FannedOut.eq(false))
         .order_by_asc(webhook_event::Column::Id)
@@ -99,7 +99,7 @@ pub async fn delete_old_events(db: &DatabaseConnection, before: DateTime<Utc>) -
     if old.is_empty() {
         return Ok(0);
     }
-    let txn = db.begin().await?;
+    let txn = begin_writing(db).await?;
     let event_ids: Vec<Uuid> = old.iter().map(|e| e.id).collect();
     let deliveries = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::EventId.is_in(event_ids.clone()))
@@ -199,4 +199,18 @@ pub async fn claim_due(
         .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
         .all(db)
         .await?)
+}
+
+/// Opens a transaction that reads, then writes. SQLite takes its write lock at a transaction's
+/// first write, and a transaction that read first cannot wait for it: it fails at once with
+/// "database is locked" whenever another connection wrote in between (under steady ledger
+/// writes, nearly always). So on SQLite its first statement is a write that changes nothing,
+/// which waits for the lock like any write (the busy timeout) and holds it to the end.
+async fn begin_writing(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("UPDATE webhook_events SET fanned_out = fanned_out WHERE 0")
+            .await?;
+    }
+    Ok(txn)
 }
