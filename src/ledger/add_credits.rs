@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::balance::Balance;
 use super::entry::Entry;
 use super::grant::Grant;
-use super::idempotency::{self, Prior};
+use super::idempotency::{self, Keyed, Start};
 use super::pipeline::{Decision, Write};
 use super::types::{
     Amount, Description, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_CREDITS, Metadata,
@@ -199,14 +199,11 @@ impl Ledger {
 
     async fn try_add_credits(&self, add: &AddCredits) -> Result<AddCreditsOutcome> {
         let user = &add.end_user_id;
-        let mut write = self.begin_write(user).await?;
-        if let Some(key) = &add.idempotency_key
-            && let Prior::Replay { entry_id } =
-                idempotency::check(&write.txn, key, OPERATION, &add.request_hash).await?
-        {
-            write.txn.rollback().await?;
-            return self.replay(user, entry_id).await;
-        }
+        let keyed = Keyed::new(add.idempotency_key.as_ref(), OPERATION, &add.request_hash);
+        let mut write = match self.begin_keyed_write(user, keyed).await? {
+            Start::Write(write) => write,
+            Start::Replay(entry_id) => return self.replay(user, entry_id).await,
+        };
         write.load(&self.events).await?;
         let now = write.now;
         if let Err(refusal) = add.check_under_lock(&write.grants, now) {
@@ -220,18 +217,7 @@ impl Ledger {
 
         store::insert_grant(&write.txn, &grant).await?;
         write.insert_entry(&entry).await?;
-        if let Some(key) = &add.idempotency_key {
-            idempotency::record(
-                &write.txn,
-                key,
-                OPERATION,
-                &add.request_hash,
-                user,
-                entry.id,
-                now,
-            )
-            .await?;
-        }
+        keyed.record(&write, entry.id).await?;
         write.commit(&self.events).await?;
         if grant.expires_at.is_some() {
             self.expiry_alarm.notify_one();

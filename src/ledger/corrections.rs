@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::burn_down::Allocation;
 use super::entry::Entry;
 use super::grant::Grant;
-use super::idempotency::{self, Prior};
+use super::idempotency::{self, Keyed, Start};
 use super::reversal_plan::{NotReversible, plan_reversal};
 use super::types::{Description, EndUserId, EntryKind, IdempotencyKey};
 use super::{Balance, Ledger, retry_once_on_unique_violation, store};
@@ -57,14 +57,11 @@ impl Ledger {
             .ok_or_else(|| Error::NotFound(format!("no grant with id {}", request.grant_id)))?
             .end_user_id;
         retry_once_on_unique_violation(|| async {
-            let mut write = self.begin_write(&user).await?;
-            if let Some(key) = &key
-                && let Prior::Replay { entry_id } =
-                    idempotency::check(&write.txn, key, VOID, &hash).await?
-            {
-                write.txn.rollback().await?;
-                return self.correction_replay(&user, entry_id).await;
-            }
+            let keyed = Keyed::new(key.as_ref(), VOID, &hash);
+            let mut write = match self.begin_keyed_write(&user, keyed).await? {
+                Start::Write(write) => write,
+                Start::Replay(entry_id) => return self.correction_replay(&user, entry_id).await,
+            };
             write.load(&self.events).await?;
             let Some(grant) = store::find_grant(&write.txn, request.grant_id).await? else {
                 let refusal = Error::NotFound("grant vanished".into());
@@ -86,10 +83,7 @@ impl Ledger {
             }
             let entry =
                 record_void(&mut write, &grant, reason.as_ref(), key.as_ref(), None).await?;
-            if let Some(key) = &key {
-                idempotency::record(&write.txn, key, VOID, &hash, &user, entry.id, write.now)
-                    .await?;
-            }
+            keyed.record(&write, entry.id).await?;
             let balance = Balance::from_grants(user.clone(), &write.grants, write.now);
             write.commit(&self.events).await?;
             Ok(CorrectionOutcome {
@@ -121,14 +115,11 @@ impl Ledger {
         }
         let user = &debit.end_user_id;
         retry_once_on_unique_violation(|| async {
-            let mut write = self.begin_write(user).await?;
-            if let Some(key) = &key
-                && let Prior::Replay { entry_id } =
-                    idempotency::check(&write.txn, key, REVERSE, &hash).await?
-            {
-                write.txn.rollback().await?;
-                return self.correction_replay(user, entry_id).await;
-            }
+            let keyed = Keyed::new(key.as_ref(), REVERSE, &hash);
+            let mut write = match self.begin_keyed_write(user, keyed).await? {
+                Start::Write(write) => write,
+                Start::Replay(entry_id) => return self.correction_replay(user, entry_id).await,
+            };
             write.load(&self.events).await?;
             // What earlier reversals already gave back, per grant.
             let earlier = super::aggregates::returned_by_reversals(&write.txn, debit.id).await?;
@@ -195,10 +186,7 @@ impl Ledger {
             for allocation in &returnable {
                 super::purchase::claw_back_refunded(&mut write, allocation.grant_id).await?;
             }
-            if let Some(key) = &key {
-                idempotency::record(&write.txn, key, REVERSE, &hash, user, entry.id, write.now)
-                    .await?;
-            }
+            keyed.record(&write, entry.id).await?;
             let balance = Balance::from_grants(user.clone(), &write.grants, write.now);
             write.commit(&self.events).await?;
             Ok(CorrectionOutcome {

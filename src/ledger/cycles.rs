@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::account_write::AccountWrite;
 use super::entry::Entry;
 use super::grant::Grant;
-use super::idempotency::{self, Prior};
+use super::idempotency::{self, Keyed, Start};
 use super::renewal_plan::{period_containing, rollover};
 use super::types::{Amount, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_VALIDITY_DAYS};
 use super::{Balance, Ledger, retry_once_on_unique_violation, store};
@@ -116,24 +116,23 @@ impl Ledger {
         }
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         retry_once_on_unique_violation(|| async {
-            let mut write = self.begin_write(user).await?;
-            if let Some(key) = &key
-                && let Prior::Replay { entry_id } =
-                    idempotency::check(&write.txn, key, START, &hash).await?
-            {
-                write.txn.rollback().await?;
-                let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
-                let cycle = match entry.grant_id {
-                    Some(grant_id) => store::cycle_granting(&self.db, grant_id).await?,
-                    None => None,
+            let keyed = Keyed::new(key.as_ref(), START, &hash);
+            let mut write = match self.begin_keyed_write(user, keyed).await? {
+                Start::Write(write) => write,
+                Start::Replay(entry_id) => {
+                    let entry = idempotency::replayed_entry(&self.db, entry_id).await?;
+                    let cycle = match entry.grant_id {
+                        Some(grant_id) => store::cycle_granting(&self.db, grant_id).await?,
+                        None => None,
+                    }
+                    .ok_or_else(|| Error::Internal("replayed cycle missing".into()))?;
+                    return Ok(CycleOutcome {
+                        cycle,
+                        balance: self.balance(user.clone()).await?,
+                        replayed: true,
+                    });
                 }
-                .ok_or_else(|| Error::Internal("replayed cycle missing".into()))?;
-                return Ok(CycleOutcome {
-                    cycle,
-                    balance: self.balance(user.clone()).await?,
-                    replayed: true,
-                });
-            }
+            };
             write.load(&self.events).await?;
             if store::active_cycle(&write.txn, user).await?.is_some() {
                 return write.refuse(&self.events, Error::ActiveCycleExists).await;
@@ -154,9 +153,7 @@ impl Ledger {
             let end = now + Duration::days(request.validity_days);
             let grant = cycle_grant(user, cycle_id, amount.get(), now, end, None);
             let entry = grant_period(&mut write, &grant, EntryKind::Grant, None).await?;
-            if let Some(key) = &key {
-                idempotency::record(&write.txn, key, START, &hash, user, entry.id, now).await?;
-            }
+            keyed.record(&write, entry.id).await?;
             let cycle = Cycle {
                 id: cycle_id,
                 end_user_id: user.clone(),

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::burn_down::{Shortfall, plan_debit};
 use super::entry::Entry;
-use super::idempotency::{self, Prior};
+use super::idempotency::{self, Keyed, Start};
 use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey};
 use super::{Balance, Ledger, retry_once_on_unique_violation, store};
 use crate::entities::hold;
@@ -113,14 +113,11 @@ impl Ledger {
         let description = Description::parse(request.description.clone())?;
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
         retry_once_on_unique_violation(|| async {
-            let mut write = self.begin_write(user).await?;
-            if let Some(key) = &key
-                && let Prior::Replay { entry_id } =
-                    idempotency::check(&write.txn, key, CREATE, &hash).await?
-            {
-                write.txn.rollback().await?;
-                return self.hold_replay(entry_id).await;
-            }
+            let keyed = Keyed::new(key.as_ref(), CREATE, &hash);
+            let mut write = match self.begin_keyed_write(user, keyed).await? {
+                Start::Write(write) => write,
+                Start::Replay(entry_id) => return self.hold_replay(entry_id).await,
+            };
             write.load(&self.events).await?;
             let now = write.now;
             let earmarks = match plan_debit(&write.grants, amount.get(), now) {
@@ -161,9 +158,7 @@ impl Ledger {
             entry.description = hold.description.clone();
             entry.idempotency_key = key.as_ref().map(|k| k.as_str().to_owned());
             write.insert_entry(&entry).await?;
-            if let Some(key) = &key {
-                idempotency::record(&write.txn, key, CREATE, &hash, user, entry.id, now).await?;
-            }
+            keyed.record(&write, entry.id).await?;
             let balance = Balance::from_grants(user.clone(), &write.grants, now);
             write.commit(&self.events).await?;
             self.expiry_alarm.notify_one();
@@ -222,40 +217,29 @@ impl Ledger {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no hold with id {hold_id}")))?
             .end_user_id;
+        let keyed = Keyed {
+            key: key.as_ref(),
+            operation,
+            hash: &hash,
+        };
         retry_once_on_unique_violation(|| {
-            self.try_close_hold(
-                hold_id,
-                capture,
-                status,
-                key.as_ref(),
-                operation,
-                &hash,
-                &user,
-            )
+            self.try_close_hold(hold_id, capture, status, keyed, &user)
         })
         .await
     }
 
-    // One argument per part of the request and its fingerprint.
-    #[allow(clippy::too_many_arguments)]
     async fn try_close_hold(
         &self,
         hold_id: Uuid,
         capture: Option<i64>,
         status: HoldStatus,
-        key: Option<&IdempotencyKey>,
-        operation: &str,
-        hash: &str,
+        keyed: Keyed<'_>,
         user: &EndUserId,
     ) -> Result<HoldOutcome> {
-        let mut write = self.begin_write(user).await?;
-        if let Some(key) = key
-            && let Prior::Replay { entry_id } =
-                idempotency::check(&write.txn, key, operation, hash).await?
-        {
-            write.txn.rollback().await?;
-            return self.hold_replay(entry_id).await;
-        }
+        let mut write = match self.begin_keyed_write(user, keyed).await? {
+            Start::Write(write) => write,
+            Start::Replay(entry_id) => return self.hold_replay(entry_id).await,
+        };
         write.load(&self.events).await?;
         // Re-read under the lock: it may have closed (or passed its deadline) meanwhile.
         let Some(hold) = store::find_hold(&write.txn, hold_id).await? else {
@@ -279,13 +263,11 @@ impl Ledger {
         }
         let (capture_entry, release_entry) = write.close_hold(&hold, capture, status).await?;
         let now = write.now;
-        if let Some(key) = key {
-            let first = capture_entry
-                .as_ref()
-                .or(release_entry.as_ref())
-                .ok_or_else(|| Error::Internal("closing a hold wrote no entry".into()))?;
-            idempotency::record(&write.txn, key, operation, hash, user, first.id, now).await?;
-        }
+        let first = capture_entry
+            .as_ref()
+            .or(release_entry.as_ref())
+            .ok_or_else(|| Error::Internal("closing a hold wrote no entry".into()))?;
+        keyed.record(&write, first.id).await?;
         let entry = capture_entry;
         let balance = Balance::from_grants(user.clone(), &write.grants, now);
         write.commit(&self.events).await?;

@@ -11,6 +11,8 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::Ledger;
+use super::account_write::AccountWrite;
 use super::entry::Entry;
 use super::types::{EndUserId, IdempotencyKey};
 use crate::entities::idempotency_key;
@@ -86,4 +88,72 @@ pub async fn record(
     .exec_without_returning(txn)
     .await?;
     Ok(())
+}
+
+/// What makes one write idempotent: the caller's key (if any), the operation and the request's
+/// hash. Every keyed write goes through `Ledger::begin_keyed_write` and `Keyed::record`.
+#[derive(Clone, Copy)]
+pub struct Keyed<'a> {
+    pub key: Option<&'a IdempotencyKey>,
+    pub operation: &'static str,
+    pub hash: &'a str,
+}
+
+/// How a keyed write starts.
+pub enum Start {
+    /// No write used the key: go ahead, the account is locked.
+    Write(AccountWrite),
+    /// The key names an earlier identical request: answer from this entry. Nothing was written
+    /// and the lock is released.
+    Replay(Uuid),
+}
+
+impl Ledger {
+    /// The one way a keyed write begins: lock the account, then look the key up under the lock
+    /// (a key used for another request is `IDEMPOTENCY_CONFLICT`).
+    pub(super) async fn begin_keyed_write(
+        &self,
+        end_user_id: &EndUserId,
+        keyed: Keyed<'_>,
+    ) -> Result<Start> {
+        let write = self.begin_write(end_user_id).await?;
+        if let Some(key) = keyed.key
+            && let Prior::Replay { entry_id } =
+                check(&write.txn, key, keyed.operation, keyed.hash).await?
+        {
+            write.txn.rollback().await?;
+            return Ok(Start::Replay(entry_id));
+        }
+        Ok(Start::Write(write))
+    }
+}
+
+impl<'a> Keyed<'a> {
+    pub fn new(key: Option<&'a IdempotencyKey>, operation: &'static str, hash: &'a str) -> Self {
+        Self {
+            key,
+            operation,
+            hash,
+        }
+    }
+
+    /// Records the key (when the write has one) for the entry that answers it, in the write's
+    /// transaction: committed together, or not at all.
+    pub async fn record(&self, write: &AccountWrite, entry_id: Uuid) -> Result<()> {
+        match self.key {
+            Some(key) => {
+                record(
+                    &write.txn,
+                    key,
+                    self.operation,
+                    self.hash,
+                    &write.end_user_id,
+                    entry_id,
+                    write.now,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::balance::Balance;
 use super::burn_down::{Allocation, Shortfall, plan_debit};
 use super::entry::Entry;
-use super::idempotency::{self, Prior};
+use super::idempotency::{self, Keyed, Start};
 use super::pipeline::{Decision, Write};
 use super::types::{Amount, Description, EndUserId, EntryKind, IdempotencyKey, Metadata};
 use super::{Ledger, retry_once_on_unique_violation};
@@ -121,14 +121,15 @@ impl Ledger {
         subtract: &SubtractCredits,
     ) -> Result<SubtractCreditsOutcome> {
         let user = &subtract.end_user_id;
-        let mut write = self.begin_write(user).await?;
-        if let Some(key) = &subtract.idempotency_key
-            && let Prior::Replay { entry_id } =
-                idempotency::check(&write.txn, key, OPERATION, &subtract.request_hash).await?
-        {
-            write.txn.rollback().await?;
-            return self.replay_debit(user, entry_id).await;
-        }
+        let keyed = Keyed::new(
+            subtract.idempotency_key.as_ref(),
+            OPERATION,
+            &subtract.request_hash,
+        );
+        let mut write = match self.begin_keyed_write(user, keyed).await? {
+            Start::Write(write) => write,
+            Start::Replay(entry_id) => return self.replay_debit(user, entry_id).await,
+        };
         let expired = write.load(&self.events).await?;
         let now = write.now;
         let allocations = match plan_debit(&write.grants, subtract.amount.get(), now) {
@@ -152,18 +153,7 @@ impl Ledger {
         let seq = write.take_seq();
         let entry = subtract.debit_entry(seq, balance.available, now, allocations);
         write.insert_entry(&entry).await?;
-        if let Some(key) = &subtract.idempotency_key {
-            idempotency::record(
-                &write.txn,
-                key,
-                OPERATION,
-                &subtract.request_hash,
-                user,
-                entry.id,
-                now,
-            )
-            .await?;
-        }
+        keyed.record(&write, entry.id).await?;
         write.commit(&self.events).await?;
         Ok(SubtractCreditsOutcome {
             entry,
