@@ -6,6 +6,7 @@ pub mod input_fields;
 pub mod mutation;
 pub mod nesting;
 mod operation_metrics;
+pub mod paging;
 pub mod query;
 pub mod scalars;
 pub mod subscription;

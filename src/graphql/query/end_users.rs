@@ -1,14 +1,14 @@
 //! For people operating Tally (the admin console): end users, most recently active first, and an
 //! end user's open holds. Secret keys only.
 
-use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, OpaqueCursor};
+use async_graphql::connection::{Connection, EmptyFields, OpaqueCursor};
 use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::transactions::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::error::Error;
 use crate::graphql::context::ledger_for_secret_key;
+use crate::graphql::paging::Page;
 use crate::graphql::scalars::end_user_id as parse_end_user_id;
 use crate::graphql::types::{Balance, Hold};
 use crate::ledger::EndUserId;
@@ -61,39 +61,30 @@ impl EndUsersQuery {
         >,
     ) -> Result<Connection<UserCursor, EndUser, EmptyFields, EmptyFields>> {
         let ledger = ledger_for_secret_key(ctx)?;
-        let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(0..=MAX_PAGE_SIZE).contains(&first) {
-            return Err(
-                Error::bad_input("first", format!("must be from 0 to {MAX_PAGE_SIZE}")).into(),
-            );
-        }
+        let page = Page::<UserPosition>::parse(first, after)?;
         let only = end_user_id.as_ref().map(parse_end_user_id).transpose()?;
-        let after = after
-            .map(|cursor| {
-                let not_ours = || Error::bad_input("after", "is not a cursor this API returned");
-                let position = UserCursor::decode_cursor(&cursor)
-                    .map_err(|_| not_ours())?
-                    .0;
-                Ok::<_, Error>(ActivityPosition {
-                    last_active_at: position.last_active_at,
-                    end_user_id: EndUserId::parse("after", &position.end_user_id)
-                        .map_err(|_| not_ours())?,
-                })
+        // A cursor is opaque, not trusted: the id it carries is parsed like any other.
+        let after = page
+            .after
+            .as_ref()
+            .map(|position| {
+                EndUserId::parse("after", &position.end_user_id)
+                    .map(|end_user_id| ActivityPosition {
+                        last_active_at: position.last_active_at,
+                        end_user_id,
+                    })
+                    .map_err(|_| Error::bad_input("after", "is not a cursor this API returned"))
             })
             .transpose()?;
-        let has_previous_page = after.is_some();
-        let mut users = ledger.end_users(only, after, first as u64 + 1).await?;
-        let has_next_page = users.len() > first as usize;
-        users.truncate(first as usize);
-        let mut connection = Connection::new(has_previous_page, has_next_page);
-        connection.edges.extend(users.into_iter().map(|user| {
-            let cursor = OpaqueCursor(UserPosition {
+        let users = ledger.end_users(only, after, page.fetch_limit()).await?;
+        Ok(page.connection(
+            users,
+            |user| UserPosition {
                 last_active_at: user.last_active_at,
                 end_user_id: user.balance.end_user_id.to_string(),
-            });
-            Edge::new(cursor, EndUser(user))
-        }));
-        Ok(connection)
+            },
+            EndUser,
+        ))
     }
 
     /// The end user's open holds, soonest deadline first. Secret keys only.

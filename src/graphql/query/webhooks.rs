@@ -1,10 +1,9 @@
-use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, OpaqueCursor};
+use async_graphql::connection::{Connection, EmptyFields, OpaqueCursor};
 use async_graphql::{Context, ID, Object, Result};
 use uuid::Uuid;
 
-use crate::error::Error;
 use crate::graphql::context::{ledger_for_secret_key, webhooks_for_secret_key};
-use crate::graphql::query::transactions::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::graphql::paging::Page;
 use crate::graphql::scalars::end_user_id as parse_end_user_id;
 use crate::graphql::webhook_types::{
     BalanceAlerts, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint,
@@ -41,31 +40,16 @@ impl WebhooksQuery {
         >,
     ) -> Result<Connection<DeliveryCursor, WebhookDelivery, EmptyFields, EmptyFields>> {
         let webhooks = webhooks_for_secret_key(ctx)?;
-        let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(0..=MAX_PAGE_SIZE).contains(&first) {
-            return Err(
-                Error::bad_input("first", format!("must be from 0 to {MAX_PAGE_SIZE}")).into(),
-            );
-        }
-        let after = after
-            .map(|cursor| {
-                DeliveryCursor::decode_cursor(&cursor)
-                    .map(|c| c.0)
-                    .map_err(|_| Error::bad_input("after", "is not a cursor this API returned"))
-            })
-            .transpose()?;
-        let mut deliveries = webhooks
-            .deliveries(endpoint_id, status.map(Into::into), after, first as u64 + 1)
+        let page = Page::<Uuid>::parse(first, after)?;
+        let deliveries = webhooks
+            .deliveries(
+                endpoint_id,
+                status.map(Into::into),
+                page.after,
+                page.fetch_limit(),
+            )
             .await?;
-        let has_next_page = deliveries.len() > first as usize;
-        deliveries.truncate(first as usize);
-        let mut connection = Connection::new(after.is_some(), has_next_page);
-        connection.edges.extend(
-            deliveries
-                .into_iter()
-                .map(|d| Edge::new(OpaqueCursor(d.id), WebhookDelivery::from(d))),
-        );
-        Ok(connection)
+        Ok(page.connection(deliveries, |d| d.id, WebhookDelivery::from))
     }
 
     /// The low-balance thresholds that apply to an end user. Secret keys only.
