@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use common::*;
 use futures::future::join_all;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
 use serde_json::{Value, json};
 use tally::entities::{cycle, grant};
 
@@ -508,11 +510,14 @@ async fn end_period(app: &TestApp, user: &str, ago: chrono::Duration, period: ch
             .unwrap()
             .unwrap(),
     };
+    // Both rows in one transaction: the expiry scheduler runs meanwhile, and one that saw the
+    // period over but its grant not yet expired would renew without the rollover (a flaky test).
+    let txn = db.begin().await.unwrap();
     cycle::Entity::update_many()
         .col_expr(cycle::Column::CurrentPeriodStart, Expr::val(end - period))
         .col_expr(cycle::Column::CurrentPeriodEnd, Expr::val(end))
         .filter(cycle::Column::Id.eq(cycle.id))
-        .exec(&db)
+        .exec(&txn)
         .await
         .unwrap();
     grant::Entity::update_many()
@@ -520,9 +525,10 @@ async fn end_period(app: &TestApp, user: &str, ago: chrono::Duration, period: ch
         .col_expr(grant::Column::CreatedAt, Expr::val(end - period))
         .col_expr(grant::Column::ExpiresAt, Expr::val(end))
         .filter(grant::Column::Id.eq(cycle.current_grant_id))
-        .exec(&db)
+        .exec(&txn)
         .await
         .unwrap();
+    txn.commit().await.unwrap();
 }
 
 async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
