@@ -44,7 +44,7 @@ impl Application {
                 .await
                 .map_err(|error| anyhow::anyhow!("TALLY_ADMIN_API_KEY: {}", error.message()))?;
         }
-        let catalog = Catalog::new(db.clone());
+        let catalog = Catalog::new(db.clone(), config.clock.clone());
         if let Some(path) = &config.bundles_file {
             let loaded = bundles::file::load(&catalog, path)
                 .await
@@ -75,12 +75,18 @@ impl Application {
             Arc::new(events.clone()),
             config.pipeline,
             outbound.clone(),
+            config.clock.clone(),
         );
         let stripe = Stripe::new(&config.stripe, ledger.clone(), catalog)?;
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
-        let webhooks = Webhooks::new(db.clone(), config.webhooks.clone(), outbound);
+        let webhooks = Webhooks::new(
+            db.clone(),
+            config.webhooks.clone(),
+            outbound,
+            config.clock.clone(),
+        );
         tokio::spawn(run_delivery_worker(webhooks.clone()));
-        let signer = TokenSigner::load(&db, config.token_secret.as_deref())
+        let signer = TokenSigner::load(&db, config.token_secret.as_deref(), config.clock.clone())
             .await
             .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
         let keys = KeyCache::load(db.clone())

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ledger::clock::Clock;
 use crate::ledger::pipeline::{DEFAULT_MAX_BATCH, PipelineSettings};
 use crate::webhooks::settings::WebhookSettings;
 
@@ -45,6 +46,9 @@ pub struct Config {
     pub pipeline: PipelineSettings,
     /// Outbound webhooks and balance alerts (`TALLY_WEBHOOK_*`).
     pub webhooks: WebhookSettings,
+    /// The system clock, except in tests, which move an adjustable one forward instead of
+    /// sleeping (not read from the environment).
+    pub clock: Clock,
 }
 
 /// How Tally talks to Stripe.
@@ -100,6 +104,7 @@ impl Config {
             bundles_file: None,
             pipeline: PipelineSettings::default(),
             webhooks: WebhookSettings::default(),
+            clock: Clock::system(),
         }
     }
 
@@ -227,6 +232,7 @@ impl Config {
             bundles_file,
             pipeline,
             webhooks,
+            clock: Clock::system(),
         })
     }
 }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::*;
+
+/// How long a test waits for the scheduler.
+const WAIT: Duration = Duration::from_secs(10);
 use futures::future::join_all;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use tally::entities::{cycle, grant};
+use tally::entities::grant;
 
 on_both_databases!(
     holds_reserve_then_capture_or_release,
@@ -194,9 +195,12 @@ async fn an_open_hold_releases_itself_at_its_deadline(app: TestApp) {
         )
         .await;
     assert_eq!(held["balance"]["available"], 15);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let balance = app.balance(&user).await;
-    assert_eq!(balance["available"], 40, "released by the scheduler");
+    app.advance_clock(chrono::Duration::seconds(2));
+    // Released by the scheduler, which the clock's move woke.
+    eventually(WAIT, "the scheduler to release the hold", || async {
+        (app.balance(&user).await["available"] == 40).then_some(())
+    })
+    .await;
     let body = app
         .graphql(
             CAPTURE,
@@ -223,7 +227,7 @@ async fn an_open_hold_releases_itself_at_its_deadline(app: TestApp) {
 
 async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
     let user = new_user();
-    let soon = (Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
+    let soon = (app.now() + chrono::Duration::minutes(1)).to_rfc3339();
     app.add_credits(json!({ "endUserId": user, "amount": 30, "expiresAt": soon }))
         .await;
     let keep = app
@@ -238,7 +242,8 @@ async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
             json!({ "input": { "endUserId": user, "amount": 5, "ttlSeconds": 600 } }),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The grant expires; the holds (600 s) do not.
+    app.advance_clock(chrono::Duration::minutes(2));
     // The grant expired: its 15 unheld credits with it; the 15 held stay for the holds.
     let balance = app.ok(BALANCE_AT, json!({ "id": user })).await;
     assert_eq!(
@@ -438,7 +443,7 @@ async fn voids_and_reversals_leave_their_own_entries(app: TestApp) {
 
 async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
     let user = new_user();
-    let soon = (Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
+    let soon = (app.now() + chrono::Duration::hours(1)).to_rfc3339();
     app.add_credits(json!({ "endUserId": user, "amount": 10, "expiresAt": soon }))
         .await;
     app.add_credits(json!({ "endUserId": user, "amount": 5 }))
@@ -446,7 +451,7 @@ async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
     let debit = app
         .subtract_credits(json!({ "endUserId": user, "amount": 12 }))
         .await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    app.advance_clock(chrono::Duration::hours(2));
     let reversed = app
         .ok(
             REVERSE,
@@ -491,44 +496,9 @@ async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
     assert_verify_clean(&app);
 }
 
-/// Moves the end user's active cycle (and its grant) so that its period ended `ago` ago.
-async fn end_period(app: &TestApp, user: &str, ago: chrono::Duration, period: chrono::Duration) {
-    let db = db(app).await;
-    let end: DateTime<Utc> = Utc::now() - ago;
-    let found = cycle::Entity::find()
-        .filter(cycle::Column::EndUserId.eq(user))
-        .filter(cycle::Column::Status.eq("active"))
-        .one(&db)
-        .await
-        .unwrap();
-    let cycle = match found {
-        Some(cycle) => cycle,
-        None => cycle::Entity::find()
-            .filter(cycle::Column::EndUserId.eq(user))
-            .one(&db)
-            .await
-            .unwrap()
-            .unwrap(),
-    };
-    // Both rows in one transaction: the expiry scheduler runs meanwhile, and one that saw the
-    // period over but its grant not yet expired would renew without the rollover (a flaky test).
-    let txn = db.begin().await.unwrap();
-    cycle::Entity::update_many()
-        .col_expr(cycle::Column::CurrentPeriodStart, Expr::val(end - period))
-        .col_expr(cycle::Column::CurrentPeriodEnd, Expr::val(end))
-        .filter(cycle::Column::Id.eq(cycle.id))
-        .exec(&txn)
-        .await
-        .unwrap();
-    grant::Entity::update_many()
-        .col_expr(grant::Column::EffectiveAt, Expr::val(end - period))
-        .col_expr(grant::Column::CreatedAt, Expr::val(end - period))
-        .col_expr(grant::Column::ExpiresAt, Expr::val(end))
-        .filter(grant::Column::Id.eq(cycle.current_grant_id))
-        .exec(&txn)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+/// Moves the clock to `ago` after the end of the current period (`period` long, begun now).
+fn end_period(app: &TestApp, ago: chrono::Duration, period: chrono::Duration) {
+    app.advance_clock(period + ago);
 }
 
 async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
@@ -550,11 +520,9 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
 
     end_period(
         &app,
-        &user,
         chrono::Duration::seconds(1),
         chrono::Duration::days(30),
-    )
-    .await;
+    );
     // The next write (here a debit) finds the period over: 60 expire, 100 are granted, and 25
     // of the 60 roll over.
     let spent = app
@@ -584,7 +552,7 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
         .unwrap();
     assert_eq!(end - start, chrono::Duration::days(30));
     assert!(
-        (Utc::now() - start).num_seconds().abs() < 5,
+        (app.now() - start).num_seconds().abs() < 5,
         "the new period starts where the old ended"
     );
     assert_ledger_replays(&app, &user).await;
@@ -600,21 +568,15 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
         .await;
     end_period(
         &app,
-        &plain,
         chrono::Duration::seconds(1),
         chrono::Duration::days(7),
-    )
+    );
+    // The scheduler renews it on its own too (the clock's move woke it).
+    eventually(WAIT, "the scheduler to renew the cycle", || async {
+        (app.available(&plain).await == 10 && app.all_entries(&plain).await.len() == 4)
+            .then_some(())
+    })
     .await;
-    // The scheduler renews it on its own too (woken within its 10 s nap at the latest).
-    let mut available = 0;
-    for _ in 0..30 {
-        available = app.available(&plain).await;
-        if available == 10 && app.all_entries(&plain).await.len() == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert_eq!(available, 10);
     assert_eq!(
         kinds(&app.all_entries(&plain).await),
         ["GRANT", "DEBIT", "EXPIRY", "RENEWAL"]
@@ -649,11 +611,9 @@ async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
     assert_eq!(error_code(&body), "NO_ACTIVE_CYCLE");
     end_period(
         &app,
-        &user,
         chrono::Duration::seconds(1),
         chrono::Duration::days(30),
-    )
-    .await;
+    );
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
     assert_eq!(app.available(&user).await, 1, "no renewal after a stop");
@@ -678,13 +638,7 @@ async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
     )
     .await;
     // Nothing ran for 2.5 periods: the missed periods are not granted.
-    end_period(
-        &app,
-        &user,
-        chrono::Duration::hours(60),
-        chrono::Duration::days(1),
-    )
-    .await;
+    end_period(&app, chrono::Duration::hours(60), chrono::Duration::days(1));
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
     assert_eq!(app.available(&user).await, 11);
@@ -698,7 +652,7 @@ async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
         .unwrap()
         .parse()
         .unwrap();
-    let behind = Utc::now() - start;
+    let behind = app.now() - start;
     assert!(
         behind >= chrono::Duration::hours(11) && behind <= chrono::Duration::hours(13),
         "resumes at the period containing now (started {behind} ago)"
@@ -706,7 +660,7 @@ async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
 }
 
 async fn two_instances_renew_a_period_once(app: TestApp) {
-    let other = TestApp::start(&app.database_url).await;
+    let other = app.start_another().await;
     let user = new_user();
     app.ok(
         START_CYCLE,
@@ -715,11 +669,9 @@ async fn two_instances_renew_a_period_once(app: TestApp) {
     .await;
     end_period(
         &app,
-        &user,
         chrono::Duration::seconds(1),
         chrono::Duration::days(7),
-    )
-    .await;
+    );
     let addresses = [app.address.clone(), other];
     join_all((0..20).map(|i| {
         let via = TestApp::client_for(&app, &addresses[i % 2]);
@@ -741,8 +693,8 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
     let user = new_user();
     let at =
         |entry: &Value| -> DateTime<Utc> { entry["createdAt"].as_str().unwrap().parse().unwrap() };
-    let before = Utc::now();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = app.now();
+    app.advance_clock(chrono::Duration::milliseconds(20));
     let granted = app
         .add_credits(json!({ "endUserId": user, "amount": 100 }))
         .await;
@@ -751,20 +703,21 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
         .unwrap()
         .parse()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.advance_clock(chrono::Duration::milliseconds(20));
     app.subtract_credits(json!({ "endUserId": user, "amount": 30 }))
         .await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let soon = (Utc::now() + chrono::Duration::milliseconds(900)).to_rfc3339();
+    app.advance_clock(chrono::Duration::milliseconds(20));
+    let soon = (app.now() + chrono::Duration::minutes(1)).to_rfc3339();
     app.add_credits(json!({ "endUserId": user, "amount": 50, "expiresAt": soon }))
         .await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.advance_clock(chrono::Duration::milliseconds(20));
     app.ok(
         HOLD,
         json!({ "input": { "endUserId": user, "amount": 20, "ttlSeconds": 600 } }),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The 50 expire; the hold (600 s) does not.
+    app.advance_clock(chrono::Duration::minutes(2));
     app.subtract_credits(json!({ "endUserId": user, "amount": 5 }))
         .await;
 
@@ -793,7 +746,7 @@ async fn history_filters_and_balance_at_past_instants(app: TestApp) {
         // The 50 expired with 30 of it still unheld... the hold took from the soonest-expiring
         // grant, so its 20 stay held and 30 expire.
         (expiry_at, 70, 20),
-        (Utc::now(), 65, 20),
+        (app.now(), 65, 20),
     ];
     for (instant, available, held) in checks {
         let balance = app
@@ -904,26 +857,22 @@ async fn a_used_up_cycle_renews_on_time(app: TestApp) {
         .await;
     end_period(
         &app,
-        &user,
         chrono::Duration::seconds(1),
         chrono::Duration::days(3),
-    )
-    .await;
-    // A write before the scheduler renews (the period's grant is used up, so this write does
-    // not renew it): the renewal that follows is dated after it.
+    );
+    // A write races the scheduler the clock's move woke (the period's grant is used up, so
+    // this write does not renew it): whichever lands first, the entries are dated in sequence.
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
-    let mut available = 0;
-    for _ in 0..30 {
-        available = app.available(&user).await;
-        if available == 11 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert_eq!(available, 11);
+    eventually(WAIT, "the scheduler to renew the cycle", || async {
+        (app.available(&user).await == 11).then_some(())
+    })
+    .await;
     let entries = app.all_entries(&user).await;
-    assert_eq!(kinds(&entries), ["GRANT", "DEBIT", "GRANT", "RENEWAL"]);
+    let mut after_the_period = kinds(&entries)[2..].to_vec();
+    after_the_period.sort();
+    assert_eq!(kinds(&entries)[..2], ["GRANT", "DEBIT"]);
+    assert_eq!(after_the_period, ["GRANT", "RENEWAL"]);
     let times: Vec<DateTime<Utc>> = entries
         .iter()
         .rev()

@@ -71,7 +71,7 @@ async fn store(db: &impl ConnectionTrait, name: &str, key: &str) -> Result<ApiKe
         name: Set(name.to_owned()),
         prefix: Set(key.chars().take(SHOWN_PREFIX_CHARS).collect()),
         key_hash: Set(hash_key(key)),
-        created_at: Set(crate::ledger::clock::now()),
+        created_at: Set(system_now()),
         revoked_at: Set(None),
     }
     .insert(db)
@@ -120,7 +120,7 @@ pub async fn revoke(db: &impl ConnectionTrait, id: Uuid) -> Result<ApiKeySummary
         return Ok(model.into());
     }
     let mut active: api_key::ActiveModel = model.into();
-    active.revoked_at = Set(Some(crate::ledger::clock::now()));
+    active.revoked_at = Set(Some(system_now()));
     Ok(active.update(db).await?.into())
 }
 
@@ -148,4 +148,10 @@ pub async fn is_live(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
         .one(db)
         .await?
         .is_some_and(|model| model.revoked_at.is_none()))
+}
+
+/// Keys are bookkeeping, never compared with the ledger's instants: stamped by the system clock
+/// (the CLI manages them without a running service).
+fn system_now() -> chrono::DateTime<chrono::Utc> {
+    crate::ledger::clock::Clock::system().now()
 }

@@ -136,7 +136,9 @@ impl Authenticator {
             };
             // Valid up to, not including, `exp` (the JWT check alone allows its whole second):
             // the same instant a socket holding the token is closed at.
-            if claims.expires_at <= Utc::now() || !self.keys.is_live(claims.key_id).await? {
+            if claims.expires_at <= self.signer.clock().now()
+                || !self.keys.is_live(claims.key_id).await?
+            {
                 return Ok(Caller::Invalid);
             }
             return Ok(Caller::EndUser {
@@ -155,7 +157,7 @@ impl Authenticator {
     /// key that minted its token) not revoked.
     pub async fn lapse(&self, caller: &Caller) -> Result<Option<Lapse>> {
         let key_id = match caller {
-            Caller::EndUser { expires_at, .. } if *expires_at <= Utc::now() => {
+            Caller::EndUser { expires_at, .. } if *expires_at <= self.signer.clock().now() => {
                 return Ok(Some(Lapse::Expired));
             }
             Caller::EndUser { key_id, .. } | Caller::SecretKey { key_id } => *key_id,

@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use crate::entities::setting;
 use crate::error::{Error, Result};
-use crate::ledger::{EndUserId, clock};
+use crate::ledger::EndUserId;
+use crate::ledger::clock::Clock;
 
 pub const DEFAULT_TTL_SECONDS: i64 = 15 * 60;
 pub const MAX_TTL_SECONDS: i64 = 24 * 60 * 60;
@@ -51,6 +52,8 @@ pub struct TokenSigner {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// What tokens are issued at and expire against (see `Authenticator`).
+    clock: Clock,
 }
 
 impl TokenSigner {
@@ -64,13 +67,27 @@ impl TokenSigner {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            clock: Clock::system(),
         }
     }
 
+    /// Issues and expires tokens by `clock` instead of the system clock.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The configured secret, or the one stored in the database (generated on first use).
-    pub async fn load(db: &impl ConnectionTrait, configured: Option<&str>) -> Result<Self> {
+    pub async fn load(
+        db: &impl ConnectionTrait,
+        configured: Option<&str>,
+        clock: Clock,
+    ) -> Result<Self> {
         if let Some(secret) = configured {
-            return Ok(Self::from_secret(secret.as_bytes()));
+            return Ok(Self::from_secret(secret.as_bytes()).with_clock(clock));
         }
         let mut fresh = [0u8; 32];
         rand::rng().fill_bytes(&mut fresh);
@@ -78,7 +95,7 @@ impl TokenSigner {
         setting::Entity::insert(setting::ActiveModel {
             name: Set(SECRET_SETTING.to_owned()),
             value: Set(URL_SAFE_NO_PAD.encode(fresh)),
-            created_at: Set(clock::now()),
+            created_at: Set(clock.now()),
         })
         .on_conflict(
             OnConflict::column(setting::Column::Name)
@@ -91,7 +108,7 @@ impl TokenSigner {
             .one(db)
             .await?
             .ok_or_else(|| Error::Internal("token secret missing after insert".into()))?;
-        Ok(Self::from_secret(stored.value.as_bytes()))
+        Ok(Self::from_secret(stored.value.as_bytes()).with_clock(clock))
     }
 
     /// A token for `end_user_id`, valid `ttl_seconds` (1 to `MAX_TTL_SECONDS`), minted by the
@@ -108,7 +125,7 @@ impl TokenSigner {
                 format!("must be from 1 to {MAX_TTL_SECONDS}"),
             ));
         }
-        let issued_at = Utc::now();
+        let issued_at = self.clock.now();
         let expires_at = issued_at + Duration::seconds(ttl_seconds);
         let claims = Claims {
             sub: end_user_id.into_string(),

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::bundle;
 use crate::error::{Error, Result, is_unique_violation};
-use crate::ledger::clock;
+use crate::ledger::clock::Clock;
 use crate::ledger::types::{Amount, MAX_CREDITS, MAX_VALIDITY_DAYS, check_text};
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -135,11 +135,12 @@ pub struct BundlePatch {
 #[derive(Clone)]
 pub struct Catalog {
     db: DatabaseConnection,
+    clock: Clock,
 }
 
 impl Catalog {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, clock: Clock) -> Self {
+        Self { db, clock }
     }
 
     /// Cheapest first by credits, then price and name.
@@ -178,7 +179,7 @@ impl Catalog {
 
     pub async fn create(&self, fields: BundleFields) -> Result<Bundle> {
         let fields = fields.validate()?;
-        let now = clock::now();
+        let now = self.clock.now();
         let model = bundle::ActiveModel {
             id: Set(Uuid::now_v7()),
             name: Set(fields.name),
@@ -249,7 +250,7 @@ impl Catalog {
         model.currency = Set(fields.currency);
         model.stripe_price_id = Set(fields.stripe_price_id);
         model.active = Set(fields.active);
-        model.updated_at = Set(clock::now());
+        model.updated_at = Set(self.clock.now());
         let updated = model
             .update(&self.db)
             .await

@@ -13,6 +13,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 use super::burn_down::{Allocation, active_balance};
 use super::capture_plan::{CaptureSplit, split_capture};
+use super::clock::Clock;
 use super::entry::Entry;
 use super::expiry_plan::plan_expiries;
 use super::grant::Grant;
@@ -20,7 +21,7 @@ use super::holds::Hold;
 use super::notifier::Notifier;
 use super::outbound::{self, EventType, Outbound, Source};
 use super::types::{EndUserId, EntryKind};
-use super::{Ledger, clock, store};
+use super::{Ledger, store};
 use crate::error::{Error, Result};
 
 pub struct AccountWrite {
@@ -39,17 +40,19 @@ pub struct AccountWrite {
     /// What may make outbound events, recorded in the outbox before the commit.
     outbound_sources: Vec<Source>,
     outbound: Arc<Outbound>,
+    clock: Clock,
 }
 
 impl Ledger {
     pub(super) async fn begin_write(&self, end_user_id: &EndUserId) -> Result<AccountWrite> {
         let txn = self.db.begin().await?;
-        let reserved = store::lock_account_and_reserve_seq(&txn, end_user_id, clock::now()).await?;
+        let reserved =
+            store::lock_account_and_reserve_seq(&txn, end_user_id, self.clock.now()).await?;
         Ok(AccountWrite {
             txn,
             end_user_id: end_user_id.clone(),
             grants: Vec::new(),
-            now: clock::now(),
+            now: self.clock.now(),
             next_seq: reserved,
             reserved_through: reserved,
             announced: false,
@@ -57,6 +60,7 @@ impl Ledger {
             appended: Vec::new(),
             outbound_sources: Vec::new(),
             outbound: self.outbound.clone(),
+            clock: self.clock.clone(),
         })
     }
 }
@@ -75,7 +79,7 @@ impl AccountWrite {
 
     async fn load_settling(&mut self, events: &dyn Notifier, everything: bool) -> Result<usize> {
         self.grants = store::load_open_grants(&self.txn, &self.end_user_id).await?;
-        self.now = clock::now();
+        self.now = self.clock.now();
         let before = self.next_seq;
         // Open holds always earmark credits on open grants, and an active cycle's current
         // grant is open until used up: without either, skip the look-ups (no round trips a
@@ -298,6 +302,7 @@ impl AccountWrite {
             &sources,
             &self.grants,
             &self.outbound,
+            self.now,
         )
         .await
     }

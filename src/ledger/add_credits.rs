@@ -15,7 +15,7 @@ use super::types::{
     Amount, Description, EndUserId, EntryKind, GrantSource, IdempotencyKey, MAX_CREDITS, Metadata,
     Validity,
 };
-use super::{Ledger, clock, retry_once_on_unique_violation, store};
+use super::{Ledger, retry_once_on_unique_violation, store};
 use crate::error::{Error, Result};
 
 pub(super) const OPERATION: &str = "add_credits";
@@ -173,7 +173,7 @@ impl AddCredits {
 
 impl Ledger {
     pub async fn add_credits(&self, request: AddCreditsRequest) -> Result<AddCreditsOutcome> {
-        let add = Arc::new(AddCredits::parse(request, clock::now())?);
+        let add = Arc::new(AddCredits::parse(request, self.clock.now())?);
         let user = &add.end_user_id;
         match self.pipeline.submit(Write::Add(add.clone())).await? {
             Decision::Added {

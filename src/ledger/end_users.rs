@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use super::Ledger;
 use super::balance::Balance;
 use super::grant::Grant;
 use super::holds::Hold;
 use super::types::EndUserId;
-use super::{Ledger, clock};
 use crate::entities::{account, grant, hold};
 use crate::error::Result;
 
@@ -74,7 +74,7 @@ impl Ledger {
                 .or_default()
                 .push(Grant::from_model(model)?);
         }
-        let now = clock::now();
+        let now = self.clock.now();
         Ok(accounts
             .into_iter()
             .map(|account| {

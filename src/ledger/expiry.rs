@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use super::types::EndUserId;
-use super::{Ledger, clock, store};
+use super::{Ledger, store};
 use crate::error::Result;
 
 /// Longest sleep between passes.
@@ -34,7 +34,7 @@ impl Ledger {
     /// One pass: settles everything due now. Returns when the next thing falls due, if known.
     pub async fn expire_all_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         loop {
-            let now = clock::now();
+            let now = self.clock.now();
             let mut users = store::end_users_with_due_expiries(&self.db, now, BATCH).await?;
             users.extend(store::end_users_with_due_holds(&self.db, now, BATCH).await?);
             users.extend(store::end_users_with_due_cycles(&self.db, now, BATCH).await?);
@@ -66,9 +66,11 @@ impl Ledger {
 }
 
 pub async fn run_expiry_scheduler(ledger: Ledger) {
+    // Taken before the first pass: a move of the clock during a pass cuts the next nap short.
+    let mut clock_moved = ledger.clock.alarm();
     loop {
         let sleep_for = match ledger.expire_all_due().await {
-            Ok(Some(next)) => (next - clock::now())
+            Ok(Some(next)) => (next - ledger.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(MAX_SLEEP),
@@ -79,7 +81,7 @@ pub async fn run_expiry_scheduler(ledger: Ledger) {
             }
         };
         tokio::select! {
-            () = tokio::time::sleep(sleep_for) => {}
+            () = clock_moved.sleep(sleep_for) => {}
             () = ledger.expiry_alarm.notified() => {}
         }
     }

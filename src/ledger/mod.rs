@@ -50,6 +50,7 @@ pub use subtract_credits::{SubtractCreditsOutcome, SubtractCreditsRequest};
 pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 
 use crate::error::{Result, is_unique_violation};
+use clock::Clock;
 use notifier::Notifier;
 use outbound::Outbound;
 use pipeline::{PipelineSettings, WritePipeline};
@@ -57,6 +58,8 @@ use pipeline::{PipelineSettings, WritePipeline};
 #[derive(Clone)]
 pub struct Ledger {
     db: DatabaseConnection,
+    /// Every instant the ledger stores or compares is read here.
+    clock: Clock,
     /// Told of every committed change.
     events: Arc<dyn Notifier>,
     /// Wakes the expiry scheduler when a grant that expires is added.
@@ -74,10 +77,12 @@ impl Ledger {
         events: Arc<dyn Notifier>,
         pipeline: PipelineSettings,
         outbound: Arc<Outbound>,
+        clock: Clock,
     ) -> Self {
         let expiry_alarm = Arc::new(Notify::new());
         let pipeline = WritePipeline::start(
             db.clone(),
+            clock.clone(),
             events.clone(),
             expiry_alarm.clone(),
             outbound.clone(),
@@ -85,6 +90,7 @@ impl Ledger {
         );
         Self {
             db,
+            clock,
             events,
             expiry_alarm,
             pipeline,
@@ -96,6 +102,10 @@ impl Ledger {
         &self.db
     }
 
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Whether the end user has ever been written to.
     pub async fn end_user_exists(&self, end_user_id: EndUserId) -> Result<bool> {
         store::account_exists(&self.db, &end_user_id).await
@@ -104,7 +114,7 @@ impl Ledger {
     /// The balance now. An end user never seen has a balance of zero.
     pub async fn balance(&self, end_user_id: EndUserId) -> Result<Balance> {
         let grants = store::load_open_grants(&self.db, &end_user_id).await?;
-        Ok(Balance::from_grants(end_user_id, &grants, clock::now()))
+        Ok(Balance::from_grants(end_user_id, &grants, self.clock.now()))
     }
 }
 

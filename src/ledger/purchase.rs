@@ -29,7 +29,7 @@ use super::grant::{Grant, Payment};
 use super::outbound::{self, EventType};
 use super::store::{self, RefundReport};
 use super::types::{Amount, EndUserId, EntryKind, GrantSource, MAX_CREDITS, MAX_VALIDITY_DAYS};
-use super::{Ledger, burn_down::Allocation, clock, retry_once_on_unique_violation};
+use super::{Ledger, burn_down::Allocation, retry_once_on_unique_violation};
 use crate::error::{Error, Result};
 
 /// The record of what asked for a purchase or refund write, stored with it.
@@ -157,7 +157,7 @@ impl Ledger {
             return Ok(PurchaseOutcome::Done(Box::new(recorded)));
         }
         if let Some(payment_reference) = &request.payment.payment_reference {
-            store::lock_payment(&write.txn, payment_reference, clock::now()).await?;
+            store::lock_payment(&write.txn, payment_reference, self.clock.now()).await?;
         }
         write.load(&self.events).await?;
         let now = write.now;
@@ -273,7 +273,7 @@ impl Ledger {
                 return self.claw_back_refund(grant, &report, receipt).await;
             }
             let txn = self.db.begin().await?;
-            let now = clock::now();
+            let now = self.clock.now();
             store::lock_payment(&txn, &request.payment_reference, now).await?;
             if store::find_grant_by_payment_reference(&txn, &request.payment_reference)
                 .await?
@@ -311,7 +311,7 @@ impl Ledger {
             write.txn.rollback().await?;
             return Ok(PurchaseOutcome::Duplicate);
         }
-        store::lock_payment(&write.txn, report.payment_reference, clock::now()).await?;
+        store::lock_payment(&write.txn, report.payment_reference, self.clock.now()).await?;
         if let Some(paid_currency) = grant.payment.as_ref().and_then(|p| p.currency.as_deref())
             && !paid_currency.eq_ignore_ascii_case(report.currency)
         {
@@ -325,7 +325,7 @@ impl Ledger {
         }
         let refunded_before =
             aggregates::refunded_total(&write.txn, report.payment_reference).await?;
-        store::record_refunds(&write.txn, report, clock::now()).await?;
+        store::record_refunds(&write.txn, report, self.clock.now()).await?;
         write.load(&self.events).await?;
         let refunded = aggregates::refunded_total(&write.txn, report.payment_reference).await?;
         let before = aggregates::clawed_back(&write.txn, grant.id).await?;

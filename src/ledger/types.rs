@@ -504,7 +504,7 @@ mod tests {
 
     #[test]
     fn validity_days_count_from_now_or_a_later_start() {
-        let now = super::super::clock::now();
+        let now = super::super::clock::Clock::system().now();
         let v = Validity::parse(Some(30), None, None, now).unwrap();
         assert_eq!(v.effective_at, now);
         assert_eq!(v.expires_at, Some(now + Duration::days(30)));
@@ -516,7 +516,7 @@ mod tests {
 
     #[test]
     fn validity_is_refused_when_out_of_range_or_doubly_given() {
-        let now = super::super::clock::now();
+        let now = super::super::clock::Clock::system().now();
         assert!(Validity::parse(Some(0), None, None, now).is_err());
         assert!(Validity::parse(Some(-1), None, None, now).is_err());
         assert!(Validity::parse(Some(MAX_VALIDITY_DAYS + 1), None, None, now).is_err());
@@ -558,7 +558,7 @@ mod tests {
         assert!(parse("1969-12-31T23:59:59Z").is_err());
         let far = "-262143-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
         assert!(Instant::parse("at", far).is_err());
-        let now = super::super::clock::now();
+        let now = super::super::clock::Clock::system().now();
         let Err(Error::BadUserInput { field, .. }) = Validity::parse(None, None, Some(far), now)
         else {
             panic!("effectiveAt out of range");

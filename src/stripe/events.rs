@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::entities::stripe_event;
 use crate::error::{Error, Result};
-use crate::ledger::{EndUserId, Receipt, Recorded, clock};
+use crate::ledger::{EndUserId, Receipt, Recorded};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -130,13 +130,14 @@ pub async fn find(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Stored
 }
 
 /// Stores the event's disposition: inserts its row, or overwrites a `failed` one. A final row
-/// is never changed; returns whether this call wrote.
+/// is never changed; returns whether this call wrote. The row is stamped with the time this
+/// delivery was received.
 pub async fn store(
     conn: &impl ConnectionTrait,
     event: &EventRecord,
     disposition: &Disposition,
 ) -> Result<bool> {
-    let now = clock::now();
+    let now = event.received_at;
     let written = stripe_event::Entity::insert(stripe_event::ActiveModel {
         id: Set(event.id.clone()),
         event_type: Set(event.event_type.clone()),
@@ -183,6 +184,7 @@ pub async fn settle_waiting_refunds(
     payment_intent_id: &str,
     reason: &str,
     entry_id: Option<Uuid>,
+    now: DateTime<Utc>,
 ) -> Result<()> {
     stripe_event::Entity::update_many()
         .col_expr(
@@ -191,7 +193,7 @@ pub async fn settle_waiting_refunds(
         )
         .col_expr(stripe_event::Column::Reason, Expr::val(reason))
         .col_expr(stripe_event::Column::EntryId, Expr::val(entry_id))
-        .col_expr(stripe_event::Column::UpdatedAt, Expr::val(clock::now()))
+        .col_expr(stripe_event::Column::UpdatedAt, Expr::val(now))
         .filter(stripe_event::Column::PaymentIntentId.eq(payment_intent_id))
         .filter(stripe_event::Column::Outcome.eq(Outcome::Pending.as_str()))
         .filter(stripe_event::Column::EventType.is_in(super::REFUND_EVENT_TYPES))
@@ -359,6 +361,7 @@ impl Receipt for EventReceipt<'_> {
                 payment_intent_id,
                 &reason,
                 clawback.as_ref().map(|e| e.id),
+                self.event.received_at,
             )
             .await?;
         }

@@ -32,7 +32,7 @@ use super::{METADATA_BUNDLE_ID, METADATA_END_USER_ID, Stripe};
 use crate::bundles::Bundle;
 use crate::error::Error;
 use crate::ledger::types::{MAX_CREDITS, json_contains_nul};
-use crate::ledger::{EndUserId, Payment, PurchaseOutcome, PurchaseRequest, RefundRequest, clock};
+use crate::ledger::{EndUserId, Payment, PurchaseOutcome, PurchaseRequest, RefundRequest};
 
 /// How the webhook answers a delivery.
 #[derive(Clone, Debug)]
@@ -203,7 +203,7 @@ impl Stripe {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             payment_intent_id: None,
-            received_at: clock::now(),
+            received_at: self.inner.ledger.clock().now(),
         };
         let handled = self.act(event, &mut record).await;
         let duplicate = match &handled {
@@ -493,7 +493,7 @@ impl Stripe {
                 .and_then(Value::as_str)
                 .map(escape_nul),
             payment_intent_id: None,
-            received_at: clock::now(),
+            received_at: self.inner.ledger.clock().now(),
         };
         let disposition = Disposition {
             outcome: Outcome::Rejected,

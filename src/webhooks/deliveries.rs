@@ -15,7 +15,6 @@ use super::Webhooks;
 use super::sql::{self, DELIVERED, FAILED, PENDING};
 use crate::entities::{webhook_attempt, webhook_delivery, webhook_event};
 use crate::error::{Error, Result};
-use crate::ledger::clock;
 use crate::ledger::outbound::{EventType, OutboundEvent, insert_events};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,7 +177,7 @@ impl Webhooks {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no webhook event {event_id}")))?;
         self.find(endpoint_id).await?;
-        let now = clock::now();
+        let now = self.clock.now();
         let mut row = sql::new_delivery(event_id, endpoint_id, now);
         // Another full retry window from now.
         row.created_at = Set(now);
@@ -216,7 +215,7 @@ impl Webhooks {
     /// Queues a `test` event for one endpoint (whatever it subscribes to).
     pub async fn send_test_event(&self, endpoint_id: Uuid) -> Result<Delivery> {
         let endpoint = self.find(endpoint_id).await?;
-        let now = clock::now();
+        let now = self.clock.now();
         let event = OutboundEvent::new(
             EventType::Test,
             None,

@@ -14,7 +14,6 @@ use super::signing::new_secret;
 use super::url::parse_endpoint_url;
 use crate::entities::webhook_endpoint;
 use crate::error::{Error, Result};
-use crate::ledger::clock;
 use crate::ledger::outbound::EventType;
 use crate::ledger::types::Description;
 
@@ -119,7 +118,7 @@ impl Webhooks {
                 format!("at most {MAX_ENDPOINTS} endpoints; delete one first"),
             ));
         }
-        let now = clock::now();
+        let now = self.clock.now();
         let secret = new_secret();
         let model = webhook_endpoint::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -169,7 +168,7 @@ impl Webhooks {
         if let Some(event_types) = event_types {
             active.event_types = Set(json!(event_types));
         }
-        active.updated_at = Set(clock::now());
+        active.updated_at = Set(self.clock.now());
         let model = active.update(&self.db).await?;
         self.refresh_debits_wanted().await?;
         Ok(Endpoint::from_model(&model))
@@ -197,7 +196,7 @@ impl Webhooks {
         if enabled {
             active.failing_since = Set(None);
         }
-        active.updated_at = Set(clock::now());
+        active.updated_at = Set(self.clock.now());
         let model = active.update(&self.db).await?;
         self.refresh_debits_wanted().await?;
         Ok(Endpoint::from_model(&model))
@@ -206,7 +205,7 @@ impl Webhooks {
     /// A new secret; the old one keeps signing for `TALLY_WEBHOOK_SECRET_GRACE_SECONDS`.
     pub async fn rotate_secret(&self, id: Uuid) -> Result<WithSecret> {
         let model = self.find(id).await?;
-        let now = clock::now();
+        let now = self.clock.now();
         let secret = new_secret();
         let grace = Duration::from_std(self.settings.secret_grace)
             .map_err(|_| Error::Internal("secret grace out of range".into()))?;

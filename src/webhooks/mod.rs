@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::ledger::clock::Clock;
 use crate::ledger::outbound::Outbound;
 use settings::WebhookSettings;
 
@@ -27,14 +28,21 @@ pub struct Webhooks {
     db: DatabaseConnection,
     settings: Arc<WebhookSettings>,
     outbound: Arc<Outbound>,
+    clock: Clock,
 }
 
 impl Webhooks {
-    pub fn new(db: DatabaseConnection, settings: WebhookSettings, outbound: Arc<Outbound>) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: WebhookSettings,
+        outbound: Arc<Outbound>,
+        clock: Clock,
+    ) -> Self {
         Self {
             db,
             settings: Arc::new(settings),
             outbound,
+            clock,
         }
     }
 

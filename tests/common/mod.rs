@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
+use tally::ledger::clock::Clock;
 use tally::{Application, Config};
 
 pub const ADMIN_KEY: &str = "tally_sk_test_admin_key_0123456789abcdef";
@@ -30,6 +31,8 @@ pub struct TestApp {
     pub database_url: String,
     pub backend: Backend,
     pub client: reqwest::Client,
+    /// The instances' clock: tests move it forward (`advance_clock`) instead of sleeping.
+    pub clock: Clock,
     /// What the test changed in the configuration (applied to every instance it starts).
     configure: Configure,
     _database: TestDatabase,
@@ -169,12 +172,22 @@ impl TestApp {
         database: TestDatabase,
         configure: Configure,
     ) -> Self {
+        // Every instance the test starts shares one adjustable clock.
+        let clock = Clock::adjustable();
+        let configure: Configure = {
+            let clock = clock.clone();
+            Arc::new(move |config: &mut Config| {
+                config.clock = clock.clone();
+                configure(config);
+            })
+        };
         let app = Self::start_with(&database_url, &configure).await;
         Self {
             address: app,
             database_url,
             backend,
             client: reqwest::Client::new(),
+            clock,
             configure,
             _database: database,
         }
@@ -222,9 +235,21 @@ impl TestApp {
             database_url: app.database_url.clone(),
             backend: app.backend,
             client: app.client.clone(),
+            clock: app.clock.clone(),
             configure: app.configure.clone(),
             _database: TestDatabase::Borrowed,
         }
+    }
+
+    /// The instances' time now.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// Moves the instances' clock forward: what a test does instead of waiting for a grant to
+    /// expire, a hold to time out or a period to end. The scheduler wakes at once.
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.clock.advance(by);
     }
 
     /// POSTs a GraphQL request with the admin key; returns the whole response body.
@@ -523,4 +548,28 @@ pub fn tally_cli(app: &TestApp, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// How often `eventually` looks again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Looks until `check` returns `Some` (its value is returned), or panics after `timeout`
+/// naming `what`: how a test waits for work another task does on its own (the expiry
+/// scheduler, the webhook worker). It waits for a condition, never for a guessed duration.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
 }

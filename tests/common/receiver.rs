@@ -38,6 +38,8 @@ struct Shared {
     answer: Answer,
     secrets: Arc<Mutex<Vec<String>>>,
     received: Arc<Mutex<Vec<Received>>>,
+    /// How many requests arrived: `wait_until` wakes on each one instead of polling.
+    arrivals: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 pub struct Receiver {
@@ -53,6 +55,7 @@ impl Receiver {
             answer,
             secrets: Arc::default(),
             received: Arc::default(),
+            arrivals: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         let app = axum::Router::new()
             .route("/hooks", axum::routing::post(receive))
@@ -89,16 +92,20 @@ impl Receiver {
         done: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut arrivals = self.shared.arrivals.subscribe();
         loop {
+            arrivals.borrow_and_update();
             let received = self.received();
             if done(&received) {
                 return received;
             }
-            if tokio::time::Instant::now() > deadline {
+            if tokio::time::timeout_at(deadline, arrivals.changed())
+                .await
+                .is_err()
+            {
                 let types: Vec<&str> = received.iter().map(|r| r.event_type.as_str()).collect();
                 panic!("timed out waiting for {what}; received {types:?}");
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -132,6 +139,7 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         });
         received.len() - 1
     };
+    shared.arrivals.send_modify(|count| *count += 1);
     let hang = match shared.answer {
         Answer::Ok => false,
         Answer::FailFirst(failures) if n < failures => return StatusCode::INTERNAL_SERVER_ERROR,

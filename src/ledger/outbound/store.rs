@@ -16,7 +16,6 @@ use super::events::{OutboundEvent, Plan, Source, plan};
 use super::{Outbound, end_user_text};
 use crate::entities::{balance_alert, webhook_event};
 use crate::error::Result;
-use crate::ledger::clock;
 use crate::ledger::entry::Entry;
 use crate::ledger::grant::Grant;
 use crate::ledger::types::EndUserId;
@@ -31,13 +30,14 @@ pub async fn record(
     sources: &[Source],
     grants: &[Grant],
     outbound: &Outbound,
+    now: DateTime<Utc>,
 ) -> Result<usize> {
     if sources.is_empty() {
         return Ok(0);
     }
     let user = end_user_text(&end_user_id);
     let grants: HashMap<Uuid, &Grant> = grants.iter().map(|g| (g.id, g)).collect();
-    record_for(txn, vec![(user, sources.to_vec())], &grants, outbound).await
+    record_for(txn, vec![(user, sources.to_vec())], &grants, outbound, now).await
 }
 
 /// Records the events of a write batch's entries (in the order they were decided). Returns how
@@ -47,6 +47,7 @@ pub async fn record_batch(
     entries: &[Entry],
     new_grants: &[Grant],
     outbound: &Outbound,
+    now: DateTime<Utc>,
 ) -> Result<usize> {
     let mut by_user: Vec<(String, Vec<Source>)> = Vec::new();
     let mut index: HashMap<&EndUserId, usize> = HashMap::new();
@@ -58,7 +59,7 @@ pub async fn record_batch(
         by_user[at].1.push(Source::Entry(entry.clone()));
     }
     let grants: HashMap<Uuid, &Grant> = new_grants.iter().map(|g| (g.id, g)).collect();
-    record_for(txn, by_user, &grants, outbound).await
+    record_for(txn, by_user, &grants, outbound, now).await
 }
 
 async fn record_for(
@@ -66,13 +67,13 @@ async fn record_for(
     writes: Vec<(String, Vec<Source>)>,
     grants: &HashMap<Uuid, &Grant>,
     outbound: &Outbound,
+    now: DateTime<Utc>,
 ) -> Result<usize> {
     if writes.is_empty() {
         return Ok(0);
     }
     let users: Vec<String> = writes.iter().map(|(user, _)| user.clone()).collect();
     let mut stored = load_alerts(txn, &users).await?;
-    let now = clock::now();
     let mut events = Vec::new();
     let mut changed = Vec::new();
     for (user, sources) in &writes {

@@ -8,8 +8,8 @@ use super::end_user_text;
 use super::store::parse_numbers;
 use crate::entities::balance_alert;
 use crate::error::{Error, Result};
+use crate::ledger::Ledger;
 use crate::ledger::types::{EndUserId, MAX_CREDITS};
-use crate::ledger::{Ledger, clock};
 
 /// Most thresholds one end user may have.
 pub const MAX_THRESHOLDS: usize = 20;
@@ -74,7 +74,7 @@ impl Ledger {
             thresholds: Set(own.as_ref().map(|t| json!(t))),
             fired: Set(json!(fired)),
             depleted: Set(stored.as_ref().is_some_and(|row| row.depleted)),
-            updated_at: Set(clock::now()),
+            updated_at: Set(self.clock.now()),
         })
         .on_conflict(
             OnConflict::column(balance_alert::Column::EndUserId)

@@ -8,7 +8,7 @@ use super::decide::Decision;
 use super::decide::{Batch, Changes, LoadedAccount};
 use super::{Job, Lane, sql};
 use crate::error::{Error, Result};
-use crate::ledger::clock;
+use crate::ledger::clock::Clock;
 use crate::ledger::grant::Grant;
 use crate::ledger::outbound;
 use crate::ledger::types::EndUserId;
@@ -58,7 +58,7 @@ impl Lane {
 
     async fn try_apply(&self, jobs: &[Job]) -> Result<Vec<Decision>, Failure> {
         let txn = self.db.begin().await.map_err(before)?;
-        let (replies, changes) = match decide(&txn, jobs).await {
+        let (replies, changes) = match decide(&txn, jobs, &self.clock).await {
             Ok(decided) => decided,
             Err(error) => {
                 let _ = txn.rollback().await;
@@ -101,11 +101,16 @@ impl Lane {
         sql::insert_grants(txn, &changes.new_grants).await?;
         sql::take_from_grants(txn, &changes.taken).await?;
         sql::insert_entries(txn, &changes.entries).await?;
-        sql::insert_keys(txn, &changes.keys, clock::now()).await?;
+        sql::insert_keys(txn, &changes.keys, self.clock.now()).await?;
         sql::set_last_seqs(txn, &changes.last_seqs).await?;
-        let events =
-            outbound::record_batch(txn, &changes.entries, &changes.new_grants, &self.outbound)
-                .await?;
+        let events = outbound::record_batch(
+            txn,
+            &changes.entries,
+            &changes.new_grants,
+            &self.outbound,
+            self.clock.now(),
+        )
+        .await?;
         let users: Vec<EndUserId> = changes
             .last_seqs
             .iter()
@@ -121,16 +126,20 @@ fn before(error: sea_orm::DbErr) -> Failure {
 }
 
 /// Locks and loads the batch's accounts and decides every write in arrival order.
-async fn decide(txn: &impl ConnectionTrait, jobs: &[Job]) -> Result<(Vec<Decision>, Changes)> {
+async fn decide(
+    txn: &impl ConnectionTrait,
+    jobs: &[Job],
+    clock: &Clock,
+) -> Result<(Vec<Decision>, Changes)> {
     let mut users: Vec<EndUserId> = jobs
         .iter()
         .map(|job| job.write.end_user_id().clone())
         .collect();
     users.sort_unstable();
     users.dedup();
-    let accounts = sql::lock_and_load(txn, &users, clock::now()).await?;
+    let accounts = sql::lock_and_load(txn, &users, clock.now()).await?;
     // The batch's clock, read once every lock is held.
-    let now = clock::now();
+    let now = clock.now();
     let (simple, deferred): (Vec<LoadedAccount>, Vec<LoadedAccount>) = accounts
         .into_iter()
         .partition(|account| !needs_settling(&account.grants, now));

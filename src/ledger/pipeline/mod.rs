@@ -24,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub(in crate::ledger) use decide::{Decision, Write};
 
+use super::clock::Clock;
 use super::notifier::Notifier;
 use super::outbound::Outbound;
 use super::types::EndUserId;
@@ -66,6 +67,7 @@ pub struct WritePipeline {
 #[derive(Clone)]
 struct Lane {
     db: DatabaseConnection,
+    clock: Clock,
     events: Arc<dyn Notifier>,
     expiry_alarm: Arc<Notify>,
     outbound: Arc<Outbound>,
@@ -75,6 +77,7 @@ impl WritePipeline {
     /// Starts the lanes (tasks on the current runtime).
     pub fn start(
         db: DatabaseConnection,
+        clock: Clock,
         events: Arc<dyn Notifier>,
         expiry_alarm: Arc<Notify>,
         outbound: Arc<Outbound>,
@@ -90,6 +93,7 @@ impl WritePipeline {
         let max_batch = settings.max_batch.max(1);
         let lane = Lane {
             db,
+            clock,
             events,
             expiry_alarm,
             outbound,
