@@ -186,10 +186,17 @@ async fn missing_wrong_and_revoked_keys_are_unauthenticated(app: TestApp) {
     let id = line.split_whitespace().next().unwrap();
     tally_cli(&app, &["keys", "revoke", id]);
     // Keys are checked from memory, reloaded twice a second: refused within one second.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let body = app
-        .graphql_with_key(Some(key), BALANCE, json!({ "id": user }))
-        .await;
+    let body = eventually(
+        std::time::Duration::from_secs(1),
+        "the revoked key to be refused",
+        || async {
+            let body = app
+                .graphql_with_key(Some(key), BALANCE, json!({ "id": user }))
+                .await;
+            body.get("errors").is_some().then_some(body)
+        },
+    )
+    .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
     assert_nothing_written(&app, &user, 0, 0).await;
 }

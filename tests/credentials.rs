@@ -45,16 +45,12 @@ async fn balance_code(app: &TestApp, credential: &str, user: &str) -> Option<Str
 /// Waits until `credential` is refused on `app`; panics after `limit`.
 async fn refused_within(app: &TestApp, credential: &str, user: &str, limit: Duration) -> Duration {
     let started = Instant::now();
-    loop {
-        match balance_code(app, credential, user).await {
-            Some(code) => {
-                assert_eq!(code, "UNAUTHENTICATED");
-                return started.elapsed();
-            }
-            None if started.elapsed() > limit => panic!("still accepted after {limit:?}"),
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    let code = eventually(limit, "the credential to be refused", || {
+        balance_code(app, credential, user)
+    })
+    .await;
+    assert_eq!(code, "UNAUTHENTICATED");
+    started.elapsed()
 }
 
 async fn revoked_keys_and_their_tokens_are_refused_on_every_process_within_a_second(app: TestApp) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::ws::{Protocol, Socket};
-use common::{ADMIN_KEY, TestApp};
+use common::{ADMIN_KEY, TestApp, eventually};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -212,18 +212,15 @@ async fn live_subscriptions_and_websockets_are_gauged(app: TestApp) {
     );
     drop(socket);
     // The server notices the closed socket on its next read.
-    let mut after = scrape(&app.address).await;
-    for _ in 0..50 {
-        if delta(&before, &after, "tally_websocket_connections", &[]) == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        after = scrape(&app.address).await;
-    }
-    assert_eq!(
-        delta(&before, &after, "tally_websocket_connections", &[]),
-        0.0
-    );
+    let after = eventually(
+        Duration::from_secs(5),
+        "the socket to be counted out",
+        || async {
+            let after = scrape(&app.address).await;
+            (delta(&before, &after, "tally_websocket_connections", &[]) == 0.0).then_some(after)
+        },
+    )
+    .await;
     assert_eq!(delta(&before, &after, "tally_live_subscriptions", &[]), 0.0);
 }
 

@@ -85,9 +85,12 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
                 .await
                 .expect("JSON")
         }));
-        // Sent one after another, so they reach the queue in this order.
+        // Sent one after another, so they reach the queue in this order. The one pause in
+        // these tests that is not a wait for a condition: nothing outside the process shows
+        // how many writes a lane has queued, and the order is the point.
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
+    // Let the last one reach the queue too before the lock goes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     lock.rollback().await.unwrap();
     let answers: Vec<Value> = join_all(answers)
@@ -251,6 +254,7 @@ async fn a_killed_process_loses_no_acknowledged_write(app: TestApp) {
                         acknowledged.lock().unwrap().insert(key.clone());
                         break;
                     }
+                    // The server is down (killed, not yet back): a client backs off.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -260,14 +264,12 @@ async fn a_killed_process_loses_no_acknowledged_write(app: TestApp) {
 
     // Kill it while batches are in flight (once some writes were acknowledged, however loaded
     // the machine), then bring up a fresh process.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while acknowledged.lock().unwrap().len() < CLIENTS * 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no writes were acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "writes to be acknowledged",
+        || async { (acknowledged.lock().unwrap().len() >= CLIENTS * 2).then_some(()) },
+    )
+    .await;
     let acknowledged_before_kill = acknowledged.lock().unwrap().len();
     process.kill();
     let restarted = Process::start(&app.database_url).await;

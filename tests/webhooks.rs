@@ -116,21 +116,18 @@ async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
     }
 }
 
-/// Waits until no delivery of the endpoint is pending, then a little longer (fan-out of
-/// anything still in the outbox would show up), and returns them.
+/// Waits until every event in the outbox has been fanned out to its deliveries and none of the
+/// endpoint's deliveries is pending, and returns them. Events are written in the ledger
+/// write's own transaction, so once a write has answered, this sees everything it emitted.
 async fn settled_deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let all = deliveries(app, endpoint).await;
-        if all.iter().all(|d| d["status"] != "PENDING") {
-            return all;
+    eventually(WAIT, "the outbox to be fanned out and sent", || async {
+        if app.outbox_events(false).await > 0 {
+            return None;
         }
-        assert!(
-            Instant::now() < deadline,
-            "deliveries still pending: {all:?}"
-        );
-    }
+        let all = deliveries(app, endpoint).await;
+        all.iter().all(|d| d["status"] != "PENDING").then_some(all)
+    })
+    .await
 }
 
 fn types_of(received: &[common::receiver::Received]) -> Vec<String> {
@@ -176,11 +173,15 @@ async fn each_event_type_is_delivered_signed_with_its_payload(app: TestApp) {
         json!({ "input": { "endUserId": user, "amount": 30, "ttlSeconds": 1 } }),
     )
     .await;
-    // credits.expired: a grant that expires in a second.
-    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1_200)).to_rfc3339();
+    // credits.expired: a grant that expires in a minute; the clock moves past it (and past
+    // the hold's deadline).
+    let soon = (app.now() + chrono::Duration::minutes(1)).to_rfc3339();
     app.add_credits(json!({ "endUserId": user, "amount": 7, "expiresAt": soon }))
         .await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Everything sent first: a clock that jumps ahead also ends the lease of a delivery in
+    // flight, which is then sent again (at least once, as after a crash).
+    settled_deliveries(&app, &endpoint).await;
+    app.advance_clock(chrono::Duration::minutes(2));
     app.subtract_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
 
@@ -346,7 +347,8 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers(app: TestA
             .iter()
             .all(|a| a["latencyMs"].is_i64() && a["attemptedAt"].is_string())
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Delivered is final: the worker never picks it up again.
+    assert_eq!(delivery["nextAttemptAt"], Value::Null, "{delivery}");
     assert_eq!(receiver.received().len(), 3, "nothing is sent after a 2xx");
 }
 
@@ -379,15 +381,18 @@ async fn a_dead_receiver_does_not_slow_debits(app: TestApp) {
         with < without * 3 + Duration::from_millis(20),
         "debits took {with:?} each with a dead endpoint, {without:?} without"
     );
-    // The attempts time out and are retried, never delivered.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let recorded = deliveries(&app, &endpoint).await;
+    // The attempts time out (after the 1 s the test allows) and are retried, never delivered.
+    let recorded = eventually(WAIT, "an attempt to time out", || async {
+        let recorded = deliveries(&app, &endpoint).await;
+        let timed_out = recorded.iter().any(|d| {
+            d["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("no answer"))
+        });
+        timed_out.then_some(recorded)
+    })
+    .await;
     assert!(recorded.iter().all(|d| d["status"] == "PENDING"));
-    assert!(recorded.iter().any(|d| {
-        d["lastError"]
-            .as_str()
-            .is_some_and(|e| e.contains("no answer"))
-    }));
 }
 
 async fn refused_and_replayed_writes_emit_nothing(app: TestApp) {
@@ -438,7 +443,7 @@ async fn refused_and_replayed_writes_emit_nothing(app: TestApp) {
 async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
     let other = app.start_another().await;
     let receiver = Receiver::start(Answer::Ok).await;
-    subscribe(
+    let endpoint = subscribe(
         &app,
         &receiver,
         &["balance.low", "balance.depleted", "balance.recovered"],
@@ -479,7 +484,9 @@ async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
             r.iter().any(|r| r.event_type == "balance.recovered")
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Everything the writes emitted is delivered: a duplicate would be received by now.
+    let recorded = settled_deliveries(&app, &endpoint).await;
+    assert!(recorded.iter().all(|d| d["status"] == "DELIVERED"));
     let received = receiver.received();
     let distinct: HashMap<&str, &common::receiver::Received> = received
         .iter()
@@ -689,19 +696,12 @@ async fn old_events_are_deleted_unless_still_being_sent(app: TestApp) {
     // done with, and keeps the event still being retried.
     age_events(&app, 31).await;
     app.start_another().await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let left = eventually(WAIT, "the old event to be deleted", || async {
         let left = deliveries(&app, &answering).await;
-        if left.len() == 1 {
-            assert_eq!(left[0]["payload"]["amount"], 2, "{left:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the old event was not deleted: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (left.len() == 1).then_some(left)
+    })
+    .await;
+    assert_eq!(left[0]["payload"]["amount"], 2, "{left:?}");
     let still = deliveries(&app, &retrying).await;
     assert_eq!(still.len(), 1);
     assert_eq!(still[0]["status"], "PENDING");

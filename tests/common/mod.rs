@@ -241,6 +241,22 @@ impl TestApp {
         }
     }
 
+    /// How many events the outbox holds (`fanned_out: false`: only those not yet turned into
+    /// deliveries). Events are written in the ledger write's own transaction, so once a write
+    /// has answered, this counts what it emitted.
+    pub async fn outbox_events(&self, fanned_out: impl Into<Option<bool>>) -> u64 {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        use tally::entities::webhook_event;
+        let db = Database::connect(&self.database_url).await.unwrap();
+        let mut query = webhook_event::Entity::find();
+        if let Some(fanned_out) = fanned_out.into() {
+            query = query.filter(webhook_event::Column::FannedOut.eq(fanned_out));
+        }
+        let count = query.count(&db).await.unwrap();
+        db.close().await.unwrap();
+        count
+    }
+
     /// The instances' time now.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()

@@ -40,18 +40,13 @@ impl Process {
             address: format!("http://127.0.0.1:{port}"),
         };
         let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client
-                .get(format!("{}/readyz", process.address))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return process;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("tally did not become ready on {}", process.address);
+        let ready = format!("{}/readyz", process.address);
+        super::eventually(Duration::from_secs(10), "tally to become ready", || async {
+            let answer = client.get(&ready).send().await;
+            answer.is_ok_and(|r| r.status() == 200).then_some(())
+        })
+        .await;
+        process
     }
 
     /// SIGKILL: the process gets no chance to finish anything.
