@@ -23,6 +23,7 @@
 //! both databases.
 
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::events::{self, Disposition, EventReceipt, EventRecord, Outcome};
@@ -83,13 +84,18 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        match error {
-            Error::Database(_) | Error::Internal(_) => {
-                tracing::error!(error = error.message(), "processing a Stripe event failed");
-                Self::retry("internal error (see the server log)")
-            }
-            other => Self::retry(other.message()),
-        }
+        Self::retry(public_reason(&error))
+    }
+}
+
+/// What a delivery (and the event's record) is told of an error: what `Error::public` shows,
+/// in words for the operator reading Stripe's dashboard when it is Tally's own fault.
+fn public_reason(error: &Error) -> String {
+    let public = error.public();
+    if public.internal {
+        "internal error (see the server log)".to_owned()
+    } else {
+        public.message
     }
 }
 
@@ -164,24 +170,23 @@ impl Stripe {
                 event_id: None,
             };
         }
-        let outcome = if holds_nul(&event) {
-            self.reject_with_nul(&event).await
-        } else {
-            self.process(&event).await
-        };
+        // What is logged while the event is handled names it.
+        let span = tracing::info_span!("stripe_event", event = %escape_nul(&event.id));
+        let outcome = async {
+            if holds_nul(&event) {
+                self.reject_with_nul(&event).await
+            } else {
+                self.process(&event).await
+            }
+        }
+        .instrument(span.clone())
+        .await;
         match outcome {
             Ok(answer) => answer,
-            Err(error) => {
-                tracing::error!(
-                    error = error.message(),
-                    event = event.id,
-                    "storing a Stripe event failed"
-                );
-                WebhookAnswer::Failed {
-                    event_id: event.id,
-                    error: "internal error (see the server log)".into(),
-                }
-            }
+            Err(error) => WebhookAnswer::Failed {
+                error: span.in_scope(|| public_reason(&error)),
+                event_id: event.id,
+            },
         }
     }
 
@@ -449,10 +454,7 @@ impl Stripe {
                 ))
             })?;
         let end_user_id = EndUserId::parse(METADATA_END_USER_ID, end_user).map_err(|error| {
-            Failure::retry(format!(
-                "the session's end user is not a valid id: {}",
-                error.message()
-            ))
+            Failure::retry(format!("the session's end user is not a valid id: {error}"))
         })?;
         let credits = i64::try_from(quantity)
             .ok()
