@@ -6,10 +6,11 @@
 //! `ErrorCodes` schema extension, which finds our `Error` behind every resolver error),
 //! REST (`rest::json::RestError`) and the Stripe webhook.
 //!
-//! `Display` is the full text, for the server log and the operator (the CLI prints it): it
-//! names the failed statement of a `Database` error through `source()`. async-graphql turns
-//! anything `Display` into a GraphQL error carrying that text, which is why no GraphQL answer
-//! leaves the schema without `ErrorCodes` replacing it with `public()`.
+//! `Display` is the full text, for the server log and the operator (the CLI prints it with its
+//! sources: a `Database` error's driver text is its `source()`). async-graphql turns anything
+//! `Display` into a GraphQL error carrying that text, so every GraphQL answer passes through
+//! `ErrorCodes`, and an error raised before the schema runs through `error_codes::server_error`;
+//! `tests/redaction.rs` checks that no surface shows the text.
 
 use std::fmt;
 
@@ -147,7 +148,7 @@ pub struct PublicError {
 }
 
 /// The message every surface gives for an internal error.
-pub const INTERNAL_MESSAGE: &str = "internal server error";
+const INTERNAL_MESSAGE: &str = "internal server error";
 
 impl Error {
     /// The one redaction: what a caller may be told. An internal error (a database failure, a
