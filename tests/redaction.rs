@@ -37,6 +37,15 @@ async fn break_table(app: &TestApp, table: &str) {
     db.close().await.unwrap();
 }
 
+/// An end user with credits, whose grants can no longer be read or written.
+async fn user_with_broken_grants(app: &TestApp) -> String {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
+    break_table(app, "grants").await;
+    user
+}
+
 /// What a caller was told holds none of the failure's detail.
 fn assert_no_detail(answer: &str, table: &str) {
     let lower = answer.to_lowercase();
@@ -75,10 +84,7 @@ fn assert_redacted_graphql(body: &Value, table: &str) {
 }
 
 async fn graphql_queries_and_mutations_are_redacted(app: TestApp) {
-    let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
-        .await;
-    break_table(&app, "grants").await;
+    let user = user_with_broken_grants(&app).await;
 
     let query = app.graphql(BALANCE, json!({ "id": user })).await;
     assert_redacted_graphql(&query, "grants");
@@ -128,10 +134,7 @@ async fn graphql_queries_and_mutations_are_redacted(app: TestApp) {
 }
 
 async fn graphql_over_websockets_is_redacted(app: TestApp) {
-    let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
-        .await;
-    break_table(&app, "grants").await;
+    let user = user_with_broken_grants(&app).await;
     for protocol in Protocol::BOTH {
         let mut socket = Socket::connect(&app.address, protocol, ADMIN_KEY).await;
         // A subscription: its first event fails to read the balance.
@@ -183,10 +186,7 @@ fn assert_redacted_rest((status, body): &(u16, String), table: &str) {
 }
 
 async fn rest_is_redacted(app: TestApp) {
-    let user = new_user();
-    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
-        .await;
-    break_table(&app, "grants").await;
+    let user = user_with_broken_grants(&app).await;
     let add = rest_call(
         &app,
         Method::POST,
@@ -264,18 +264,24 @@ fn assert_redacted_webhook(status: u16, body: &Value, event: &Value, table: &str
     assert_no_detail(&body.to_string(), table);
 }
 
-/// The grant fails: the event is recorded `failed` with the redacted reason, and answered so.
-async fn a_failed_purchase_is_redacted(env: StripeEnv) {
-    let app = &env.app;
+/// Delivers a paid session for a new bundle once `table` is broken, checks the answer is the
+/// redacted 500, and returns the event.
+async fn deliver_with_broken(app: &TestApp, table: &str) -> Value {
     let bundle = app.starter_bundle().await;
-    break_table(app, "grants").await;
+    break_table(app, table).await;
     let event = common::stripe::event(
         "checkout.session.completed",
         paid_session(&bundle, &new_user()),
     );
     let response = app.deliver(&event).await;
-    assert_redacted_webhook(response.status, &response.body, &event, "grants");
-    let stored = app.stripe_event(&event["id"]).await;
+    assert_redacted_webhook(response.status, &response.body, &event, table);
+    event
+}
+
+/// The grant fails: the event is recorded `failed` with the redacted reason, and answered so.
+async fn a_failed_purchase_is_redacted(env: StripeEnv) {
+    let event = deliver_with_broken(&env.app, "grants").await;
+    let stored = env.app.stripe_event(&event["id"]).await;
     assert_eq!(stored["outcome"], "FAILED", "{stored}");
     assert_eq!(stored["reason"], "internal error (see the server log)");
     assert_no_detail(&stored.to_string(), "grants");
@@ -283,13 +289,5 @@ async fn a_failed_purchase_is_redacted(env: StripeEnv) {
 
 /// The event cannot even be looked up or recorded: answered the same way.
 async fn a_failed_record_is_redacted(env: StripeEnv) {
-    let app = &env.app;
-    let bundle = app.starter_bundle().await;
-    break_table(app, "stripe_events").await;
-    let event = common::stripe::event(
-        "checkout.session.completed",
-        paid_session(&bundle, &new_user()),
-    );
-    let response = app.deliver(&event).await;
-    assert_redacted_webhook(response.status, &response.body, &event, "stripe_events");
+    deliver_with_broken(&env.app, "stripe_events").await;
 }
