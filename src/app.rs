@@ -42,7 +42,7 @@ impl Application {
         if let Some(key) = &config.admin_api_key {
             api_keys::ensure(&db, ADMIN_KEY_NAME, key)
                 .await
-                .map_err(|error| anyhow::anyhow!("TALLY_ADMIN_API_KEY: {}", error.message()))?;
+                .map_err(|error| anyhow::anyhow!("TALLY_ADMIN_API_KEY: {}", error.detail()))?;
         }
         let catalog = Catalog::new(db.clone(), config.clock.clone());
         if let Some(path) = &config.bundles_file {
@@ -88,10 +88,10 @@ impl Application {
         tokio::spawn(run_delivery_worker(webhooks.clone()));
         let signer = TokenSigner::load(&db, config.token_secret.as_deref(), config.clock.clone())
             .await
-            .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.message()))?;
+            .map_err(|error| anyhow::anyhow!("TALLY_TOKEN_SECRET: {}", error.detail()))?;
         let keys = KeyCache::load(db.clone())
             .await
-            .map_err(|error| anyhow::anyhow!("loading the secret keys: {}", error.message()))?;
+            .map_err(|error| anyhow::anyhow!("loading the secret keys: {}", error.detail()))?;
         tokio::spawn(run_refresher(keys.clone()));
         let state = AppState {
             schema: build_schema(

@@ -1,13 +1,19 @@
-//! The one error type of Tally and its one mapping to GraphQL error codes.
+//! The one error type of Tally and its one redaction.
 //!
-//! Domain code returns `Error`; resolvers turn it into a GraphQL error with `extensions.code`
-//! through `From<Error> for async_graphql::Error`, so `?` in a resolver always keeps the code.
-//! Internal details are logged here and never shown to the caller.
+//! Domain code returns `Error`. What a caller may see of one is `Error::public`: the code, a
+//! message safe to show, and the fields clients branch on. It is the only place internal
+//! details are held back (and logged), and every surface answers from it: GraphQL (through the
+//! `ErrorCodes` schema extension, which finds our `Error` behind every resolver error),
+//! REST (`rest::json::RestError`) and the Stripe webhook.
 //!
-//! `Error` deliberately does not implement `Display`: async-graphql converts anything that does
-//! into an error without a code, and that conversion must never be the one `?` picks.
+//! `Display` is the full text, for the server log and the operator (the CLI prints it with its
+//! sources: a `Database` error's driver text is its `source()`). async-graphql turns anything
+//! `Display` into a GraphQL error carrying that text, so every GraphQL answer passes through
+//! `ErrorCodes`, and an error raised before the schema runs through `error_codes::server_error`;
+//! `tests/redaction.rs` checks that no surface shows the text.
 
-use async_graphql::ErrorExtensions;
+use std::fmt;
+
 use sea_orm::{DbErr, SqlErr};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,9 +56,44 @@ impl From<DbErr> for Error {
     }
 }
 
-impl From<Error> for anyhow::Error {
-    fn from(error: Error) -> Self {
-        anyhow::anyhow!(error.message())
+/// The full text, for the log and the operator; never shown to a caller (see `public`). A
+/// database error says only that it is one here: the driver's text is its `source()`.
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadUserInput { field, message } => write!(f, "{field}: {message}"),
+            Self::AmountNotPositive { field } => {
+                write!(f, "{field}: must be a positive whole number of credits")
+            }
+            Self::Unauthenticated(message) | Self::Forbidden(message) => f.write_str(message),
+            Self::NotFound(message) | Self::Unavailable(message) => f.write_str(message),
+            Self::InsufficientCredits {
+                available,
+                requested,
+            } => write!(
+                f,
+                "insufficient credits: {available} available, {requested} requested"
+            ),
+            Self::IdempotencyConflict { key } => write!(
+                f,
+                "idempotency key '{key}' was already used for a different request"
+            ),
+            Self::ActiveCycleExists => {
+                f.write_str("the end user already has an active recurring cycle")
+            }
+            Self::NoActiveCycle => f.write_str("the end user has no active recurring cycle"),
+            Self::Database(_) => f.write_str("database error"),
+            Self::Internal(message) => write!(f, "internal error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Database(error) => Some(error),
+            _ => None,
+        }
     }
 }
 
@@ -80,31 +121,65 @@ impl Error {
         }
     }
 
-    /// What the caller is told (for internal errors: what the log is told).
-    pub fn message(&self) -> String {
+    /// The full text with the driver's own for a database error (whose text already holds its
+    /// sources, so they are not walked): what the log and the operator are told.
+    pub fn detail(&self) -> String {
         match self {
-            Self::BadUserInput { field, message } => format!("{field}: {message}"),
-            Self::AmountNotPositive { field } => {
-                format!("{field}: must be a positive whole number of credits")
-            }
-            Self::Unauthenticated(message) | Self::Forbidden(message) => (*message).to_owned(),
-            Self::NotFound(message) | Self::Unavailable(message) => message.clone(),
-            Self::InsufficientCredits {
-                available,
-                requested,
-            } => format!("insufficient credits: {available} available, {requested} requested"),
-            Self::IdempotencyConflict { key } => {
-                format!("idempotency key '{key}' was already used for a different request")
-            }
-            Self::ActiveCycleExists => "the end user already has an active recurring cycle".into(),
-            Self::NoActiveCycle => "the end user has no active recurring cycle".into(),
-            Self::Database(error) => format!("database error: {error}"),
-            Self::Internal(message) => format!("internal error: {message}"),
+            Self::Database(error) => format!("{self}: {error}"),
+            _ => self.to_string(),
         }
     }
+}
 
-    fn is_internal(&self) -> bool {
-        matches!(self, Self::Database(_) | Self::Internal(_))
+/// What a caller may see of an error. GraphQL answers with all of it (`message`,
+/// `extensions.code`, `extensions.field`, `extensions.available`/`requested`); REST with the
+/// message beside its own status and code (`rest_status_and_code`); the Stripe webhook with the
+/// message, or its own wording when `internal`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicError {
+    pub code: &'static str,
+    pub message: String,
+    /// The input at fault, for bad input.
+    pub field: Option<&'static str>,
+    /// `available` and `requested`, for insufficient credits.
+    pub shortfall: Option<(i64, i64)>,
+    /// Tally's own fault: the message says nothing more, the log has the detail.
+    pub internal: bool,
+}
+
+/// The message every surface gives for an internal error.
+const INTERNAL_MESSAGE: &str = "internal server error";
+
+impl Error {
+    /// The one redaction: what a caller may be told. An internal error (a database failure, a
+    /// broken invariant) is logged here with its detail and answered with `INTERNAL_MESSAGE`
+    /// only, so call this once per answer.
+    pub fn public(&self) -> PublicError {
+        let internal = matches!(self, Self::Database(_) | Self::Internal(_));
+        let message = if internal {
+            tracing::error!(error = self.detail(), "internal error answering a request");
+            INTERNAL_MESSAGE.to_owned()
+        } else {
+            self.to_string()
+        };
+        PublicError {
+            code: self.code(),
+            message,
+            field: match self {
+                Self::BadUserInput { field, .. } | Self::AmountNotPositive { field } => {
+                    Some(*field)
+                }
+                _ => None,
+            },
+            shortfall: match self {
+                Self::InsufficientCredits {
+                    available,
+                    requested,
+                } => Some((*available, *requested)),
+                _ => None,
+            },
+            internal,
+        }
     }
 }
 
@@ -127,16 +202,6 @@ impl Error {
             Self::Database(_) | Self::Internal(_) => (500, "INTERNAL_SERVER_ERROR"),
         }
     }
-
-    /// The message safe to show: internal details are logged, not returned.
-    pub fn public_message(&self) -> String {
-        if self.is_internal() {
-            tracing::error!(error = self.message(), "internal error answering a request");
-            "internal server error".to_owned()
-        } else {
-            self.message()
-        }
-    }
 }
 
 /// True when a statement failed on a unique index: the one constraint violation the ledger
@@ -148,32 +213,58 @@ pub fn is_unique_violation(error: &Error) -> bool {
     )
 }
 
-impl From<Error> for async_graphql::Error {
-    fn from(error: Error) -> Self {
-        if error.is_internal() {
-            tracing::error!(
-                error = error.message(),
-                "internal error answering a request"
-            );
-            return async_graphql::Error::new("internal server error")
-                .extend_with(|_, ext| ext.set("code", "INTERNAL_SERVER_ERROR"));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_show_nothing_but_their_code() {
+        let database = Error::Database(DbErr::Custom("no such table: grants".into()));
+        let public = database.public();
+        assert_eq!(public.code, "INTERNAL_SERVER_ERROR");
+        assert_eq!(public.message, INTERNAL_MESSAGE);
+        assert!(public.internal && public.field.is_none() && public.shortfall.is_none());
+        assert_eq!(
+            Error::Internal("a held grant is missing".into()).public(),
+            public
+        );
+    }
+
+    #[test]
+    fn other_errors_show_their_message_and_fields() {
+        let short = Error::InsufficientCredits {
+            available: 3,
+            requested: 5,
         }
-        let code = error.code();
-        async_graphql::Error::new(error.message()).extend_with(|_, ext| {
-            ext.set("code", code);
-            match &error {
-                Error::BadUserInput { field, .. } | Error::AmountNotPositive { field } => {
-                    ext.set("field", *field)
-                }
-                Error::InsufficientCredits {
-                    available,
-                    requested,
-                } => {
-                    ext.set("available", *available);
-                    ext.set("requested", *requested);
-                }
-                _ => {}
-            }
-        })
+        .public();
+        assert_eq!(
+            short.message,
+            "insufficient credits: 3 available, 5 requested"
+        );
+        assert_eq!(short.shortfall, Some((3, 5)));
+        assert!(!short.internal);
+        let bad = Error::bad_input("amount", "is required").public();
+        assert_eq!(
+            (bad.code, bad.message.as_str(), bad.field),
+            ("BAD_USER_INPUT", "amount: is required", Some("amount"))
+        );
+    }
+
+    /// The driver's text is the source, not repeated in `Display`; `detail` has both.
+    #[test]
+    fn a_database_error_is_its_source() {
+        let error = Error::Database(DbErr::Custom("no such table: grants".into()));
+        assert_eq!(error.to_string(), "database error");
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(source.to_string().contains("no such table: grants"));
+        assert_eq!(
+            error.detail(),
+            format!(
+                "database error: {}",
+                DbErr::Custom("no such table: grants".into())
+            )
+        );
+        let chained = format!("{:#}", anyhow::Error::from(error));
+        assert!(chained.starts_with("database error: "), "{chained}");
     }
 }

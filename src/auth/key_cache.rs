@@ -120,7 +120,7 @@ pub async fn run_refresher(cache: KeyCache) {
     loop {
         tick.tick().await;
         if let Err(error) = cache.refresh().await {
-            tracing::warn!(error = error.message(), "reloading the secret keys failed");
+            tracing::warn!(error = error.detail(), "reloading the secret keys failed");
         }
     }
 }

@@ -63,7 +63,7 @@ pub fn parse(text: &str) -> Result<Vec<BundleFields>, String> {
                 active: entry.active,
             }
             .validate()
-            .map_err(|error| format!("bundles[{index}]: {}", error.message()))?;
+            .map_err(|error| format!("bundles[{index}]: {}", error.detail()))?;
             if !prices.insert(fields.stripe_price_id.clone()) {
                 return Err(format!(
                     "bundles[{index}]: stripe_price_id {} appears twice",
@@ -86,7 +86,7 @@ pub async fn load(catalog: &Catalog, path: &Path) -> anyhow::Result<Loaded> {
         let (_, created) = catalog
             .upsert_by_price(fields)
             .await
-            .map_err(|error: Error| anyhow::anyhow!("{}: {}", path.display(), error.message()))?;
+            .map_err(|error: Error| anyhow::anyhow!("{}: {}", path.display(), error.detail()))?;
         if created {
             loaded.created += 1;
         } else {

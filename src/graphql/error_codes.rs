@@ -1,6 +1,11 @@
-//! Gives every error an `extensions.code`.
+//! Gives every error an `extensions.code`, and redacts resolvers' errors.
 //!
-//! Resolvers set codes through `crate::error`. The errors async-graphql itself raises carry none:
+//! A resolver's `?` on our `Error` goes through async-graphql's conversion of anything `Display`,
+//! which keeps the full text as the message and our `Error` as the source. Every answer, of a
+//! request (`request`: queries, mutations, each request of a batch) and of a socket (`subscribe`:
+//! anything sent over graphql-ws, subscription events included), passes here, where each error
+//! holding our `Error` is replaced by what `Error::public` lets the caller see: message, code,
+//! `field`, `available`/`requested`. The errors async-graphql itself raises carry no code:
 //! syntax errors become `GRAPHQL_PARSE_FAILED`, values that do not fit their type (an amount of
 //! 1.5, a malformed UUID) `BAD_USER_INPUT`, other invalid documents `GRAPHQL_VALIDATION_FAILED`,
 //! the codes GraphQL clients (Apollo's conventions) know.
@@ -20,6 +25,8 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
 
+use crate::error::{Error, PublicError};
+
 pub struct ErrorCodes;
 
 impl ExtensionFactory for ErrorCodes {
@@ -36,6 +43,38 @@ fn with_default_code(mut error: ServerError, code: &str) -> ServerError {
         extensions.set("code", code);
     }
     error
+}
+
+/// `error` as the caller may see it, when it holds our `Error`; any other error as it is.
+fn redacted(mut error: ServerError) -> ServerError {
+    let Some(public) = error.source::<Error>().map(Error::public) else {
+        return error;
+    };
+    // Answered now: nothing downstream should find (or log) the detail again.
+    error.source = None;
+    show(&mut error, public);
+    error
+}
+
+/// An error raised before the schema runs (the credential could not be checked), answered as a
+/// resolver's would be.
+pub fn server_error(error: &Error) -> ServerError {
+    let mut answer = ServerError::new(String::new(), None);
+    show(&mut answer, error.public());
+    answer
+}
+
+fn show(error: &mut ServerError, public: PublicError) {
+    error.message = public.message;
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", public.code);
+    if let Some(field) = public.field {
+        extensions.set("field", field);
+    }
+    if let Some((available, requested)) = public.shortfall {
+        extensions.set("available", available);
+        extensions.set("requested", requested);
+    }
 }
 
 /// Most errors one answer reports; the rest are summed up in one more error.
@@ -82,13 +121,14 @@ impl Extension for ErrorCodesExtension {
         response.errors = capped(
             std::mem::take(&mut response.errors)
                 .into_iter()
-                .map(|error| with_default_code(error, "BAD_USER_INPUT"))
+                .map(|error| with_default_code(redacted(error), "BAD_USER_INPUT"))
                 .collect(),
         );
         response
     }
 
-    /// Subscriptions answer through a stream, not `request`: cap each of its answers too.
+    /// A socket's answers (subscription events, and queries or mutations sent over it) come
+    /// through a stream, not `request`: redact and cap each of them too.
     fn subscribe<'s>(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -97,7 +137,12 @@ impl Extension for ErrorCodesExtension {
     ) -> BoxStream<'s, Response> {
         next.run(ctx, stream)
             .map(|mut response| {
-                response.errors = capped(std::mem::take(&mut response.errors));
+                response.errors = capped(
+                    std::mem::take(&mut response.errors)
+                        .into_iter()
+                        .map(redacted)
+                        .collect(),
+                );
                 response
             })
             .boxed()

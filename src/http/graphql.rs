@@ -92,7 +92,7 @@ async fn run(
                 std::time::Duration::ZERO,
             );
             return async_graphql::Response::from_errors(vec![
-                async_graphql::Error::from(error).into_server_error(Default::default()),
+                crate::graphql::error_codes::server_error(&error),
             ]);
         }
     };

@@ -106,7 +106,7 @@ async fn serve(
         let caller = auth
             .identify(credential.as_deref())
             .await
-            .map_err(|error| async_graphql::Error::new(error.message()))?;
+            .map_err(|error| async_graphql::Error::new(error.public().message))?;
         match caller {
             Caller::Anonymous => Err(async_graphql::Error::new(
                 "missing credential: send {\"authorization\": \"Bearer …\"} in connection_init",

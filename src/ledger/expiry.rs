@@ -47,7 +47,7 @@ impl Ledger {
                     Ok(_) => settled += 1,
                     Err(error) => tracing::warn!(
                         end_user = %user,
-                        error = error.message(),
+                        error = error.detail(),
                         "settling what fell due failed"
                     ),
                 }
@@ -76,7 +76,7 @@ pub async fn run_expiry_scheduler(ledger: Ledger) {
                 .min(MAX_SLEEP),
             Ok(None) => MAX_SLEEP,
             Err(error) => {
-                tracing::warn!(error = error.message(), "expiry pass failed; retrying");
+                tracing::warn!(error = error.detail(), "expiry pass failed; retrying");
                 RETRY_AFTER_ERROR
             }
         };

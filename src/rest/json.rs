@@ -25,7 +25,7 @@ impl IntoResponse for RestError {
         let (status, code) = self.0.rest_status_and_code();
         let body = serde_json::json!({
             "error_code": code,
-            "message": self.0.public_message(),
+            "message": self.0.public().message,
             "timestamp": timestamp(Utc::now()),
         });
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

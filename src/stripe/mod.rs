@@ -3,12 +3,14 @@
 //!
 //! `signature` verifies a delivery before anything is read; `webhook` decides what an event
 //! means and hands purchases and refunds to the ledger (`ledger::purchase`), which stores the
-//! event's record (`events`) in the same transaction as its effect; `api` calls Stripe through
-//! async-stripe. HTTP stays in `http::stripe_webhook`.
+//! event's record (`events`) in the same transaction as its effect; `purchase_resolution` works
+//! out what a paid session buys (bundle, end user, credits; a Payment Link's through Stripe's
+//! API); `api` calls Stripe through async-stripe. HTTP stays in `http::stripe_webhook`.
 
 pub mod api;
 pub mod events;
 pub mod objects;
+mod purchase_resolution;
 pub mod signature;
 mod webhook;
 

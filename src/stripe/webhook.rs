@@ -7,15 +7,14 @@
 //!
 //! - `checkout.session.completed` / `checkout.session.async_payment_succeeded` with
 //!   `payment_status` `paid` or `no_payment_required`: grant the bundle (once per session,
-//!   whichever arrives first). `unpaid`: pending, waiting for `async_payment_succeeded`.
+//!   whichever arrives first; what it buys is worked out in `purchase_resolution`). `unpaid`:
+//!   pending, waiting for `async_payment_succeeded`.
 //! - `checkout.session.async_payment_failed`: recorded (ignored: nothing to grant).
 //! - `charge.refunded`, `refund.created` / `refund.updated` with status `succeeded`: claw back.
 //! - Anything else: ignored.
 //!
-//! A session Tally did not create (a Payment Link) has no Tally metadata: its bundle comes from
-//! its line item's price (through Stripe's API) and its end user from `client_reference_id`.
-//! When either cannot be resolved the event is recorded `failed` and answered 500, so Stripe
-//! delivers it again (for up to three days) after the catalog is fixed.
+//! An event that may succeed when delivered again (its purchase cannot be worked out yet, or
+//! Tally failed) is recorded `failed` and answered 500, so Stripe retries it.
 //!
 //! A signed event Tally cannot read (its object is not of the type the event names, or it holds
 //! a NUL character, which PostgreSQL cannot store) is recorded `rejected` and answered 400. Its
@@ -23,16 +22,16 @@
 //! both databases.
 
 use serde_json::Value;
-use uuid::Uuid;
+use tracing::Instrument;
 
+use super::Stripe;
 use super::events::{self, Disposition, EventReceipt, EventRecord, Outcome};
 use super::objects::{Charge, CheckoutSession, Event, Refund};
+use super::purchase_resolution::Unresolved;
 use super::signature::{self, SignatureError};
-use super::{METADATA_BUNDLE_ID, METADATA_END_USER_ID, Stripe};
-use crate::bundles::Bundle;
 use crate::error::Error;
-use crate::ledger::types::{MAX_CREDITS, json_contains_nul};
-use crate::ledger::{EndUserId, Payment, PurchaseOutcome, PurchaseRequest, RefundRequest};
+use crate::ledger::types::json_contains_nul;
+use crate::ledger::{PurchaseOutcome, RefundRequest};
 
 /// How the webhook answers a delivery.
 #[derive(Clone, Debug)]
@@ -79,17 +78,59 @@ impl Failure {
             retry: false,
         }
     }
+
+    /// The event's record: `failed` (to be retried) or `rejected`, with the reason.
+    fn disposition(&self) -> Disposition {
+        Disposition {
+            outcome: if self.retry {
+                Outcome::Failed
+            } else {
+                Outcome::Rejected
+            },
+            reason: Some(self.reason.clone()),
+            end_user_id: None,
+            entry_id: None,
+        }
+    }
+
+    fn answer(self, event_id: String) -> WebhookAnswer {
+        if self.retry {
+            WebhookAnswer::Failed {
+                event_id,
+                error: self.reason,
+            }
+        } else {
+            WebhookAnswer::Rejected {
+                error: self.reason,
+                event_id: Some(event_id),
+            }
+        }
+    }
 }
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        match error {
-            Error::Database(_) | Error::Internal(_) => {
-                tracing::error!(error = error.message(), "processing a Stripe event failed");
-                Self::retry("internal error (see the server log)")
-            }
-            other => Self::retry(other.message()),
+        Self::retry(public_reason(&error))
+    }
+}
+
+impl From<Unresolved> for Failure {
+    fn from(unresolved: Unresolved) -> Self {
+        match unresolved {
+            Unresolved::Reason(reason) => Self::retry(reason),
+            Unresolved::Error(error) => error.into(),
         }
+    }
+}
+
+/// What a delivery (and the event's record) is told of an error: what `Error::public` shows,
+/// in words for the operator reading Stripe's dashboard when it is Tally's own fault.
+fn public_reason(error: &Error) -> String {
+    let public = error.public();
+    if public.internal {
+        "internal error (see the server log)".to_owned()
+    } else {
+        public.message
     }
 }
 
@@ -111,17 +152,20 @@ fn record_as(outcome: Outcome, reason: impl Into<String>) -> Handled {
     })
 }
 
+/// A purchase or refund the ledger applied (or found applied), its record stored with it.
+fn stored(outcome: PurchaseOutcome) -> Handled {
+    Handled::Stored {
+        duplicate: matches!(outcome, PurchaseOutcome::Duplicate),
+    }
+}
+
+fn record_ignored(reason: impl Into<String>) -> Handled {
+    record_as(Outcome::Ignored, reason)
+}
+
 fn parse_object<T: serde::de::DeserializeOwned>(object: &Value, what: &str) -> Result<T, Failure> {
     serde_json::from_value(object.clone())
         .map_err(|error| Failure::unreadable(format!("data.object is not a {what}: {error}")))
-}
-
-/// The bundle, end user and credits a paid session buys.
-struct Purchase {
-    bundle: Bundle,
-    end_user_id: EndUserId,
-    quantity: u64,
-    credits: i64,
 }
 
 impl Stripe {
@@ -130,10 +174,44 @@ impl Stripe {
         signature_header: Option<&str>,
         body: &[u8],
     ) -> WebhookAnswer {
+        let event = match self.read_delivery(signature_header, body) {
+            Ok(event) => event,
+            Err(refused) => return refused,
+        };
+        // What is logged while the event is handled names it.
+        let span = tracing::info_span!("stripe_event", event = %escape_nul(&event.id));
+        let outcome = async {
+            if holds_nul(&event) {
+                self.reject_with_nul(&event).await
+            } else {
+                self.process(&event).await
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        match outcome {
+            Ok(answer) => answer,
+            Err(error) => WebhookAnswer::Failed {
+                error: span.in_scope(|| public_reason(&error)),
+                event_id: event.id,
+            },
+        }
+    }
+
+    /// The event a delivery carries, once its signature is verified; or the refusal.
+    fn read_delivery(
+        &self,
+        signature_header: Option<&str>,
+        body: &[u8],
+    ) -> Result<Event, WebhookAnswer> {
         if self.inner.webhook_secrets.is_empty() {
             tracing::error!("a Stripe webhook arrived but STRIPE_WEBHOOK_SECRET is not set");
-            return WebhookAnswer::NotConfigured;
+            return Err(WebhookAnswer::NotConfigured);
         }
+        let refused = |error: String| WebhookAnswer::Rejected {
+            error,
+            event_id: None,
+        };
         if let Err(error) = signature::verify(
             signature_header,
             body,
@@ -144,45 +222,14 @@ impl Stripe {
             if matches!(error, SignatureError::NoMatch) {
                 tracing::warn!("refused a Stripe webhook with a bad signature");
             }
-            return WebhookAnswer::Rejected {
-                error: error.message(),
-                event_id: None,
-            };
+            return Err(refused(error.message()));
         }
-        let event: Event = match serde_json::from_slice(body) {
-            Ok(event) => event,
-            Err(error) => {
-                return WebhookAnswer::Rejected {
-                    error: format!("the body is not a Stripe event: {error}"),
-                    event_id: None,
-                };
-            }
-        };
+        let event: Event = serde_json::from_slice(body)
+            .map_err(|error| refused(format!("the body is not a Stripe event: {error}")))?;
         if event.id.trim().is_empty() || event.event_type.trim().is_empty() {
-            return WebhookAnswer::Rejected {
-                error: "the event has no id or type".into(),
-                event_id: None,
-            };
+            return Err(refused("the event has no id or type".into()));
         }
-        let outcome = if holds_nul(&event) {
-            self.reject_with_nul(&event).await
-        } else {
-            self.process(&event).await
-        };
-        match outcome {
-            Ok(answer) => answer,
-            Err(error) => {
-                tracing::error!(
-                    error = error.message(),
-                    event = event.id,
-                    "storing a Stripe event failed"
-                );
-                WebhookAnswer::Failed {
-                    event_id: event.id,
-                    error: "internal error (see the server log)".into(),
-                }
-            }
-        }
+        Ok(event)
     }
 
     async fn process(&self, event: &Event) -> crate::error::Result<WebhookAnswer> {
@@ -192,35 +239,13 @@ impl Stripe {
         {
             return Ok(processed(stored, true));
         }
-        let mut record = EventRecord {
-            id: event.id.clone(),
-            event_type: event.event_type.clone(),
-            livemode: event.livemode,
-            object_id: event
-                .data
-                .object
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            payment_intent_id: None,
-            received_at: self.inner.ledger.clock().now(),
-        };
+        let mut record = record_of(event, str::to_owned, self.inner.ledger.clock().now());
         let handled = self.act(event, &mut record).await;
         let duplicate = match &handled {
             Ok(Handled::Stored { duplicate }) => *duplicate,
             Ok(Handled::Record(disposition)) => !events::store(db, &record, disposition).await?,
             Err(failure) => {
-                let disposition = Disposition {
-                    outcome: if failure.retry {
-                        Outcome::Failed
-                    } else {
-                        Outcome::Rejected
-                    },
-                    reason: Some(failure.reason.clone()),
-                    end_user_id: None,
-                    entry_id: None,
-                };
-                events::store(db, &record, &disposition).await?;
+                events::store(db, &record, &failure.disposition()).await?;
                 false
             }
         };
@@ -228,18 +253,12 @@ impl Stripe {
             .await?
             .ok_or_else(|| Error::Internal(format!("Stripe event {} was not stored", event.id)))?;
         Ok(match handled {
-            Err(failure) if failure.retry => WebhookAnswer::Failed {
-                event_id: event.id.clone(),
-                error: failure.reason,
-            },
-            Err(failure) => WebhookAnswer::Rejected {
-                error: failure.reason,
-                event_id: Some(event.id.clone()),
-            },
+            Err(failure) => failure.answer(event.id.clone()),
             Ok(_) => processed(stored, duplicate),
         })
     }
 
+    /// Dispatches the event by its type.
     async fn act(&self, event: &Event, record: &mut EventRecord) -> Result<Handled, Failure> {
         let object = &event.data.object;
         match event.event_type.as_str() {
@@ -259,63 +278,11 @@ impl Stripe {
             }
             "charge.refunded" => {
                 let charge: Charge = parse_object(object, "Charge")?;
-                let Some(payment_intent) =
-                    charge.payment_intent.as_ref().map(|p| p.id().to_owned())
-                else {
-                    return Ok(record_ignored(
-                        "the charge has no PaymentIntent: not a Checkout purchase",
-                    ));
-                };
-                record.payment_intent_id = Some(payment_intent.clone());
-                let refunds = charge
-                    .refunds
-                    .as_ref()
-                    .map(|list| {
-                        list.data
-                            .iter()
-                            .filter(|refund| refund.succeeded())
-                            .map(|refund| (refund.id.clone(), refund.amount))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                self.refund(
-                    RefundRequest {
-                        payment_reference: payment_intent,
-                        currency: charge.currency.to_ascii_lowercase(),
-                        refunds,
-                        cumulative: Some(charge.amount_refunded),
-                        reported_by: event.id.clone(),
-                    },
-                    record,
-                )
-                .await
+                self.on_charge_refunded(charge, event, record).await
             }
             "refund.created" | "refund.updated" => {
                 let refund: Refund = parse_object(object, "Refund")?;
-                record.payment_intent_id =
-                    refund.payment_intent.as_ref().map(|p| p.id().to_owned());
-                if !refund.succeeded() {
-                    return Ok(record_ignored(format!(
-                        "refund status {}: credits are clawed back once it succeeds",
-                        refund.status.as_deref().unwrap_or("unknown")
-                    )));
-                }
-                let Some(payment_intent) = record.payment_intent_id.clone() else {
-                    return Ok(record_ignored(
-                        "the refund has no PaymentIntent: not a Checkout purchase",
-                    ));
-                };
-                self.refund(
-                    RefundRequest {
-                        payment_reference: payment_intent,
-                        currency: refund.currency.to_ascii_lowercase(),
-                        refunds: vec![(refund.id.clone(), refund.amount)],
-                        cumulative: None,
-                        reported_by: event.id.clone(),
-                    },
-                    record,
-                )
-                .await
+                self.on_refund(refund, event, record).await
             }
             other => Ok(record_ignored(format!(
                 "Tally does not act on {other} events"
@@ -350,35 +317,83 @@ impl Stripe {
                 )));
             }
         }
-        let purchase = self.resolve(&session).await?;
-        let mut metadata = serde_json::json!({
-            "bundleId": purchase.bundle.id,
-            "stripeEventId": record.id,
-        });
-        if purchase.quantity != 1 {
-            metadata["quantity"] = purchase.quantity.into();
-        }
-        let request = PurchaseRequest {
-            end_user_id: purchase.end_user_id,
-            credits: purchase.credits,
-            validity_days: purchase.bundle.validity_days,
-            payment: Payment {
-                reference: session.id.clone(),
-                payment_reference: record.payment_intent_id.clone(),
-                amount: session.amount_total,
-                currency: session.currency.as_deref().map(str::to_ascii_lowercase),
-            },
-            description: Some(purchase.bundle.name.clone()),
-            metadata: Some(metadata),
-        };
-        let outcome = self
-            .inner
-            .ledger
-            .grant_purchase(&request, &EventReceipt { event: record })
+        let request = self
+            .purchase_request(&session, &record.id, record.payment_intent_id.clone())
             .await?;
-        Ok(Handled::Stored {
-            duplicate: matches!(outcome, PurchaseOutcome::Duplicate),
-        })
+        let receipt = EventReceipt { event: record };
+        Ok(stored(
+            self.inner.ledger.grant_purchase(&request, &receipt).await?,
+        ))
+    }
+
+    /// `charge.refunded`: claws back what the charge's succeeded refunds took, up to its
+    /// cumulative `amount_refunded`.
+    async fn on_charge_refunded(
+        &self,
+        charge: Charge,
+        event: &Event,
+        record: &mut EventRecord,
+    ) -> Result<Handled, Failure> {
+        let Some(payment_intent) = charge.payment_intent.as_ref().map(|p| p.id().to_owned()) else {
+            return Ok(record_ignored(
+                "the charge has no PaymentIntent: not a Checkout purchase",
+            ));
+        };
+        record.payment_intent_id = Some(payment_intent.clone());
+        let refunds = charge
+            .refunds
+            .as_ref()
+            .map(|list| {
+                list.data
+                    .iter()
+                    .filter(|refund| refund.succeeded())
+                    .map(|refund| (refund.id.clone(), refund.amount))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.refund(
+            RefundRequest {
+                payment_reference: payment_intent,
+                currency: charge.currency.to_ascii_lowercase(),
+                refunds,
+                cumulative: Some(charge.amount_refunded),
+                reported_by: event.id.clone(),
+            },
+            record,
+        )
+        .await
+    }
+
+    /// `refund.created` / `refund.updated`: claws back the refund once it has succeeded.
+    async fn on_refund(
+        &self,
+        refund: Refund,
+        event: &Event,
+        record: &mut EventRecord,
+    ) -> Result<Handled, Failure> {
+        record.payment_intent_id = refund.payment_intent.as_ref().map(|p| p.id().to_owned());
+        if !refund.succeeded() {
+            return Ok(record_ignored(format!(
+                "refund status {}: credits are clawed back once it succeeds",
+                refund.status.as_deref().unwrap_or("unknown")
+            )));
+        }
+        let Some(payment_intent) = record.payment_intent_id.clone() else {
+            return Ok(record_ignored(
+                "the refund has no PaymentIntent: not a Checkout purchase",
+            ));
+        };
+        self.refund(
+            RefundRequest {
+                payment_reference: payment_intent,
+                currency: refund.currency.to_ascii_lowercase(),
+                refunds: vec![(refund.id.clone(), refund.amount)],
+                cumulative: None,
+                reported_by: event.id.clone(),
+            },
+            record,
+        )
+        .await
     }
 
     async fn refund(
@@ -386,90 +401,13 @@ impl Stripe {
         request: RefundRequest,
         record: &EventRecord,
     ) -> Result<Handled, Failure> {
-        let outcome = self
-            .inner
-            .ledger
-            .refund_purchase(&request, &EventReceipt { event: record })
-            .await?;
-        Ok(Handled::Stored {
-            duplicate: matches!(outcome, PurchaseOutcome::Duplicate),
-        })
-    }
-
-    /// The bundle and end user of a paid session: from Tally's metadata, or (Payment Links)
-    /// from the line item's price and `client_reference_id`.
-    async fn resolve(&self, session: &CheckoutSession) -> Result<Purchase, Failure> {
-        let metadata = session.metadata.clone().unwrap_or_default();
-        let catalog = &self.inner.catalog;
-        let (bundle, quantity) = if let Some(id) = metadata.get(METADATA_BUNDLE_ID) {
-            let bundle_id = Uuid::parse_str(id).map_err(|_| {
-                Failure::retry(format!(
-                    "metadata {METADATA_BUNDLE_ID} '{id}' is not a bundle id"
-                ))
-            })?;
-            let bundle = catalog.get(bundle_id).await?.ok_or_else(|| {
-                Failure::retry(format!(
-                    "no bundle {bundle_id} (metadata {METADATA_BUNDLE_ID})"
-                ))
-            })?;
-            (bundle, 1)
-        } else {
-            let api = self.inner.api.as_ref().ok_or_else(|| {
-                Failure::retry(
-                    "the session has no Tally metadata and STRIPE_SECRET_KEY is not set, so its \
-                     line items cannot be read",
-                )
-            })?;
-            let items = api.line_items(&session.id).await.map_err(|error| {
-                Failure::retry(format!("reading the session's line items: {}", error.0))
-            })?;
-            let [item] = items.as_slice() else {
-                return Err(Failure::retry(format!(
-                    "the session has {} line items; Tally grants one bundle per session",
-                    items.len()
-                )));
-            };
-            let price = item
-                .price_id
-                .as_deref()
-                .ok_or_else(|| Failure::retry("the session's line item has no price"))?;
-            let bundle = catalog
-                .find_by_price(price)
-                .await?
-                .ok_or_else(|| Failure::retry(format!("no bundle has stripePriceId {price}")))?;
-            (bundle, item.quantity.max(1))
-        };
-        let end_user = metadata
-            .get(METADATA_END_USER_ID)
-            .or(session.client_reference_id.as_ref())
-            .ok_or_else(|| {
-                Failure::retry(format!(
-                    "no end user: the session has neither metadata {METADATA_END_USER_ID} nor \
-                     client_reference_id"
-                ))
-            })?;
-        let end_user_id = EndUserId::parse(METADATA_END_USER_ID, end_user).map_err(|error| {
-            Failure::retry(format!(
-                "the session's end user is not a valid id: {}",
-                error.message()
-            ))
-        })?;
-        let credits = i64::try_from(quantity)
-            .ok()
-            .and_then(|q| bundle.credits.checked_mul(q))
-            .filter(|credits| *credits <= MAX_CREDITS)
-            .ok_or_else(|| {
-                Failure::retry(format!(
-                    "{quantity} × {} credits is more than {MAX_CREDITS}",
-                    bundle.credits
-                ))
-            })?;
-        Ok(Purchase {
-            bundle,
-            end_user_id,
-            quantity,
-            credits,
-        })
+        let receipt = EventReceipt { event: record };
+        Ok(stored(
+            self.inner
+                .ledger
+                .refund_purchase(&request, &receipt)
+                .await?,
+        ))
     }
 }
 
@@ -482,19 +420,7 @@ impl Stripe {
             event = escape_nul(&event.id),
             "refused a signed Stripe event with a NUL character"
         );
-        let record = EventRecord {
-            id: escape_nul(&event.id),
-            event_type: escape_nul(&event.event_type),
-            livemode: event.livemode,
-            object_id: event
-                .data
-                .object
-                .get("id")
-                .and_then(Value::as_str)
-                .map(escape_nul),
-            payment_intent_id: None,
-            received_at: self.inner.ledger.clock().now(),
-        };
+        let record = record_of(event, escape_nul, self.inner.ledger.clock().now());
         let disposition = Disposition {
             outcome: Outcome::Rejected,
             reason: Some(error.to_owned()),
@@ -509,6 +435,28 @@ impl Stripe {
     }
 }
 
+/// The record of `event` (before acting on it), each text passed through `text`: as it is, or
+/// with its NULs spelled out.
+fn record_of(
+    event: &Event,
+    text: fn(&str) -> String,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> EventRecord {
+    EventRecord {
+        id: text(&event.id),
+        event_type: text(&event.event_type),
+        livemode: event.livemode,
+        object_id: event
+            .data
+            .object
+            .get("id")
+            .and_then(Value::as_str)
+            .map(text),
+        payment_intent_id: None,
+        received_at,
+    }
+}
+
 fn holds_nul(event: &Event) -> bool {
     event.id.contains('\0')
         || event.event_type.contains('\0')
@@ -517,10 +465,6 @@ fn holds_nul(event: &Event) -> bool {
 
 fn escape_nul(text: &str) -> String {
     text.replace('\0', "\\u0000")
-}
-
-fn record_ignored(reason: impl Into<String>) -> Handled {
-    record_as(Outcome::Ignored, reason)
 }
 
 fn processed(stored: events::StoredEvent, duplicate: bool) -> WebhookAnswer {

@@ -55,17 +55,17 @@ pub async fn run_delivery_worker(webhooks: Webhooks) {
         if cleaned_at.is_none_or(|at| at.elapsed() >= CLEAN_UP_EVERY) {
             cleaned_at = Some(Instant::now());
             if let Err(error) = webhooks.clean_up().await {
-                tracing::warn!(error = error.message(), "deleting old webhook events");
+                tracing::warn!(error = error.detail(), "deleting old webhook events");
             }
         }
         if refreshed_at.is_none_or(|at| at.elapsed() >= webhooks.settings.poll_interval) {
             match webhooks.refresh_debits_wanted().await {
                 Ok(()) => refreshed_at = Some(Instant::now()),
-                Err(error) => tracing::warn!(error = error.message(), "reading webhook endpoints"),
+                Err(error) => tracing::warn!(error = error.detail(), "reading webhook endpoints"),
             }
         }
         if let Err(error) = webhooks.dispatch(&client, &permits).await {
-            tracing::warn!(error = error.message(), "webhook worker");
+            tracing::warn!(error = error.detail(), "webhook worker");
         }
         tokio::select! {
             () = webhooks.outbound.committed.notified() => {}
@@ -98,7 +98,7 @@ impl Webhooks {
                 if let Err(error) = webhooks.attempt(&client, &delivery).await {
                     tracing::warn!(
                         delivery = %delivery.id,
-                        error = error.message(),
+                        error = error.detail(),
                         "webhook delivery attempt not recorded; retried when its claim runs out"
                     );
                 }

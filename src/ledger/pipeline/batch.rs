@@ -33,7 +33,7 @@ impl Lane {
             Err(Failure::BeforeCommit(error)) => {
                 tracing::warn!(
                     writes = jobs.len(),
-                    error = error.message(),
+                    error = error.detail(),
                     "write batch failed before commit; each write is retried on its own"
                 );
                 for job in jobs {
@@ -43,13 +43,13 @@ impl Lane {
             Err(Failure::AtCommit(error)) => {
                 tracing::error!(
                     writes = jobs.len(),
-                    error = error.message(),
+                    error = error.detail(),
                     "write batch commit failed"
                 );
                 for job in jobs {
                     let _ = job.reply.send(Err(Error::Internal(format!(
                         "committing a write batch: {}",
-                        error.message()
+                        error.detail()
                     ))));
                 }
             }
