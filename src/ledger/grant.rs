@@ -43,17 +43,39 @@ pub struct Payment {
     pub currency: Option<String>,
 }
 
+/// `Grant::is_active` for a grant taken apart (the GraphQL view keeps its parts, not the grant).
+pub fn is_active_at(
+    now: DateTime<Utc>,
+    effective_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    voided_at: Option<DateTime<Utc>>,
+    remaining_credits: i64,
+) -> bool {
+    effective_at <= now
+        && !has_expired(expires_at, now)
+        && voided_at.is_none()
+        && remaining_credits > 0
+}
+
+/// Credits that expire at `expires_at` stop counting at that instant.
+fn has_expired(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|expires_at| expires_at <= now)
+}
+
 impl Grant {
     /// Counts towards the balance at `now`: in effect, not expired, not voided, not used up.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
-        self.effective_at <= now
-            && !self.is_expired(now)
-            && self.voided_at.is_none()
-            && self.remaining > 0
+        is_active_at(
+            now,
+            self.effective_at,
+            self.expires_at,
+            self.voided_at,
+            self.remaining,
+        )
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_some_and(|expires_at| expires_at <= now)
+        has_expired(self.expires_at, now)
     }
 
     /// What a debit (or a new hold) may take: what remains less what open holds earmarked.
