@@ -15,27 +15,64 @@ use crate::error::Result;
 
 /// Every difference found; empty when the ledger and the stored state agree.
 pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
-    let grants = grant::Entity::find().all(db).await?;
-    let entries = ledger_entry::Entity::find().all(db).await?;
-    let allocations = ledger_allocation::Entity::find().all(db).await?;
-    let accounts = account::Entity::find().all(db).await?;
-    let holds = hold::Entity::find().all(db).await?;
-    let earmarks = hold_allocation::Entity::find().all(db).await?;
-    let mut problems = Vec::new();
+    let stored = Stored {
+        grants: grant::Entity::find().all(db).await?,
+        entries: ledger_entry::Entity::find().all(db).await?,
+        allocations: ledger_allocation::Entity::find().all(db).await?,
+        accounts: account::Entity::find().all(db).await?,
+        holds: hold::Entity::find().all(db).await?,
+        earmarks: hold_allocation::Entity::find().all(db).await?,
+    };
+    Ok(problems_in(&stored))
+}
 
-    let mut taken_from: HashMap<Uuid, i64> = HashMap::new();
-    let mut allocated_by_entry: HashMap<Uuid, i64> = HashMap::new();
-    for allocation in &allocations {
-        *taken_from.entry(allocation.grant_id).or_default() += allocation.amount;
-        *allocated_by_entry.entry(allocation.entry_id).or_default() += allocation.amount;
-    }
-    let open_holds: HashMap<Uuid, &hold::Model> = holds
+/// Every row `verify` compares.
+struct Stored {
+    grants: Vec<grant::Model>,
+    entries: Vec<ledger_entry::Model>,
+    allocations: Vec<ledger_allocation::Model>,
+    accounts: Vec<account::Model>,
+    holds: Vec<hold::Model>,
+    earmarks: Vec<hold_allocation::Model>,
+}
+
+/// Credits per grant, entry or hold id.
+type CreditsBy = HashMap<Uuid, i64>;
+
+fn problems_in(stored: &Stored) -> Vec<String> {
+    let (taken_from, allocated_by_entry) = allocation_sums(&stored.allocations);
+    let open_holds: HashMap<Uuid, &hold::Model> = stored
+        .holds
         .iter()
         .filter(|h| h.status == HoldStatus::Open.as_str())
         .map(|h| (h.id, h))
         .collect();
-    let mut held_on: HashMap<Uuid, i64> = HashMap::new();
-    let mut earmarked_by_hold: HashMap<Uuid, i64> = HashMap::new();
+    let (held_on, earmarked_by_hold) = open_earmark_sums(&stored.earmarks, &open_holds);
+    let mut problems = grant_problems(&stored.grants, &taken_from, &held_on);
+    problems.extend(hold_problems(&open_holds, &earmarked_by_hold));
+    problems.extend(entry_problems(&stored.entries, &allocated_by_entry));
+    problems.extend(sequence_problems(&stored.entries, &stored.accounts));
+    problems
+}
+
+/// What the allocations took, per grant and per entry.
+fn allocation_sums(allocations: &[ledger_allocation::Model]) -> (CreditsBy, CreditsBy) {
+    let mut taken_from = CreditsBy::new();
+    let mut allocated_by_entry = CreditsBy::new();
+    for allocation in allocations {
+        *taken_from.entry(allocation.grant_id).or_default() += allocation.amount;
+        *allocated_by_entry.entry(allocation.entry_id).or_default() += allocation.amount;
+    }
+    (taken_from, allocated_by_entry)
+}
+
+/// What open holds earmark, per grant and per hold.
+fn open_earmark_sums(
+    earmarks: &[hold_allocation::Model],
+    open_holds: &HashMap<Uuid, &hold::Model>,
+) -> (CreditsBy, CreditsBy) {
+    let mut held_on = CreditsBy::new();
+    let mut earmarked_by_hold = CreditsBy::new();
     for earmark in earmarks
         .iter()
         .filter(|e| open_holds.contains_key(&e.hold_id))
@@ -43,8 +80,17 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
         *held_on.entry(earmark.grant_id).or_default() += earmark.amount;
         *earmarked_by_hold.entry(earmark.hold_id).or_default() += earmark.amount;
     }
+    (held_on, earmarked_by_hold)
+}
 
-    for grant in &grants {
+/// Grants whose `remaining` or `held` disagree with the allocations and open holds.
+fn grant_problems(
+    grants: &[grant::Model],
+    taken_from: &CreditsBy,
+    held_on: &CreditsBy,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for grant in grants {
         let taken = taken_from.get(&grant.id).copied().unwrap_or(0);
         if grant.remaining != grant.amount - taken {
             problems.push(format!(
@@ -70,8 +116,16 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
             ));
         }
     }
+    problems
+}
 
-    for (hold_id, hold) in &open_holds {
+/// Open holds whose earmarks do not add up to their amount.
+fn hold_problems(
+    open_holds: &HashMap<Uuid, &hold::Model>,
+    earmarked_by_hold: &CreditsBy,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (hold_id, hold) in open_holds {
         let earmarked = earmarked_by_hold.get(hold_id).copied().unwrap_or(0);
         if earmarked != hold.amount {
             problems.push(format!(
@@ -80,41 +134,56 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
             ));
         }
     }
+    problems
+}
 
-    let mut seqs: HashMap<String, Vec<i64>> = HashMap::new();
-    for entry in &entries {
-        seqs.entry(entry.end_user_id.clone())
-            .or_default()
-            .push(entry.seq);
-        let allocated = allocated_by_entry.get(&entry.id).copied().unwrap_or(0);
-        let expected = match EntryKind::from_stored(&entry.kind) {
-            Ok(
-                EntryKind::Debit
-                | EntryKind::Capture
-                | EntryKind::Expiry
-                | EntryKind::Void
-                | EntryKind::Clawback,
-            ) => Some(entry.amount),
-            Ok(EntryKind::Reversal) => Some(-entry.amount),
-            Ok(EntryKind::Grant | EntryKind::Renewal | EntryKind::Hold | EntryKind::Release) => {
-                Some(0)
-            }
-            Err(_) => {
-                problems.push(format!("entry {}: unknown kind '{}'", entry.id, entry.kind));
-                None
-            }
+/// Entries of an unknown kind, or whose allocations do not add up to what their kind takes.
+fn entry_problems(entries: &[ledger_entry::Model], allocated_by_entry: &CreditsBy) -> Vec<String> {
+    let mut problems = Vec::new();
+    for entry in entries {
+        let Ok(kind) = EntryKind::from_stored(&entry.kind) else {
+            problems.push(format!("entry {}: unknown kind '{}'", entry.id, entry.kind));
+            continue;
         };
-        if let Some(expected) = expected
-            && allocated != expected
-        {
+        let allocated = allocated_by_entry.get(&entry.id).copied().unwrap_or(0);
+        if allocated != allocated_credits(kind, entry.amount) {
             problems.push(format!(
                 "entry {} ({}): amount {} but allocations add up to {allocated}",
                 entry.id, entry.kind, entry.amount
             ));
         }
     }
-    for account in &accounts {
-        let mut own = seqs.remove(&account.end_user_id).unwrap_or_default();
+    problems
+}
+
+/// What an entry of `kind` moving `amount` credits allocates in all: what it takes from
+/// grants, negative for what it gives back; holds and grants allocate nothing.
+fn allocated_credits(kind: EntryKind, amount: i64) -> i64 {
+    match kind {
+        EntryKind::Debit
+        | EntryKind::Capture
+        | EntryKind::Expiry
+        | EntryKind::Void
+        | EntryKind::Clawback => amount,
+        EntryKind::Reversal => -amount,
+        EntryKind::Grant | EntryKind::Renewal | EntryKind::Hold | EntryKind::Release => 0,
+    }
+}
+
+/// End users whose entries are not numbered 1, 2, 3… up to their account's last sequence
+/// number, and entries without an account.
+fn sequence_problems(entries: &[ledger_entry::Model], accounts: &[account::Model]) -> Vec<String> {
+    let mut seqs: HashMap<&str, Vec<i64>> = HashMap::new();
+    for entry in entries {
+        seqs.entry(entry.end_user_id.as_str())
+            .or_default()
+            .push(entry.seq);
+    }
+    let mut problems = Vec::new();
+    for account in accounts {
+        let mut own = seqs
+            .remove(account.end_user_id.as_str())
+            .unwrap_or_default();
         own.sort_unstable();
         let expected: Vec<i64> = (1..=account.last_seq).collect();
         if own != expected {
@@ -131,5 +200,5 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Vec<String>> {
             "end user {end_user_id}: entries without an account"
         ));
     }
-    Ok(problems)
+    problems
 }
