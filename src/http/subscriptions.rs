@@ -260,3 +260,32 @@ fn close(code: u16, reason: &'static str) -> Message {
         reason: reason.into(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::http::WsMessage;
+    use axum::extract::ws::Message;
+
+    use super::{CLOSE_FORBIDDEN, socket_message};
+
+    fn close_code(message: Message) -> u16 {
+        match message {
+            Message::Close(Some(frame)) => frame.code,
+            other => panic!("not a close frame: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_credential_closes_with_4403_and_other_closes_keep_their_code() {
+        let refused = WsMessage::Close(1002, "invalid, expired or revoked credential".into());
+        assert_eq!(close_code(socket_message(refused)), CLOSE_FORBIDDEN);
+        let malformed = WsMessage::Close(1002, "unexpected message".into());
+        assert_eq!(close_code(socket_message(malformed)), 1002);
+        let other = WsMessage::Close(4400, "credential".into());
+        assert_eq!(close_code(socket_message(other)), 4400);
+        assert!(matches!(
+            socket_message(WsMessage::Text("{}".into())),
+            Message::Text(text) if text.as_str() == "{}"
+        ));
+    }
+}

@@ -108,3 +108,28 @@ impl Grant {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::is_active_at;
+
+    #[test]
+    fn a_grant_counts_from_its_effective_instant_until_its_expiry_instant() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("a valid instant");
+        let second = Duration::seconds(1);
+        let active = |effective_at, expires_at: Option<DateTime<Utc>>, voided_at, remaining| {
+            is_active_at(now, effective_at, expires_at, voided_at, remaining)
+        };
+        assert!(active(now, None, None, 1));
+        assert!(active(now - second, Some(now + second), None, 1));
+        assert!(!active(now + second, None, None, 1), "not yet in effect");
+        assert!(
+            !active(now - second, Some(now), None, 1),
+            "expired at this instant"
+        );
+        assert!(!active(now - second, None, Some(now), 1), "voided");
+        assert!(!active(now - second, None, None, 0), "used up");
+    }
+}

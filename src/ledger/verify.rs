@@ -202,3 +202,124 @@ fn sequence_problems(entries: &[ledger_entry::Model], accounts: &[account::Model
     }
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    use super::{Stored, problems_in};
+    use crate::entities::{account, grant, ledger_allocation, ledger_entry};
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).expect("a valid instant")
+    }
+
+    fn grant(amount: i64, remaining: i64) -> grant::Model {
+        grant::Model {
+            id: Uuid::now_v7(),
+            end_user_id: "u".into(),
+            amount,
+            remaining,
+            source: "manual".into(),
+            effective_at: at(),
+            expires_at: None,
+            priority: None,
+            description: None,
+            metadata: None,
+            created_at: at(),
+            voided_at: None,
+            held: 0,
+            cycle_id: None,
+            reference: None,
+            payment_reference: None,
+            paid_amount: None,
+            paid_currency: None,
+        }
+    }
+
+    fn entry(seq: i64, kind: &str, amount: i64) -> ledger_entry::Model {
+        ledger_entry::Model {
+            id: Uuid::now_v7(),
+            end_user_id: "u".into(),
+            seq,
+            kind: kind.into(),
+            amount,
+            balance_after: 0,
+            grant_id: None,
+            description: None,
+            metadata: None,
+            idempotency_key: None,
+            created_at: at(),
+            hold_id: None,
+            reversed_entry_id: None,
+        }
+    }
+
+    /// A grant of 10, a debit of 3 from it and a reversal of 1: what a ledger that agrees with
+    /// its stored state looks like.
+    fn consistent() -> Stored {
+        let grant = grant(10, 8);
+        let granted = entry(1, "grant", 10);
+        let debit = entry(2, "debit", 3);
+        let reversal = entry(3, "reversal", 1);
+        let allocation = |entry: &ledger_entry::Model, amount, position| ledger_allocation::Model {
+            entry_id: entry.id,
+            grant_id: grant.id,
+            amount,
+            position,
+        };
+        Stored {
+            allocations: vec![allocation(&debit, 3, 0), allocation(&reversal, -1, 0)],
+            grants: vec![grant],
+            entries: vec![granted, debit, reversal],
+            accounts: vec![account::Model {
+                end_user_id: "u".into(),
+                last_seq: 3,
+                created_at: at(),
+                updated_at: at(),
+            }],
+            holds: Vec::new(),
+            earmarks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_consistent_ledger_has_no_problems() {
+        assert_eq!(problems_in(&consistent()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_difference_is_one_problem() {
+        let mut stored = consistent();
+        stored.grants[0].remaining = 9;
+        let problems = problems_in(&stored);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("remaining 9 but amount 10 less allocations 2 is 8"));
+
+        let mut stored = consistent();
+        stored.entries[1].amount = 4;
+        let problems = problems_in(&stored);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("amount 4 but allocations add up to 3"));
+
+        let mut stored = consistent();
+        stored.accounts[0].last_seq = 4;
+        let problems = problems_in(&stored);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("entries numbered [1, 2, 3]… but the account says 1..=4"));
+
+        let mut stored = consistent();
+        stored.accounts.clear();
+        assert_eq!(
+            problems_in(&stored),
+            vec!["end user u: entries without an account".to_owned()]
+        );
+
+        let mut stored = consistent();
+        stored.entries[0].kind = "gift".into();
+        let problems = problems_in(&stored);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("unknown kind 'gift'"));
+    }
+}
