@@ -14,6 +14,11 @@ fn ledger<'a>(ctx: &Context<'a>) -> Result<&'a Ledger> {
         .map_err(|_| Error::Internal("ledger missing from GraphQL context".into()))
 }
 
+/// The instance's clock (what `now` means to this request), for fields computed at read time.
+pub fn clock<'a>(ctx: &Context<'a>) -> Result<&'a crate::ledger::clock::Clock> {
+    ledger(ctx).map(Ledger::clock)
+}
+
 pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
     ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous)
 }

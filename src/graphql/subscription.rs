@@ -39,7 +39,7 @@ impl Subscription {
                     let balance = watch
                         .latest(first, || ledger.balance(end_user_id.clone()))
                         .await
-                        .map(|balance| Balance(balance.as_ref().clone()))
+                        .map(|balance| Balance::from(balance.as_ref().clone()))
                         .map_err(Into::into);
                     Some((balance, (ledger, watch, false, live)))
                 }

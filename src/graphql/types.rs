@@ -1,11 +1,17 @@
 //! GraphQL views of the domain types. They only present; the ledger decides.
+//!
+//! Each view is built once from its domain value by `From`, which moves the value's parts
+//! (nothing is cloned), and derives its fields: a field's doc comment is its description in the
+//! schema. Fields computed when asked live in a `ComplexObject`; async-graphql lists them after
+//! the derived fields. A doc comment on a derived type would become the type's description, so
+//! the types the schema describes nowhere carry plain comments.
 
-use async_graphql::{Enum, ID, Json, Object, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, Json, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::scalars::{Credits, MinorUnits};
-use crate::ledger::{self, burn_down};
+use crate::ledger::{self, Payment, burn_down};
 use crate::{bundles, stripe};
 
 /// Where a grant's credits came from.
@@ -106,134 +112,118 @@ impl From<EntryKind> for ledger::EntryKind {
     }
 }
 
-/// An end user's credits right now.
-pub struct Balance(pub ledger::Balance);
-
-#[Object]
-impl Balance {
-    async fn end_user_id(&self) -> ID {
-        ID::from(self.0.end_user_id.as_str())
-    }
-
+// An end user's credits right now.
+#[derive(SimpleObject)]
+pub struct Balance {
+    end_user_id: ID,
     /// What a debit can take now: what remains in the active grants, less open holds.
-    async fn available(&self) -> Credits {
-        Credits(self.0.available)
-    }
-
+    available: Credits,
     /// Credits reserved by open holds: not available, not yet spent.
-    async fn held(&self) -> Credits {
-        Credits(self.0.held)
-    }
-
+    held: Credits,
     /// The active grants, in the order debits consume them (burn-down order).
-    async fn grants(&self) -> Vec<Grant> {
-        self.0.grants.iter().cloned().map(Grant).collect()
-    }
-
+    grants: Vec<Grant>,
     /// When the next active grant expires; null when none of them expires.
-    async fn next_expiry(&self) -> Option<DateTime<Utc>> {
-        self.0.next_expiry
+    next_expiry: Option<DateTime<Utc>>,
+}
+
+impl From<ledger::Balance> for Balance {
+    fn from(balance: ledger::Balance) -> Self {
+        Self {
+            end_user_id: ID(balance.end_user_id.into_string()),
+            available: Credits(balance.available),
+            held: Credits(balance.held),
+            grants: balance.grants.into_iter().map(Grant::from).collect(),
+            next_expiry: balance.next_expiry,
+        }
     }
 }
 
-/// Credits added in one go (a lot). Debits take from grants in burn-down order.
-pub struct Grant(pub ledger::Grant);
-
-#[Object]
-impl Grant {
-    async fn id(&self) -> Uuid {
-        self.0.id
-    }
-
-    async fn end_user_id(&self) -> ID {
-        ID::from(self.0.end_user_id.as_str())
-    }
-
+// Credits added in one go (a lot). Debits take from grants in burn-down order.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Grant {
+    id: Uuid,
+    end_user_id: ID,
     /// Credits granted.
-    async fn amount(&self) -> Credits {
-        Credits(self.0.amount)
-    }
-
+    amount: Credits,
     /// Credits not yet taken: `amount` minus everything the ledger's allocations took.
-    async fn remaining(&self) -> Credits {
-        Credits(self.0.remaining)
-    }
-
-    async fn source(&self) -> GrantSource {
-        self.0.source.into()
-    }
-
+    remaining: Credits,
+    source: GrantSource,
     /// From when the credits count.
-    async fn effective_at(&self) -> DateTime<Utc> {
-        self.0.effective_at
-    }
-
+    effective_at: DateTime<Utc>,
     /// When the credits stop counting; null = never.
-    async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.0.expires_at
-    }
-
+    expires_at: Option<DateTime<Utc>>,
     /// Grants with a priority are spent before those without; lower numbers first.
-    async fn priority(&self) -> Option<i32> {
-        self.0.priority
-    }
-
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
-    }
-
-    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
-        self.0.metadata.clone().map(Json)
-    }
-
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
-    }
-
+    priority: Option<i32>,
+    description: Option<String>,
+    metadata: Option<Json<serde_json::Value>>,
+    created_at: DateTime<Utc>,
     /// Part of `remaining` reserved by open holds.
-    async fn held(&self) -> Credits {
-        Credits(self.0.held)
-    }
-
+    held: Credits,
     /// The recurring cycle that granted it.
-    async fn cycle_id(&self) -> Option<Uuid> {
-        self.0.cycle_id
-    }
+    cycle_id: Option<Uuid>,
+    voided_at: Option<DateTime<Utc>>,
+    #[graphql(skip)]
+    payment: Option<Payment>,
+}
 
-    async fn voided_at(&self) -> Option<DateTime<Utc>> {
-        self.0.voided_at
+impl From<ledger::Grant> for Grant {
+    fn from(grant: ledger::Grant) -> Self {
+        Self {
+            id: grant.id,
+            end_user_id: ID(grant.end_user_id.into_string()),
+            amount: Credits(grant.amount),
+            remaining: Credits(grant.remaining),
+            source: grant.source.into(),
+            effective_at: grant.effective_at,
+            expires_at: grant.expires_at,
+            priority: grant.priority,
+            description: grant.description,
+            metadata: grant.metadata.map(Json),
+            created_at: grant.created_at,
+            held: Credits(grant.held),
+            cycle_id: grant.cycle_id,
+            voided_at: grant.voided_at,
+            payment: grant.payment,
+        }
     }
+}
 
+// `active` reads the clock when asked; async-graphql lists these fields after the derived ones,
+// so the payment's fields, which follow `active` in the schema, are resolved here too.
+#[ComplexObject]
+impl Grant {
     /// True while the grant counts towards the balance.
-    async fn active(&self) -> bool {
-        self.0.is_active(Utc::now())
+    async fn active(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(ledger::grant::is_active_at(
+            super::context::clock(ctx)?.now(),
+            self.effective_at,
+            self.expires_at,
+            self.voided_at,
+            self.remaining.0,
+        ))
     }
 
     /// What the grant is for, unique among grants: the Stripe Checkout Session of a purchase.
     async fn reference(&self) -> Option<&str> {
-        self.0.payment.as_ref().map(|p| p.reference.as_str())
+        self.payment.as_ref().map(|p| p.reference.as_str())
     }
 
     /// The payment behind a purchase: a Stripe PaymentIntent id (refunds name it).
     async fn payment_reference(&self) -> Option<&str> {
-        self.0
-            .payment
+        self.payment
             .as_ref()
             .and_then(|p| p.payment_reference.as_deref())
     }
 
     /// What the purchase cost, in the currency's minor unit.
     async fn paid_amount(&self) -> Option<MinorUnits> {
-        self.0
-            .payment
-            .as_ref()
-            .and_then(|p| p.amount)
-            .map(MinorUnits)
+        self.payment.as_ref().and_then(|p| p.amount).map(MinorUnits)
     }
 
     /// The purchase's currency (ISO 4217, lower case).
     async fn paid_currency(&self) -> Option<&str> {
-        self.0.payment.as_ref().and_then(|p| p.currency.as_deref())
+        self.payment.as_ref().and_then(|p| p.currency.as_deref())
     }
 }
 
@@ -253,80 +243,62 @@ impl From<&burn_down::Allocation> for Allocation {
     }
 }
 
-/// One immutable record of a change to an end user's credits.
-pub struct LedgerEntry(pub ledger::Entry);
-
-#[Object]
-impl LedgerEntry {
-    async fn id(&self) -> Uuid {
-        self.0.id
-    }
-
-    async fn end_user_id(&self) -> ID {
-        ID::from(self.0.end_user_id.as_str())
-    }
-
+// One immutable record of a change to an end user's credits.
+#[derive(SimpleObject)]
+pub struct LedgerEntry {
+    id: Uuid,
+    end_user_id: ID,
     /// Position in the end user's ledger: 1, 2, 3… with no gaps.
-    async fn sequence(&self) -> i64 {
-        self.0.seq
-    }
-
-    async fn kind(&self) -> EntryKind {
-        self.0.kind.into()
-    }
-
+    sequence: i64,
+    kind: EntryKind,
     /// Size of the change, always positive.
-    async fn amount(&self) -> Credits {
-        Credits(self.0.amount)
-    }
-
+    amount: Credits,
     /// The signed change to the available balance: positive for grants, renewals, reversals and
     /// releases; negative for debits, expiries, voids and holds; zero for captures (their
     /// hold already took the credits out of the available balance).
-    async fn delta(&self) -> Credits {
-        Credits(self.0.delta())
-    }
-
+    delta: Credits,
     /// The available balance right after this entry.
-    async fn balance_after(&self) -> Credits {
-        Credits(self.0.balance_after)
-    }
-
+    balance_after: Credits,
     /// The grant a `GRANT`/`RENEWAL` entry created, or an `EXPIRY`/`VOID` entry ended.
-    async fn grant_id(&self) -> Option<Uuid> {
-        self.0.grant_id
-    }
-
+    grant_id: Option<Uuid>,
     /// The hold a `HOLD`, `CAPTURE` or `RELEASE` entry is about.
-    async fn hold_id(&self) -> Option<Uuid> {
-        self.0.hold_id
-    }
-
+    hold_id: Option<Uuid>,
     /// The debit a `REVERSAL` gives back.
-    async fn reversed_entry_id(&self) -> Option<Uuid> {
-        self.0.reversed_entry_id
-    }
-
+    reversed_entry_id: Option<Uuid>,
     /// Which grants paid for a debit (or lost credits to an expiry, void or capture), and how
     /// much each, in the order they were drawn on; negative amounts went back to the grant.
-    async fn allocations(&self) -> Vec<Allocation> {
-        self.0.allocations.iter().map(Allocation::from).collect()
-    }
+    allocations: Vec<Allocation>,
+    description: Option<String>,
+    metadata: Option<Json<serde_json::Value>>,
+    idempotency_key: Option<String>,
+    created_at: DateTime<Utc>,
+}
 
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
-    }
-
-    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
-        self.0.metadata.clone().map(Json)
-    }
-
-    async fn idempotency_key(&self) -> Option<&str> {
-        self.0.idempotency_key.as_deref()
-    }
-
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+impl From<ledger::Entry> for LedgerEntry {
+    fn from(entry: ledger::Entry) -> Self {
+        Self {
+            id: entry.id,
+            // One multiplication, made whether asked or not: a lazy field would have to come
+            // after every derived one in the schema.
+            delta: Credits(entry.delta()),
+            end_user_id: ID(entry.end_user_id.into_string()),
+            sequence: entry.seq,
+            kind: entry.kind.into(),
+            amount: Credits(entry.amount),
+            balance_after: Credits(entry.balance_after),
+            grant_id: entry.grant_id,
+            hold_id: entry.hold_id,
+            reversed_entry_id: entry.reversed_entry_id,
+            allocations: entry
+                .allocations
+                .into_iter()
+                .map(|allocation| Allocation::from(&allocation))
+                .collect(),
+            description: entry.description,
+            metadata: entry.metadata.map(Json),
+            idempotency_key: entry.idempotency_key,
+            created_at: entry.created_at,
+        }
     }
 }
 
@@ -340,53 +312,47 @@ pub enum HoldStatus {
     Expired,
 }
 
-/// Credits reserved for work in progress.
-pub struct Hold(pub ledger::holds::Hold);
-
-#[Object]
-impl Hold {
-    async fn id(&self) -> Uuid {
-        self.0.id
-    }
-
-    async fn end_user_id(&self) -> ID {
-        ID::from(self.0.end_user_id.as_str())
-    }
-
-    /// Credits reserved.
-    async fn amount(&self) -> Credits {
-        Credits(self.0.amount)
-    }
-
-    /// Credits spent by the capture (0 until captured).
-    async fn captured_amount(&self) -> Credits {
-        Credits(self.0.captured_amount)
-    }
-
-    async fn status(&self) -> HoldStatus {
-        match self.0.status {
-            ledger::holds::HoldStatus::Open => HoldStatus::Open,
-            ledger::holds::HoldStatus::Captured => HoldStatus::Captured,
-            ledger::holds::HoldStatus::Released => HoldStatus::Released,
-            ledger::holds::HoldStatus::Expired => HoldStatus::Expired,
+impl From<ledger::holds::HoldStatus> for HoldStatus {
+    fn from(status: ledger::holds::HoldStatus) -> Self {
+        match status {
+            ledger::holds::HoldStatus::Open => Self::Open,
+            ledger::holds::HoldStatus::Captured => Self::Captured,
+            ledger::holds::HoldStatus::Released => Self::Released,
+            ledger::holds::HoldStatus::Expired => Self::Expired,
         }
     }
+}
 
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
-    }
-
+// Credits reserved for work in progress.
+#[derive(SimpleObject)]
+pub struct Hold {
+    id: Uuid,
+    end_user_id: ID,
+    /// Credits reserved.
+    amount: Credits,
+    /// Credits spent by the capture (0 until captured).
+    captured_amount: Credits,
+    status: HoldStatus,
+    description: Option<String>,
     /// When an open hold releases itself.
-    async fn expires_at(&self) -> DateTime<Utc> {
-        self.0.expires_at
-    }
+    expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+}
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
-    }
-
-    async fn closed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.closed_at
+impl From<ledger::holds::Hold> for Hold {
+    fn from(hold: ledger::holds::Hold) -> Self {
+        Self {
+            id: hold.id,
+            end_user_id: ID(hold.end_user_id.into_string()),
+            amount: Credits(hold.amount),
+            captured_amount: Credits(hold.captured_amount),
+            status: hold.status.into(),
+            description: hold.description,
+            expires_at: hold.expires_at,
+            created_at: hold.created_at,
+            closed_at: hold.closed_at,
+        }
     }
 }
 
@@ -399,114 +365,90 @@ pub enum CycleStatus {
     Canceled,
 }
 
-/// An end user's recurring grant: `amount` credits every `validityDays`.
-pub struct Cycle(pub ledger::cycles::Cycle);
-
-#[Object]
-impl Cycle {
-    async fn id(&self) -> Uuid {
-        self.0.id
-    }
-
-    async fn end_user_id(&self) -> ID {
-        ID::from(self.0.end_user_id.as_str())
-    }
-
-    /// Credits granted each period.
-    async fn amount(&self) -> Credits {
-        Credits(self.0.amount)
-    }
-
-    /// Length of a period in days.
-    async fn validity_days(&self) -> i32 {
-        self.0.validity_days
-    }
-
-    /// Most credits carried from one period into the next.
-    async fn rollover_max(&self) -> Credits {
-        Credits(self.0.rollover_max)
-    }
-
-    async fn status(&self) -> CycleStatus {
-        match self.0.status {
-            ledger::cycles::CycleStatus::Active => CycleStatus::Active,
-            ledger::cycles::CycleStatus::Canceled => CycleStatus::Canceled,
+impl From<ledger::cycles::CycleStatus> for CycleStatus {
+    fn from(status: ledger::cycles::CycleStatus) -> Self {
+        match status {
+            ledger::cycles::CycleStatus::Active => Self::Active,
+            ledger::cycles::CycleStatus::Canceled => Self::Canceled,
         }
-    }
-
-    async fn current_period_start(&self) -> DateTime<Utc> {
-        self.0.current_period_start
-    }
-
-    async fn current_period_end(&self) -> DateTime<Utc> {
-        self.0.current_period_end
-    }
-
-    /// The grant of the current period.
-    async fn current_grant_id(&self) -> Uuid {
-        self.0.current_grant_id
-    }
-
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
-    }
-
-    async fn canceled_at(&self) -> Option<DateTime<Utc>> {
-        self.0.canceled_at
     }
 }
 
-/// Credits for sale at a Stripe price.
-pub struct Bundle(pub bundles::Bundle);
+// An end user's recurring grant: `amount` credits every `validityDays`.
+#[derive(SimpleObject)]
+pub struct Cycle {
+    id: Uuid,
+    end_user_id: ID,
+    /// Credits granted each period.
+    amount: Credits,
+    /// Length of a period in days.
+    validity_days: i32,
+    /// Most credits carried from one period into the next.
+    rollover_max: Credits,
+    status: CycleStatus,
+    current_period_start: DateTime<Utc>,
+    current_period_end: DateTime<Utc>,
+    /// The grant of the current period.
+    current_grant_id: Uuid,
+    created_at: DateTime<Utc>,
+    canceled_at: Option<DateTime<Utc>>,
+}
 
-#[Object]
-impl Bundle {
-    async fn id(&self) -> Uuid {
-        self.0.id
+impl From<ledger::cycles::Cycle> for Cycle {
+    fn from(cycle: ledger::cycles::Cycle) -> Self {
+        Self {
+            id: cycle.id,
+            end_user_id: ID(cycle.end_user_id.into_string()),
+            amount: Credits(cycle.amount),
+            validity_days: cycle.validity_days,
+            rollover_max: Credits(cycle.rollover_max),
+            status: cycle.status.into(),
+            current_period_start: cycle.current_period_start,
+            current_period_end: cycle.current_period_end,
+            current_grant_id: cycle.current_grant_id,
+            created_at: cycle.created_at,
+            canceled_at: cycle.canceled_at,
+        }
     }
+}
 
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-
+// Credits for sale at a Stripe price.
+#[derive(SimpleObject)]
+pub struct Bundle {
+    id: Uuid,
+    name: String,
     /// Credits a purchase grants.
-    async fn credits(&self) -> Credits {
-        Credits(self.0.credits)
-    }
-
+    credits: Credits,
     /// The purchased credits expire this many days (× 24 h) after the payment completes;
     /// null = never.
-    async fn validity_days(&self) -> Option<i64> {
-        self.0.validity_days
-    }
-
+    validity_days: Option<i64>,
     /// The price, in the currency's minor unit (999 = $9.99). Stripe charges the amount of
     /// the Stripe price; this is what the catalog shows.
-    async fn price_amount(&self) -> MinorUnits {
-        MinorUnits(self.0.price_amount)
-    }
-
+    price_amount: MinorUnits,
     /// ISO 4217, lower case (usd).
-    async fn currency(&self) -> &str {
-        &self.0.currency
-    }
-
+    currency: String,
     /// The Stripe price it is sold at (price_…), unique among bundles.
-    async fn stripe_price_id(&self) -> &str {
-        &self.0.stripe_price_id
-    }
-
+    stripe_price_id: String,
     /// False once archived: no longer listed to end users nor sold.
-    async fn active(&self) -> bool {
-        self.0.active
-    }
+    active: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
-    }
-
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+impl From<bundles::Bundle> for Bundle {
+    fn from(bundle: bundles::Bundle) -> Self {
+        Self {
+            id: bundle.id,
+            name: bundle.name,
+            credits: Credits(bundle.credits),
+            validity_days: bundle.validity_days,
+            price_amount: MinorUnits(bundle.price_amount),
+            currency: bundle.currency,
+            stripe_price_id: bundle.stripe_price_id,
+            active: bundle.active,
+            created_at: bundle.created_at,
+            updated_at: bundle.updated_at,
+        }
     }
 }
 
@@ -540,65 +482,47 @@ impl From<stripe::Outcome> for StripeEventOutcome {
     }
 }
 
-/// A Stripe event Tally received.
-pub struct StripeEvent(pub stripe::StoredEvent);
-
-#[Object]
-impl StripeEvent {
+// A Stripe event Tally received.
+#[derive(SimpleObject)]
+pub struct StripeEvent {
     /// Stripe's event id (evt_…).
-    async fn id(&self) -> &str {
-        &self.0.id
-    }
-
+    id: String,
     /// Stripe's event type, e.g. checkout.session.completed.
     #[graphql(name = "type")]
-    async fn event_type(&self) -> &str {
-        &self.0.event_type
-    }
-
-    async fn livemode(&self) -> bool {
-        self.0.livemode
-    }
-
+    event_type: String,
+    livemode: bool,
     /// The event's object: a Checkout Session, Charge or Refund id.
-    async fn object_id(&self) -> Option<&str> {
-        self.0.object_id.as_deref()
-    }
-
-    async fn payment_intent_id(&self) -> Option<&str> {
-        self.0.payment_intent_id.as_deref()
-    }
-
-    async fn outcome(&self) -> StripeEventOutcome {
-        self.0.outcome.into()
-    }
-
+    object_id: Option<String>,
+    payment_intent_id: Option<String>,
+    outcome: StripeEventOutcome,
     /// Why: what was granted or clawed back, what it waits for, or what went wrong.
-    async fn reason(&self) -> Option<&str> {
-        self.0.reason.as_deref()
-    }
-
+    reason: Option<String>,
     /// The end user it concerned, once known.
-    async fn end_user_id(&self) -> Option<ID> {
-        self.0.end_user_id.as_deref().map(ID::from)
-    }
-
+    end_user_id: Option<ID>,
     /// The ledger entry it wrote: the purchase's GRANT or a refund's CLAWBACK.
-    async fn entry_id(&self) -> Option<Uuid> {
-        self.0.entry_id
-    }
-
+    entry_id: Option<Uuid>,
     /// Deliveries processed: more than one when a failed event was delivered again.
-    async fn attempts(&self) -> i32 {
-        self.0.attempts
-    }
-
+    attempts: i32,
     /// When it was first received.
-    async fn received_at(&self) -> DateTime<Utc> {
-        self.0.received_at
-    }
+    received_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
 
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+impl From<stripe::StoredEvent> for StripeEvent {
+    fn from(event: stripe::StoredEvent) -> Self {
+        Self {
+            id: event.id,
+            event_type: event.event_type,
+            livemode: event.livemode,
+            object_id: event.object_id,
+            payment_intent_id: event.payment_intent_id,
+            outcome: event.outcome.into(),
+            reason: event.reason,
+            end_user_id: event.end_user_id.map(ID),
+            entry_id: event.entry_id,
+            attempts: event.attempts,
+            received_at: event.received_at,
+            updated_at: event.updated_at,
+        }
     }
 }

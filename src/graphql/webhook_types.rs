@@ -105,6 +105,18 @@ pub struct WebhookAttempt {
     pub error: Option<String>,
 }
 
+impl From<deliveries::Attempt> for WebhookAttempt {
+    fn from(a: deliveries::Attempt) -> Self {
+        Self {
+            number: a.number,
+            attempted_at: a.attempted_at,
+            status_code: a.status_code,
+            latency_ms: a.latency_ms,
+            error: a.error,
+        }
+    }
+}
+
 /// One event's delivery to one endpoint: its state, its last attempt and every attempt.
 #[derive(SimpleObject)]
 pub struct WebhookDelivery {
@@ -148,17 +160,7 @@ impl From<deliveries::Delivery> for WebhookDelivery {
             last_error: d.last_error,
             delivered_at: d.delivered_at,
             created_at: d.created_at,
-            history: d
-                .history
-                .into_iter()
-                .map(|a| WebhookAttempt {
-                    number: a.number,
-                    attempted_at: a.attempted_at,
-                    status_code: a.status_code,
-                    latency_ms: a.latency_ms,
-                    error: a.error,
-                })
-                .collect(),
+            history: d.history.into_iter().map(WebhookAttempt::from).collect(),
         }
     }
 }

@@ -11,6 +11,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::account_write::AccountWrite;
 use super::burn_down::Allocation;
 use super::entry::Entry;
 use super::grant::Grant;
@@ -102,17 +103,7 @@ impl Ledger {
         }
         let reason = Description::parse_as("reason", request.reason.clone())?;
         let key = IdempotencyKey::parse(request.idempotency_key.clone())?;
-        let debit = store::find_entry(&self.db, request.entry_id)
-            .await?
-            .ok_or_else(|| {
-                Error::NotFound(format!("no ledger entry with id {}", request.entry_id))
-            })?;
-        if !matches!(debit.kind, EntryKind::Debit | EntryKind::Capture) {
-            return Err(Error::bad_input(
-                "entryId",
-                "only DEBIT and CAPTURE entries can be reversed",
-            ));
-        }
+        let debit = self.reversible_entry(request.entry_id).await?;
         let user = &debit.end_user_id;
         retry_once_on_unique_violation(|| async {
             let keyed = Keyed::new(key.as_ref(), REVERSE, &hash);
@@ -125,67 +116,19 @@ impl Ledger {
             let earlier = super::aggregates::returned_by_reversals(&write.txn, debit.id).await?;
             let returnable = match plan_reversal(&debit.allocations, &earlier, request.amount) {
                 Ok(plan) => plan,
-                Err(NotReversible { left }) => {
-                    let refusal = Error::bad_input(
-                        "amount",
-                        format!(
-                            "only {left} of the {} credits this entry took are left to reverse",
-                            debit.amount
-                        ),
-                    );
+                Err(not_reversible) => {
+                    let refusal = not_reversible_refusal(&debit, not_reversible);
                     return write.refuse(&self.events, refusal).await;
                 }
             };
-            let amount: i64 = returnable.iter().map(|a| a.amount).sum();
-            let give_back: Vec<Allocation> = returnable
-                .iter()
-                .map(|a| Allocation {
-                    grant_id: a.grant_id,
-                    amount: -a.amount,
-                })
-                .collect();
-            // Grants that are used up are not loaded; bring them in to give back to them.
-            for allocation in &returnable {
-                if write.grant_mut(allocation.grant_id).is_none()
-                    && let Some(grant) = store::find_grant(&write.txn, allocation.grant_id).await?
-                {
-                    write.grants.push(grant);
-                }
-            }
-            // balanceAfter follows the running sum of deltas: the reversal adds all it gives
-            // back, even to grants that have expired or been voided since (their EXPIRY or VOID
-            // entries below take that part away again).
-            let mut running = write.available() + amount;
-            write.take(&give_back).await?;
-            let mut entry = Entry::new(
-                EntryKind::Reversal,
-                user.clone(),
-                write.take_seq(),
-                amount,
-                running,
-                write.now,
-            );
-            entry.reversed_entry_id = Some(debit.id);
-            entry.description = reason.as_ref().map(|d| d.as_str().to_owned());
-            entry.idempotency_key = key.as_ref().map(|k| k.as_str().to_owned());
-            entry.allocations = give_back;
-            write.insert_entry(&entry).await?;
-            // Credits given back to a voided grant leave again at once.
-            let voided: Vec<Grant> = write
-                .grants
-                .iter()
-                .filter(|g| g.voided_at.is_some() && g.remaining > 0)
-                .cloned()
-                .collect();
-            for grant in &voided {
-                running -= grant.remaining;
-                record_void(&mut write, grant, None, None, Some(running)).await?;
-            }
-            write.expire_due().await?;
-            // Credits given back to a refunded purchase are clawed back again.
-            for allocation in &returnable {
-                super::purchase::claw_back_refunded(&mut write, allocation.grant_id).await?;
-            }
+            let entry = record_reversal(
+                &mut write,
+                &debit,
+                &returnable,
+                reason.as_ref(),
+                key.as_ref(),
+            )
+            .await?;
             keyed.record(&write, entry.id).await?;
             let balance = Balance::from_grants(user.clone(), &write.grants, write.now);
             write.commit(&self.events).await?;
@@ -196,6 +139,20 @@ impl Ledger {
             })
         })
         .await
+    }
+
+    /// The entry `entry_id` names, when it is one a reversal may give back (a DEBIT or CAPTURE).
+    async fn reversible_entry(&self, entry_id: Uuid) -> Result<Entry> {
+        let entry = store::find_entry(&self.db, entry_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no ledger entry with id {entry_id}")))?;
+        if !matches!(entry.kind, EntryKind::Debit | EntryKind::Capture) {
+            return Err(Error::bad_input(
+                "entryId",
+                "only DEBIT and CAPTURE entries can be reversed",
+            ));
+        }
+        Ok(entry)
     }
 
     async fn correction_replay(
@@ -214,7 +171,7 @@ impl Ledger {
 
 /// Takes what remains of `grant` in a VOID entry and marks it voided.
 async fn record_void(
-    write: &mut super::account_write::AccountWrite,
+    write: &mut AccountWrite,
     grant: &Grant,
     reason: Option<&Description>,
     key: Option<&IdempotencyKey>,
@@ -249,4 +206,96 @@ async fn record_void(
     }
     write.insert_entry(&entry).await?;
     Ok(entry)
+}
+
+/// The refusal of a reversal asking for more than `debit` has left to give back.
+fn not_reversible_refusal(debit: &Entry, NotReversible { left }: NotReversible) -> Error {
+    Error::bad_input(
+        "amount",
+        format!(
+            "only {left} of the {} credits this entry took are left to reverse",
+            debit.amount
+        ),
+    )
+}
+
+/// Gives `returnable` back to its grants in a REVERSAL entry of `debit`, then takes away again
+/// at once what went to grants that have been voided, have expired, or were bought with a
+/// payment since refunded: a reversal never revives a grant.
+async fn record_reversal(
+    write: &mut AccountWrite,
+    debit: &Entry,
+    returnable: &[Allocation],
+    reason: Option<&Description>,
+    key: Option<&IdempotencyKey>,
+) -> Result<Entry> {
+    debug_assert!(returnable.iter().all(|a| a.amount > 0), "a plan gives back");
+    let amount: i64 = returnable.iter().map(|a| a.amount).sum();
+    let give_back = given_back(returnable);
+    load_used_up_grants(write, returnable).await?;
+    // balanceAfter follows the running sum of deltas: the reversal adds all it gives back, even
+    // to grants that have expired or been voided since (their EXPIRY or VOID entries below take
+    // that part away again).
+    let balance_after = write.available() + amount;
+    write.take(&give_back).await?;
+    let mut entry = Entry::new(
+        EntryKind::Reversal,
+        write.end_user_id.clone(),
+        write.take_seq(),
+        amount,
+        balance_after,
+        write.now,
+    );
+    entry.reversed_entry_id = Some(debit.id);
+    entry.description = reason.map(|d| d.as_str().to_owned());
+    entry.idempotency_key = key.map(|k| k.as_str().to_owned());
+    entry.allocations = give_back;
+    write.insert_entry(&entry).await?;
+    void_given_back(write, balance_after).await?;
+    write.expire_due().await?;
+    // Credits given back to a refunded purchase are clawed back again.
+    for allocation in returnable {
+        super::purchase::claw_back_refunded(write, allocation.grant_id).await?;
+    }
+    Ok(entry)
+}
+
+/// The allocations of a reversal: what `returnable` names, going back to each grant.
+fn given_back(returnable: &[Allocation]) -> Vec<Allocation> {
+    returnable
+        .iter()
+        .map(|a| Allocation {
+            grant_id: a.grant_id,
+            amount: -a.amount,
+        })
+        .collect()
+}
+
+/// Grants that are used up are not loaded; brings in those `returnable` gives back to.
+async fn load_used_up_grants(write: &mut AccountWrite, returnable: &[Allocation]) -> Result<()> {
+    for allocation in returnable {
+        if write.grant_mut(allocation.grant_id).is_none()
+            && let Some(grant) = store::find_grant(&write.txn, allocation.grant_id).await?
+        {
+            write.grants.push(grant);
+        }
+    }
+    Ok(())
+}
+
+/// Credits given back to a voided grant leave again at once, in a VOID entry each;
+/// `balance_after` is the running balance before them.
+async fn void_given_back(write: &mut AccountWrite, balance_after: i64) -> Result<()> {
+    let voided: Vec<Grant> = write
+        .grants
+        .iter()
+        .filter(|g| g.voided_at.is_some() && g.remaining > 0)
+        .cloned()
+        .collect();
+    let mut running = balance_after;
+    for grant in &voided {
+        running -= grant.remaining;
+        record_void(write, grant, None, None, Some(running)).await?;
+    }
+    Ok(())
 }

@@ -43,17 +43,39 @@ pub struct Payment {
     pub currency: Option<String>,
 }
 
+/// `Grant::is_active` for a grant taken apart (the GraphQL view keeps its parts, not the grant).
+pub fn is_active_at(
+    now: DateTime<Utc>,
+    effective_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    voided_at: Option<DateTime<Utc>>,
+    remaining_credits: i64,
+) -> bool {
+    effective_at <= now
+        && !has_expired(expires_at, now)
+        && voided_at.is_none()
+        && remaining_credits > 0
+}
+
+/// Credits that expire at `expires_at` stop counting at that instant.
+fn has_expired(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|expires_at| expires_at <= now)
+}
+
 impl Grant {
     /// Counts towards the balance at `now`: in effect, not expired, not voided, not used up.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
-        self.effective_at <= now
-            && !self.is_expired(now)
-            && self.voided_at.is_none()
-            && self.remaining > 0
+        is_active_at(
+            now,
+            self.effective_at,
+            self.expires_at,
+            self.voided_at,
+            self.remaining,
+        )
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_some_and(|expires_at| expires_at <= now)
+        has_expired(self.expires_at, now)
     }
 
     /// What a debit (or a new hold) may take: what remains less what open holds earmarked.
@@ -84,5 +106,30 @@ impl Grant {
                 currency: model.paid_currency,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::is_active_at;
+
+    #[test]
+    fn a_grant_counts_from_its_effective_instant_until_its_expiry_instant() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("a valid instant");
+        let second = Duration::seconds(1);
+        let active = |effective_at, expires_at: Option<DateTime<Utc>>, voided_at, remaining| {
+            is_active_at(now, effective_at, expires_at, voided_at, remaining)
+        };
+        assert!(active(now, None, None, 1));
+        assert!(active(now - second, Some(now + second), None, 1));
+        assert!(!active(now + second, None, None, 1), "not yet in effect");
+        assert!(
+            !active(now - second, Some(now), None, 1),
+            "expired at this instant"
+        );
+        assert!(!active(now - second, None, Some(now), 1), "voided");
+        assert!(!active(now - second, None, None, 0), "used up");
     }
 }

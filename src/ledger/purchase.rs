@@ -17,7 +17,7 @@
 //! a refund whose purchase is unknown locks only the payment and looks again.
 
 use async_trait::async_trait;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
@@ -160,64 +160,19 @@ impl Ledger {
             store::lock_payment(&write.txn, payment_reference, self.clock.now()).await?;
         }
         write.load(&self.events).await?;
-        let now = write.now;
-
-        let outstanding: i64 = write.grants.iter().map(|g| g.remaining.max(0)).sum();
-        if outstanding
-            .checked_add(credits.get())
-            .is_none_or(|total| total > MAX_CREDITS)
-        {
-            let refusal = Error::bad_input(
-                "credits",
-                format!("would take the end user's credits to more than {MAX_CREDITS}"),
-            );
+        if let Err(refusal) = check_credits_cap(&write.grants, credits) {
             return write.refuse(&self.events, refusal).await;
         }
-        let grant = Grant {
-            id: Uuid::now_v7(),
-            end_user_id: user.clone(),
-            amount: credits.get(),
-            remaining: credits.get(),
-            source: GrantSource::Purchase,
-            effective_at: now,
-            expires_at: request.validity_days.map(|days| now + Duration::days(days)),
-            priority: None,
-            description: request.description.clone(),
-            metadata: request.metadata.clone(),
-            created_at: now,
-            voided_at: None,
-            held: 0,
-            cycle_id: None,
-            payment: Some(request.payment.clone()),
-        };
+        let grant = purchase_grant(request, credits, write.now);
         write.grants.push(grant.clone());
-        let entry = Entry {
-            id: Uuid::now_v7(),
-            end_user_id: user.clone(),
-            seq: write.take_seq(),
-            kind: EntryKind::Grant,
-            amount: grant.amount,
-            balance_after: Balance::from_grants(user.clone(), &write.grants, now).available,
-            grant_id: Some(grant.id),
-            description: grant.description.clone(),
-            metadata: grant.metadata.clone(),
-            idempotency_key: None,
-            created_at: now,
-            hold_id: None,
-            reversed_entry_id: None,
-            allocations: Vec::new(),
-        };
+        let balance_after = Balance::from_grants(user.clone(), &write.grants, write.now).available;
+        let entry = purchase_entry(&grant, write.take_seq(), balance_after);
         store::insert_grant(&write.txn, &grant).await?;
         store::insert_entry(&write.txn, &entry).await?;
         write.note_entry(&entry);
 
-        // Refunds that arrived before the purchase are taken back at once.
-        let (mut clawback, mut had_early_refunds) = (None, false);
-        if let Some(payment_reference) = &request.payment.payment_reference {
-            let refunded = aggregates::refunded_total(&write.txn, payment_reference).await?;
-            had_early_refunds = refunded > 0;
-            clawback = claw_back(&mut write, grant.id, payment_reference, refunded).await?;
-        }
+        let (clawback, had_early_refunds) =
+            claw_back_early_refunds(&mut write, grant.id, &request.payment).await?;
         let grant = write
             .grants
             .iter()
@@ -375,6 +330,77 @@ impl Ledger {
         write.commit_even_if_empty(&self.events).await?;
         Ok(PurchaseOutcome::Done(Box::new(recorded)))
     }
+}
+
+/// Refuses a purchase that would take what the end user holds past `MAX_CREDITS`.
+fn check_credits_cap(grants: &[Grant], credits: Amount) -> Result<()> {
+    let outstanding: i64 = grants.iter().map(|g| g.remaining.max(0)).sum();
+    if outstanding
+        .checked_add(credits.get())
+        .is_none_or(|total| total > MAX_CREDITS)
+    {
+        return Err(Error::bad_input(
+            "credits",
+            format!("would take the end user's credits to more than {MAX_CREDITS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The grant of a purchase, effective `now`, expiring `validity_days` (× 24 h) later if given.
+fn purchase_grant(request: &PurchaseRequest, credits: Amount, now: DateTime<Utc>) -> Grant {
+    Grant {
+        id: Uuid::now_v7(),
+        end_user_id: request.end_user_id.clone(),
+        amount: credits.get(),
+        remaining: credits.get(),
+        source: GrantSource::Purchase,
+        effective_at: now,
+        expires_at: request.validity_days.map(|days| now + Duration::days(days)),
+        priority: None,
+        description: request.description.clone(),
+        metadata: request.metadata.clone(),
+        created_at: now,
+        voided_at: None,
+        held: 0,
+        cycle_id: None,
+        payment: Some(request.payment.clone()),
+    }
+}
+
+/// The `GRANT` entry recording a purchase's `grant`, number `seq` in the end user's ledger.
+fn purchase_entry(grant: &Grant, seq: i64, balance_after: i64) -> Entry {
+    Entry {
+        id: Uuid::now_v7(),
+        end_user_id: grant.end_user_id.clone(),
+        seq,
+        kind: EntryKind::Grant,
+        amount: grant.amount,
+        balance_after,
+        grant_id: Some(grant.id),
+        description: grant.description.clone(),
+        metadata: grant.metadata.clone(),
+        idempotency_key: None,
+        created_at: grant.created_at,
+        hold_id: None,
+        reversed_entry_id: None,
+        allocations: Vec::new(),
+    }
+}
+
+/// Refunds that arrived before the purchase are taken back from its new grant at once.
+/// Returns the claw-back entry, if any, and whether such refunds were known.
+async fn claw_back_early_refunds(
+    write: &mut AccountWrite,
+    grant_id: Uuid,
+    payment: &Payment,
+) -> Result<(Option<Entry>, bool)> {
+    let Some(payment_reference) = &payment.payment_reference else {
+        return Ok((None, false));
+    };
+    let refunded = aggregates::refunded_total(&write.txn, payment_reference).await?;
+    let clawback = claw_back(write, grant_id, payment_reference, refunded).await?;
+    Ok((clawback, refunded > 0))
 }
 
 /// After credits went back to `grant_id` (a reversed debit), claws back again what its

@@ -75,7 +75,7 @@ impl BundlesMutation {
             })
             .await?;
         Ok(BundlePayload {
-            bundle: Bundle(bundle),
+            bundle: bundle.into(),
         })
     }
 
@@ -109,7 +109,7 @@ impl BundlesMutation {
             )
             .await?;
         Ok(BundlePayload {
-            bundle: Bundle(bundle),
+            bundle: bundle.into(),
         })
     }
 
@@ -123,7 +123,7 @@ impl BundlesMutation {
         let stripe = stripe_for_secret_key(ctx)?;
         let bundle = stripe.catalog().archive(input.id).await?;
         Ok(BundlePayload {
-            bundle: Bundle(bundle),
+            bundle: bundle.into(),
         })
     }
 }

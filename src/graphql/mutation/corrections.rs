@@ -35,8 +35,8 @@ pub struct CorrectionPayload {
 impl From<CorrectionOutcome> for CorrectionPayload {
     fn from(outcome: CorrectionOutcome) -> Self {
         Self {
-            entry: LedgerEntry(outcome.entry),
-            balance: Balance(outcome.balance),
+            entry: outcome.entry.into(),
+            balance: outcome.balance.into(),
             replayed: outcome.replayed,
         }
     }

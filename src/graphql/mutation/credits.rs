@@ -93,9 +93,9 @@ impl CreditsMutation {
             })
             .await?;
         Ok(AddCreditsPayload {
-            grant: Grant(outcome.grant),
-            entry: LedgerEntry(outcome.entry),
-            balance: Balance(outcome.balance),
+            grant: outcome.grant.into(),
+            entry: outcome.entry.into(),
+            balance: outcome.balance.into(),
             replayed: outcome.replayed,
         })
     }
@@ -119,9 +119,9 @@ impl CreditsMutation {
             .await?;
         let allocations = outcome.entry.allocations.iter().map(Into::into).collect();
         Ok(SubtractCreditsPayload {
-            entry: LedgerEntry(outcome.entry),
+            entry: outcome.entry.into(),
             allocations,
-            balance: Balance(outcome.balance),
+            balance: outcome.balance.into(),
             replayed: outcome.replayed,
         })
     }

@@ -53,8 +53,8 @@ impl CyclesMutation {
             })
             .await?;
         Ok(StartCyclePayload {
-            cycle: Cycle(outcome.cycle),
-            balance: Balance(outcome.balance),
+            cycle: outcome.cycle.into(),
+            balance: outcome.balance.into(),
             replayed: outcome.replayed,
         })
     }
@@ -63,8 +63,9 @@ impl CyclesMutation {
     /// `NO_ACTIVE_CYCLE` if there is none.
     async fn stop_cycle(&self, ctx: &Context<'_>, input: StopCycleInput) -> Result<Cycle> {
         let ledger = ledger_for_secret_key(ctx)?;
-        Ok(Cycle(
-            ledger.stop_cycle(end_user_id(&input.end_user_id)?).await?,
-        ))
+        Ok(ledger
+            .stop_cycle(end_user_id(&input.end_user_id)?)
+            .await?
+            .into())
     }
 }

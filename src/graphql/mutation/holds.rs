@@ -49,9 +49,9 @@ pub struct HoldPayload {
 impl From<HoldOutcome> for HoldPayload {
     fn from(outcome: HoldOutcome) -> Self {
         Self {
-            hold: Hold(outcome.hold),
-            entry: outcome.entry.map(LedgerEntry),
-            balance: Balance(outcome.balance),
+            hold: outcome.hold.into(),
+            entry: outcome.entry.map(LedgerEntry::from),
+            balance: outcome.balance.into(),
             replayed: outcome.replayed,
         }
     }

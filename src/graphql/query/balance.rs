@@ -21,10 +21,11 @@ impl BalanceQuery {
     ) -> Result<Balance> {
         let user = parse_end_user_id(&end_user_id)?;
         let ledger = ledger_for_reader(ctx, &user)?;
-        Ok(Balance(match at {
+        Ok(match at {
             Some(at) => ledger.balance_at(user, Instant::parse("at", at)?).await?,
             None => ledger.balance(user).await?,
-        }))
+        }
+        .into())
     }
 
     /// The end user's most recent recurring cycle (active or canceled), if any.
@@ -32,6 +33,6 @@ impl BalanceQuery {
     async fn cycle(&self, ctx: &Context<'_>, end_user_id: ID) -> Result<Option<Cycle>> {
         let user = parse_end_user_id(&end_user_id)?;
         let ledger = ledger_for_reader(ctx, &user)?;
-        Ok(ledger.cycle(user).await?.map(Cycle))
+        Ok(ledger.cycle(user).await?.map(Cycle::from))
     }
 }

@@ -24,7 +24,7 @@ impl BundlesQuery {
             .list(include_archived)
             .await?
             .into_iter()
-            .map(Bundle)
+            .map(Bundle::from)
             .collect())
     }
 }

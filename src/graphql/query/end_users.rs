@@ -39,7 +39,7 @@ impl EndUser {
 
     /// The balance now: available and held credits, active grants.
     async fn balance(&self) -> Balance {
-        Balance(self.0.balance.clone())
+        self.0.balance.clone().into()
     }
 }
 
@@ -94,7 +94,7 @@ impl EndUsersQuery {
             .open_holds(parse_end_user_id(&end_user_id)?)
             .await?
             .into_iter()
-            .map(Hold)
+            .map(Hold::from)
             .collect())
     }
 }

@@ -42,7 +42,7 @@ impl StripeEventsQuery {
                 received_at: event.received_at,
                 id: event.id.clone(),
             },
-            StripeEvent,
+            StripeEvent::from,
         ))
     }
 }

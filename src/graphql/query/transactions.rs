@@ -48,6 +48,6 @@ impl TransactionsQuery {
         let entries = ledger
             .history(user, &filter, page.after, page.fetch_limit())
             .await?;
-        Ok(page.connection(entries, |entry| entry.seq, LedgerEntry))
+        Ok(page.connection(entries, |entry| entry.seq, LedgerEntry::from))
     }
 }
