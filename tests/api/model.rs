@@ -1,12 +1,10 @@
 //! The rest of the credits model: holds, voids and reversals, recurring cycles, history and
 //! balance at an instant, and `tally verify`.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::helpers::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use futures::future::join_all;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{

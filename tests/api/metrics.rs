@@ -5,15 +5,13 @@
 //! differences between two scrapes send their workload to, and scrape, a `tally serve` process
 //! of their own (on the test's database), whose recorder counts nothing else.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::process::Process;
-use common::ws::{Protocol, Socket};
-use common::{ADMIN_KEY, TestApp};
+use crate::helpers::process::Process;
+use crate::helpers::ws::{Protocol, Socket};
+use crate::helpers::{ADMIN_KEY, TestApp};
 use serde_json::json;
 
 on_both_databases!(
@@ -108,7 +106,7 @@ async fn counters_and_histograms_move_by_exactly_the_workload(harness: TestApp) 
     let after_debits = scrape(&app.address).await;
     let refused = app
         .graphql(
-            common::SUBTRACT_CREDITS,
+            crate::helpers::SUBTRACT_CREDITS,
             json!({ "input": { "endUserId": user, "amount": 1000 } }),
         )
         .await;
@@ -263,7 +261,7 @@ async fn request_ids_are_kept_or_made_and_returned(app: TestApp) {
 }
 
 async fn metrics_can_have_their_own_listener(app: TestApp) {
-    let configure: common::Configure = Arc::new(|config: &mut tally::Config| {
+    let configure: crate::helpers::Configure = Arc::new(|config: &mut tally::Config| {
         config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     });
     let config = TestApp::config(&app.database_url, &configure);

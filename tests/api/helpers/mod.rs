@@ -358,14 +358,13 @@ pub const TRANSACTIONS: &str = "query($id: ID!, $first: Int, $after: String) {
       pageInfo { hasNextPage hasPreviousPage endCursor } } }";
 
 /// Generates, for each named `async fn(TestApp)`, one test on SQLite and one on PostgreSQL.
-#[macro_export]
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let app = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite)
+                    let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite)
                         .await
                         .expect("SQLite is always available");
                     super::$name(app).await;
@@ -377,7 +376,7 @@ macro_rules! on_both_databases {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     if let Some(app) =
-                        $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await
+                        $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await
                     {
                         super::$name(app).await;
                     }
@@ -390,14 +389,13 @@ macro_rules! on_both_databases {
 /// Like `on_both_databases!`, for tests that take what `$setup(backend)` builds (an app with a
 /// particular configuration, and whatever else the test needs). `$setup` answers `None` when
 /// the backend is not available here.
-#[macro_export]
 macro_rules! on_both_databases_with {
     ($setup:ident; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let env = super::$setup($crate::common::Backend::Sqlite)
+                    let env = super::$setup($crate::helpers::Backend::Sqlite)
                         .await
                         .expect("SQLite is always available");
                     super::$name(env).await;
@@ -408,7 +406,7 @@ macro_rules! on_both_databases_with {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    if let Some(env) = super::$setup($crate::common::Backend::Postgres).await {
+                    if let Some(env) = super::$setup($crate::helpers::Backend::Postgres).await {
                         super::$name(env).await;
                     }
                 }

@@ -3,12 +3,10 @@
 //! that minted them; a subscription socket is closed (4403) when its token expires or its key is
 //! revoked. Also what an end-user token may read.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
-use common::*;
+use crate::helpers::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
+use crate::helpers::*;
 use sea_orm::Database;
 use serde_json::{Value, json};
 

@@ -1,11 +1,9 @@
 //! Ledger rule 5 (docs/ledger.md): concurrent writers on one end user, spread over two Tally instances sharing
 //! one database, give the result of some serial order.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::helpers::*;
 use futures::future::join_all;
 use serde_json::{Value, json};
 

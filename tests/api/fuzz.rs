@@ -6,10 +6,8 @@
 //!
 //! Bounded for CI: a fixed number of cases per database, no shrinking beyond a few steps.
 
-mod common;
-
-use common::stripe::{WEBHOOK_SECRET, signature_header, stripe_env};
-use common::*;
+use crate::helpers::stripe::{WEBHOOK_SECRET, signature_header, stripe_env};
+use crate::helpers::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};

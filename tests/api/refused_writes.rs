@@ -6,10 +6,8 @@
 //! scheduler's back (moving `expires_at` into the past in the database, as after downtime) and
 //! sends the refused write at once: the EXPIRY entry is there when the refusal is answered.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{Duration, Utc};
-use common::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
 use serde_json::{Value, json};

@@ -2,14 +2,12 @@
 //! together answer as a serial run would, mixed concurrent writers over two instances conserve
 //! credits, and a process killed mid-batch loses no acknowledged write and applies none twice.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::process::Process;
-use common::*;
+use crate::helpers::process::Process;
+use crate::helpers::*;
 use futures::future::join_all;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, TransactionTrait};

@@ -5,10 +5,8 @@
 //! ledger consistent (entries, allocations, the grant's remaining, the account's last
 //! sequence: `tally verify` finds nothing), then asks everything through HTTP.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use common::*;
 use sea_orm::{ActiveValue::Set, Database, DatabaseConnection, EntityTrait, TransactionTrait};
 use serde_json::json;
 use tally::entities::{account, grant, ledger_allocation, ledger_entry};

@@ -1,12 +1,10 @@
 //! `createCheckoutSession`: what Stripe receives (checked by a local stand-in), who may call it,
 //! and what is refused.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::stripe::*;
-use common::*;
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases_with!(stripe_env;

@@ -2,13 +2,11 @@
 //! failed; an endpoint failing for longer than `TALLY_WEBHOOK_DISABLE_AFTER_SECONDS` is
 //! disabled and says why. (Both limits are shortened to a second here.)
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::*;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases_with!(setup; a_delivery_failing_past_its_window_fails_and_disables_the_endpoint);

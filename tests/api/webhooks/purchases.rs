@@ -1,14 +1,12 @@
 //! Purchase webhooks: a Stripe purchase is `purchase.completed`, its refund
 //! `purchase.refunded` with what was clawed back; each delivered signed.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::stripe::*;
-use common::*;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases_with!(setup; a_purchase_and_its_refund_are_delivered);

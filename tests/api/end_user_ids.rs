@@ -2,13 +2,11 @@
 //! compared exactly. Every surface carries the id unchanged, each id's credits stay its own, and
 //! what is not an id is refused with nothing written.
 
-mod common;
-
 use std::time::Duration;
 
-use common::stripe::*;
-use common::ws::{BALANCE_CHANGED, Protocol, Socket};
-use common::*;
+use crate::helpers::stripe::*;
+use crate::helpers::ws::{BALANCE_CHANGED, Protocol, Socket};
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

@@ -1,10 +1,8 @@
 //! Refunds claw back a purchase's credits: proportionally, once per refund, never more than
 //! what remains of the purchase, and also when the refund arrives before the purchase.
 
-mod common;
-
-use common::stripe::*;
-use common::*;
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases_with!(stripe_env;

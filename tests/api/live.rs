@@ -1,13 +1,11 @@
 //! Live balances: subscriptions over both WebSocket protocols, end-user tokens, expiry on time,
 //! several processes on one PostgreSQL, and subscribers that stall.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::helpers::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
+use crate::helpers::*;
 use chrono::Utc;
-use common::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
-use common::*;
 use serde_json::{Value, json};
 
 const PUSH_WAIT: Duration = Duration::from_secs(5);
@@ -287,7 +285,7 @@ async fn a_stalled_subscriber_delays_nobody(app: TestApp) {
 
 /// Two real `tally` processes on one PostgreSQL database.
 mod postgres_processes {
-    use common::process::Process;
+    use crate::helpers::process::Process;
 
     use super::*;
 

@@ -1,14 +1,12 @@
 //! A process killed (SIGKILL) while it delivers an event loses nothing: its claim runs out and
 //! another process delivers the event, under the same `webhook-id`.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::process::Process;
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::*;
+use crate::helpers::process::Process;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases_with!(setup; a_killed_process_loses_no_event);

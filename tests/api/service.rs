@@ -1,8 +1,6 @@
 //! The service around the ledger: schema file, CLI, GraphiQL, limits, health, configuration.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 #[test]

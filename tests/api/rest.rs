@@ -2,10 +2,8 @@
 //! (`creduse` 0.1.10) sends them: pydantic `model_dump(mode="json")` of its request models,
 //! posted as JSON; `get_balance` is a GET with a JSON body.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -1,14 +1,12 @@
 //! Outbound webhooks (README, "Webhooks"), black-box: a real HTTP receiver in the test checks
 //! every delivery's Standard Webhooks signature with the `standardwebhooks` crate.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::*;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::*;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -133,7 +131,7 @@ async fn settled_deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
     }
 }
 
-fn types_of(received: &[common::receiver::Received]) -> Vec<String> {
+fn types_of(received: &[crate::helpers::receiver::Received]) -> Vec<String> {
     let mut types: Vec<String> = received.iter().map(|r| r.event_type.clone()).collect();
     types.sort();
     types
@@ -481,7 +479,7 @@ async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = receiver.received();
-    let distinct: HashMap<&str, &common::receiver::Received> = received
+    let distinct: HashMap<&str, &crate::helpers::receiver::Received> = received
         .iter()
         .map(|r| (r.webhook_id.as_str(), r))
         .collect();
