@@ -1,7 +1,6 @@
 //! Black-box test harness: every test starts Tally on a random port with a fresh database and
 //! talks HTTP to it. SQLite always; PostgreSQL when `TEST_DATABASE_URL` names a server
 //! (`TALLY_REQUIRE_POSTGRES_TESTS=1` turns a missing URL into a failure, as CI wants).
-#![allow(dead_code)]
 
 pub mod process;
 pub mod receiver;
@@ -41,7 +40,8 @@ pub type Configure = Arc<dyn Fn(&mut Config) + Send + Sync>;
 enum TestDatabase {
     /// Owned by another `TestApp`.
     Borrowed,
-    Sqlite(tempfile::TempDir),
+    /// The directory holding the database file, deleted when the app is dropped.
+    Sqlite { _dir: tempfile::TempDir },
     Postgres {
         admin_url: String,
         name: String,
@@ -109,7 +109,7 @@ async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
             let path: PathBuf = dir.path().join("tally.db");
             (
                 format!("sqlite://{}?mode=rwc", path.display()),
-                TestDatabase::Sqlite(dir),
+                TestDatabase::Sqlite { _dir: dir },
             )
         }
         Backend::Postgres => {
@@ -330,11 +330,6 @@ pub fn error_code(body: &Value) -> String {
         .unwrap_or_else(|| panic!("error without a code: {body}"))
         .to_owned()
 }
-
-pub const GRANT_FIELDS: &str =
-    "id amount remaining source effectiveAt expiresAt priority description metadata createdAt";
-pub const ENTRY_FIELDS: &str = "id sequence kind amount delta balanceAfter grantId \
-     allocations { grantId amount } description metadata idempotencyKey createdAt";
 
 pub const ADD_CREDITS: &str = "mutation($input: AddCreditsInput!) { addCredits(input: $input) {
     grant { id amount remaining source effectiveAt expiresAt priority description metadata createdAt }

@@ -196,9 +196,6 @@ impl TestApp {
     }
 }
 
-pub const BUNDLE_FIELDS: &str =
-    "id name credits validityDays priceAmount currency stripePriceId active createdAt updatedAt";
-
 pub const CREATE_BUNDLE: &str = "mutation($input: CreateBundleInput!) { createBundle(input: $input) {
     bundle { id name credits validityDays priceAmount currency stripePriceId active createdAt updatedAt } } }";
 
