@@ -90,22 +90,12 @@ async fn every_change_is_pushed_in_order_on_both_protocols(app: TestApp) {
     }
 }
 
-async fn create_token(app: &TestApp, user: &str, ttl_seconds: i64) -> String {
-    let created = app
-        .ok(
-            "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token expiresAt } }",
-            json!({ "input": { "endUserId": user, "ttlSeconds": ttl_seconds } }),
-        )
-        .await;
-    created["token"].as_str().unwrap().to_owned()
-}
-
 async fn end_user_tokens_read_only_their_own_user(app: TestApp) {
     let user = new_user();
     let other = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 40 }))
         .await;
-    let token = create_token(&app, &user, 600).await;
+    let token = app.end_user_token(&user, Some(600)).await;
 
     // Its own balance and history: yes.
     let body = app
@@ -178,7 +168,7 @@ async fn end_user_tokens_read_only_their_own_user(app: TestApp) {
         .graphql_with_key(Some(&tampered), BALANCE, json!({ "id": user }))
         .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
-    let short = create_token(&app, &user, 1).await;
+    let short = app.end_user_token(&user, Some(1)).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let body = app
         .graphql_with_key(Some(&short), BALANCE, json!({ "id": user }))
@@ -366,7 +356,7 @@ mod postgres_processes {
             .await;
         assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 0);
         // Cut the listening connection; the change made while it is down must still arrive.
-        let admin = sea_orm::Database::connect(&app.database_url).await.unwrap();
+        let admin = app.db().await;
         use sea_orm::ConnectionTrait;
         admin
             .execute_unprepared(

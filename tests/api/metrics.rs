@@ -386,14 +386,7 @@ async fn end_users_are_listed_most_recently_active_first(app: TestApp) {
     assert_eq!(holds[0]["amount"], 4);
 
     // Secret keys only: an end user's own token may not list anyone.
-    let token = app
-        .ok(
-            "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
-            json!({ "u": a }),
-        )
-        .await;
-    let refused = app
-        .graphql_with_key(token["token"].as_str(), query, json!({}))
-        .await;
+    let token = app.end_user_token(&a.to_string(), None).await;
+    let refused = app.graphql_with_key(Some(&token), query, json!({})).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
 }

@@ -7,9 +7,7 @@ use crate::helpers::*;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::{Value, json};
 use tally::entities::{cycle, grant};
 
@@ -59,12 +57,6 @@ fn kinds(entries: &[Value]) -> Vec<String> {
         .rev()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn db(app: &TestApp) -> DatabaseConnection {
-    Database::connect(&app.database_url)
-        .await
-        .expect("test database")
 }
 
 async fn holds_reserve_then_capture_or_release(app: TestApp) {
@@ -272,31 +264,25 @@ async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
 }
 
 async fn concurrent_holds_and_debits_keep_available_non_negative(app: TestApp) {
-    let other = TestApp::start(&app.database_url).await;
+    let addresses = app.two_instances().await;
     let user = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 100 }))
         .await;
-    let addresses = [app.address.clone(), other];
-    let answers = join_all((0..40).map(|i| {
-        let via = TestApp::client_for(&app, &addresses[i % 2]);
-        let user = user.clone();
-        async move {
+    let answers = app
+        .concurrently(&addresses, 40, |i| {
             if i % 2 == 0 {
-                via.graphql(
+                (
                     HOLD,
                     json!({ "input": { "endUserId": user, "amount": 7, "ttlSeconds": 600 } }),
                 )
-                .await
             } else {
-                via.graphql(
+                (
                     SUBTRACT_CREDITS,
                     json!({ "input": { "endUserId": user, "amount": 5 } }),
                 )
-                .await
             }
-        }
-    }))
-    .await;
+        })
+        .await;
     let (mut held, mut spent) = (0, 0);
     for body in &answers {
         if let Some(hold) = body["data"]["createHold"].as_object() {
@@ -491,7 +477,7 @@ async fn a_reversal_into_an_expired_grant_expires_again(app: TestApp) {
 
 /// Moves the end user's active cycle (and its grant) so that its period ended `ago` ago.
 async fn end_period(app: &TestApp, user: &str, ago: chrono::Duration, period: chrono::Duration) {
-    let db = db(app).await;
+    let db = app.db().await;
     let end: DateTime<Utc> = Utc::now() - ago;
     let found = cycle::Entity::find()
         .filter(cycle::Column::EndUserId.eq(user))
@@ -529,6 +515,46 @@ async fn end_period(app: &TestApp, user: &str, ago: chrono::Duration, period: ch
     txn.commit().await.unwrap();
 }
 
+/// The end user's available credits once they are `expected` (and, if given, the ledger holds
+/// `entries` entries), asked every half second, 30 times at most: the scheduler renews a cycle
+/// on its own. Answers the last figure read.
+async fn renewed_balance(app: &TestApp, user: &str, expected: i64, entries: Option<usize>) -> i64 {
+    let mut available = 0;
+    for _ in 0..30 {
+        available = app.available(user).await;
+        if available == expected
+            && match entries {
+                Some(entries) => app.all_entries(user).await.len() == entries,
+                None => true,
+            }
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    available
+}
+
+/// Starts a cycle of `amount` credits every `validity_days` days for `user`.
+async fn start_cycle(app: &TestApp, user: &str, amount: i64, validity_days: i64) {
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": user, "amount": amount, "validityDays": validity_days } }),
+    )
+    .await;
+}
+
+/// `end_period` for a period of `days` days that ended a second ago.
+async fn period_ended_a_second_ago(app: &TestApp, user: &str, days: i64) {
+    end_period(
+        app,
+        user,
+        chrono::Duration::seconds(1),
+        chrono::Duration::days(days),
+    )
+    .await;
+}
+
 async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
     let user = new_user();
     let started = app
@@ -546,13 +572,7 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
     app.subtract_credits(json!({ "endUserId": user, "amount": 40 }))
         .await;
 
-    end_period(
-        &app,
-        &user,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(30),
-    )
-    .await;
+    period_ended_a_second_ago(&app, &user, 30).await;
     // The next write (here a debit) finds the period over: 60 expire, 100 are granted, and 25
     // of the 60 roll over.
     let spent = app
@@ -589,29 +609,12 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
 
     // Without rollover the balance resets to the amount.
     let plain = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": plain, "amount": 10, "validityDays": 7 } }),
-    )
-    .await;
+    start_cycle(&app, &plain, 10, 7).await;
     app.subtract_credits(json!({ "endUserId": plain, "amount": 3 }))
         .await;
-    end_period(
-        &app,
-        &plain,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(7),
-    )
-    .await;
+    period_ended_a_second_ago(&app, &plain, 7).await;
     // The scheduler renews it on its own too (woken within its 10 s nap at the latest).
-    let mut available = 0;
-    for _ in 0..30 {
-        available = app.available(&plain).await;
-        if available == 10 && app.all_entries(&plain).await.len() == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let available = renewed_balance(&app, &plain, 10, Some(4)).await;
     assert_eq!(available, 10);
     assert_eq!(
         kinds(&app.all_entries(&plain).await),
@@ -626,11 +629,7 @@ async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
         .graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
         .await;
     assert_eq!(error_code(&body), "NO_ACTIVE_CYCLE");
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 20, "validityDays": 30 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 20, 30).await;
     let stopped = app
         .ok(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
         .await;
@@ -645,13 +644,7 @@ async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
         .graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
         .await;
     assert_eq!(error_code(&body), "NO_ACTIVE_CYCLE");
-    end_period(
-        &app,
-        &user,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(30),
-    )
-    .await;
+    period_ended_a_second_ago(&app, &user, 30).await;
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
     assert_eq!(app.available(&user).await, 1, "no renewal after a stop");
@@ -660,21 +653,13 @@ async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
         ["GRANT", "EXPIRY", "GRANT"]
     );
     // A new cycle may start once the old one is canceled.
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 5, "validityDays": 1 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 5, 1).await;
     assert_verify_clean(&app);
 }
 
 async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
     let user = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 10, "validityDays": 1 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 10, 1).await;
     // Nothing ran for 2.5 periods: the missed periods are not granted.
     end_period(
         &app,
@@ -704,21 +689,10 @@ async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
 }
 
 async fn two_instances_renew_a_period_once(app: TestApp) {
-    let other = TestApp::start(&app.database_url).await;
+    let addresses = app.two_instances().await;
     let user = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 50, "validityDays": 7 } }),
-    )
-    .await;
-    end_period(
-        &app,
-        &user,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(7),
-    )
-    .await;
-    let addresses = [app.address.clone(), other];
+    start_cycle(&app, &user, 50, 7).await;
+    period_ended_a_second_ago(&app, &user, 7).await;
     join_all((0..20).map(|i| {
         let via = TestApp::client_for(&app, &addresses[i % 2]);
         let user = user.clone();
@@ -873,7 +847,7 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
     assert_verify_clean(&app);
 
     // Plant a difference directly in the database.
-    let db = db(&app).await;
+    let db = app.db().await;
     let user: &str = users[0].as_str();
     grant::Entity::update_many()
         .col_expr(
@@ -893,32 +867,15 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
 /// A cycle whose current grant is used up still renews on time, by the scheduler.
 async fn a_used_up_cycle_renews_on_time(app: TestApp) {
     let user = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 10, "validityDays": 3 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 10, 3).await;
     app.subtract_credits(json!({ "endUserId": user, "amount": 10 }))
         .await;
-    end_period(
-        &app,
-        &user,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(3),
-    )
-    .await;
+    period_ended_a_second_ago(&app, &user, 3).await;
     // A write before the scheduler renews (the period's grant is used up, so this write does
     // not renew it): the renewal that follows is dated after it.
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
-    let mut available = 0;
-    for _ in 0..30 {
-        available = app.available(&user).await;
-        if available == 11 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let available = renewed_balance(&app, &user, 11, None).await;
     assert_eq!(available, 11);
     let entries = app.all_entries(&user).await;
     assert_eq!(kinds(&entries), ["GRANT", "DEBIT", "GRANT", "RENEWAL"]);
@@ -999,7 +956,7 @@ async fn the_database_refuses_holds_beyond_what_a_grant_has_left(app: TestApp) {
         json!({ "u": user }),
     )
     .await;
-    let db = db(&app).await;
+    let db = app.db().await;
     let grant_id = uuid::Uuid::parse_str(&grant_id).unwrap();
     for (column, value) in [
         (grant::Column::Held, Expr::val(-1)),

@@ -10,7 +10,7 @@ use crate::helpers::process::Process;
 use crate::helpers::*;
 use futures::future::join_all;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::{Value, json};
 use tally::entities::account;
 
@@ -41,7 +41,7 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
     app.add_credits(json!({ "endUserId": user, "amount": 10, "validityDays": 30 }))
         .await;
 
-    let db = Database::connect(&app.database_url).await.unwrap();
+    let db = app.db().await;
     let lock = db.begin().await.unwrap();
     account::Entity::update_many()
         .col_expr(
@@ -127,8 +127,7 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
 async fn mixed_writers_on_two_instances_conserve_credits(app: TestApp) {
     const CLIENTS: usize = 64;
     const ROUNDS: usize = 6;
-    let other = TestApp::start(&app.database_url).await;
-    let addresses = [app.address.clone(), other];
+    let addresses = app.two_instances().await;
     let users: Vec<String> = (0..4).map(|_| new_user()).collect();
     for user in &users {
         app.add_credits(json!({ "endUserId": user, "amount": 200, "validityDays": 30 }))
@@ -258,14 +257,17 @@ async fn a_killed_process_loses_no_acknowledged_write(app: TestApp) {
 
     // Kill it while batches are in flight (once some writes were acknowledged, however loaded
     // the machine), then bring up a fresh process.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while acknowledged.lock().unwrap().len() < CLIENTS * 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no writes were acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        async || {
+            if acknowledged.lock().unwrap().len() < CLIENTS * 2 {
+                return Err("no writes were acknowledged".to_owned());
+            }
+            Ok(())
+        },
+    )
+    .await;
     let acknowledged_before_kill = acknowledged.lock().unwrap().len();
     process.kill();
     let restarted = Process::start(&app.database_url).await;

@@ -127,15 +127,7 @@ async fn introspection_works_within_the_limits(app: TestApp) {
 }
 
 async fn malformed_requests_are_client_errors(app: TestApp) {
-    let response = app
-        .client
-        .post(format!("{}/graphql", app.address))
-        .bearer_auth(ADMIN_KEY)
-        .header("Content-Type", "application/json")
-        .body("{ not json")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("/graphql", "{ not json").await;
     assert!(response.status().is_client_error(), "{}", response.status());
 
     let body = app.graphql("{ balance(endUserId: ", json!({})).await;

@@ -9,8 +9,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use standardwebhooks::Webhook;
+
+use super::{TestApp, poll_until};
 
 /// How the receiver answers the n-th request (counting from 0).
 #[derive(Clone, Copy, Debug)]
@@ -88,18 +90,29 @@ impl Receiver {
         what: &str,
         done: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        poll_until(timeout, Duration::from_millis(20), async || {
             let received = self.received();
             if done(&received) {
-                return received;
+                return Ok(received);
             }
-            if tokio::time::Instant::now() > deadline {
-                let types: Vec<&str> = received.iter().map(|r| r.event_type.as_str()).collect();
-                panic!("timed out waiting for {what}; received {types:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            let types: Vec<&str> = received.iter().map(|r| r.event_type.as_str()).collect();
+            Err(format!("timed out waiting for {what}; received {types:?}"))
+        })
+        .await
+    }
+
+    /// Registers an endpoint for `event_types` at this receiver on `app`, and trusts its
+    /// secret. Answers what `createWebhookEndpoint` answered (`secret`, `endpoint { id }`).
+    pub async fn subscribe(&self, app: &TestApp, event_types: &[&str]) -> Value {
+        let created = app
+            .ok(
+                "mutation($input: CreateWebhookEndpointInput!) {
+                    createWebhookEndpoint(input: $input) { secret endpoint { id } } }",
+                json!({ "input": { "url": self.url, "eventTypes": event_types } }),
+            )
+            .await;
+        self.trust(created["secret"].as_str().unwrap());
+        created
     }
 }
 

@@ -27,17 +27,6 @@ fn checkout_input(bundle: &Value, user: &str) -> Value {
     })
 }
 
-async fn token_for(app: &TestApp, user: &str) -> String {
-    app.ok(
-        "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
-        json!({ "u": user }),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn a_checkout_session_is_created_with_the_bundle_and_end_user(env: StripeEnv) {
     let app = &env.app;
     let user = new_user();
@@ -112,7 +101,7 @@ async fn end_user_tokens_may_check_out_only_for_themselves(env: StripeEnv) {
     let app = &env.app;
     let user = new_user();
     let bundle = app.starter_bundle().await;
-    let token = token_for(app, &user).await;
+    let token = app.end_user_token(&user, None).await;
 
     let own = app
         .graphql_with_key(

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
 use crate::helpers::*;
-use futures::future::join_all;
 use serde_json::{Value, json};
 
 on_both_databases_with!(
@@ -67,15 +66,9 @@ const ALL_TYPES: [&str; 11] = [
 
 /// Registers an endpoint for `types` at the receiver and tells the receiver its secret.
 async fn subscribe(app: &TestApp, receiver: &Receiver, types: &[&str]) -> String {
-    let created = app
-        .ok(
-            CREATE_ENDPOINT,
-            json!({ "input": { "url": receiver.url, "description": "test receiver", "eventTypes": types } }),
-        )
-        .await;
+    let created = receiver.subscribe(app, types).await;
     let secret = created["secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_"), "{created}");
-    receiver.trust(secret);
     created["endpoint"]["id"].as_str().unwrap().to_owned()
 }
 
@@ -91,44 +84,22 @@ async fn set_alerts(app: &TestApp, user: &str, thresholds: &[i64]) {
 
 /// Every delivery of the endpoint, newest first, following the cursors.
 async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = app
-            .ok(
-                DELIVERIES,
-                json!({ "id": endpoint, "first": 100, "after": after }),
-            )
-            .await;
-        all.extend(
-            page["edges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["node"].clone()),
-        );
-        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
-            return all;
-        }
-        after = Some(page["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
-    }
+    app.all_nodes(DELIVERIES, json!({ "id": endpoint })).await
 }
 
 /// Waits until no delivery of the endpoint is pending, then a little longer (fan-out of
 /// anything still in the outbox would show up), and returns them.
 async fn settled_deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let every = Duration::from_millis(300);
+    tokio::time::sleep(every).await;
+    poll_until(WAIT, every, async || {
         let all = deliveries(app, endpoint).await;
         if all.iter().all(|d| d["status"] != "PENDING") {
-            return all;
+            return Ok(all);
         }
-        assert!(
-            Instant::now() < deadline,
-            "deliveries still pending: {all:?}"
-        );
-    }
+        Err(format!("deliveries still pending: {all:?}"))
+    })
+    .await
 }
 
 fn types_of(received: &[crate::helpers::receiver::Received]) -> Vec<String> {
@@ -434,7 +405,7 @@ async fn refused_and_replayed_writes_emit_nothing(app: TestApp) {
 }
 
 async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
-    let other = app.start_another().await;
+    let addresses = app.two_instances().await;
     let receiver = Receiver::start(Answer::Ok).await;
     subscribe(
         &app,
@@ -446,16 +417,14 @@ async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
     set_alerts(&app, &user, &[300, 200, 100, 50]).await;
     app.add_credits(json!({ "endUserId": user, "amount": 320 }))
         .await;
-    let addresses = [app.address.clone(), other.clone()];
-    let answers = join_all((0..32).map(|i| {
-        post_to(
-            &app,
-            &addresses[i % 2],
-            SUBTRACT_CREDITS,
-            json!({ "input": { "endUserId": user, "amount": 10 } }),
-        )
-    }))
-    .await;
+    let answers = app
+        .concurrently(&addresses, 32, |_| {
+            (
+                SUBTRACT_CREDITS,
+                json!({ "input": { "endUserId": user, "amount": 10 } }),
+            )
+        })
+        .await;
     for body in &answers {
         assert!(body["data"]["subtractCredits"].is_object(), "{body}");
     }
@@ -467,7 +436,7 @@ async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
     // A grant on the other process recovers it.
     post_to(
         &app,
-        &other,
+        &addresses[1],
         ADD_CREDITS,
         json!({ "input": { "endUserId": user, "amount": 1_000 } }),
     )
@@ -617,13 +586,8 @@ async fn bad_endpoint_input_is_refused_and_writes_nothing(app: TestApp) {
 
 async fn only_secret_keys_manage_webhooks(app: TestApp) {
     let user = new_user();
-    let created = app
-        .ok(
-            "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token } }",
-            json!({ "input": { "endUserId": user, "ttlSeconds": 600 } }),
-        )
-        .await;
-    let token = created["token"].as_str().unwrap();
+    let token = app.end_user_token(&user, Some(600)).await;
+    let token = token.as_str();
     let attempts = [
         (
             CREATE_ENDPOINT,
@@ -648,8 +612,8 @@ async fn only_secret_keys_manage_webhooks(app: TestApp) {
 
 /// Moves every stored event `days` into the past, as if it had happened then.
 async fn age_events(app: &TestApp, days: i64) {
-    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-    let db = Database::connect(&app.database_url).await.unwrap();
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let db = app.db().await;
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => "UPDATE webhook_events SET created_at = $1",
@@ -687,19 +651,15 @@ async fn old_events_are_deleted_unless_still_being_sent(app: TestApp) {
     // done with, and keeps the event still being retried.
     age_events(&app, 31).await;
     app.start_another().await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    poll_until(WAIT, Duration::from_millis(100), async || {
         let left = deliveries(&app, &answering).await;
         if left.len() == 1 {
             assert_eq!(left[0]["payload"]["amount"], 2, "{left:?}");
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the old event was not deleted: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(format!("the old event was not deleted: {left:?}"))
+    })
+    .await;
     let still = deliveries(&app, &retrying).await;
     assert_eq!(still.len(), 1);
     assert_eq!(still[0]["status"], "PENDING");
