@@ -3,13 +3,10 @@
 //! that minted them; a subscription socket is closed (4403) when its token expires or its key is
 //! revoked. Also what an end-user token may read.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
-use common::*;
-use sea_orm::Database;
+use crate::helpers::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -18,22 +15,6 @@ on_both_databases!(
     valid_keys_are_checked_without_the_database,
     end_user_tokens_read_their_own_cycle_only,
 );
-
-const TOKEN: &str = "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token expiresAt } }";
-
-async fn token(app: &TestApp, key: &str, user: &str, ttl_seconds: i64) -> String {
-    let body = app
-        .graphql_with_key(
-            Some(key),
-            TOKEN,
-            json!({ "input": { "endUserId": user, "ttlSeconds": ttl_seconds } }),
-        )
-        .await;
-    body["data"]["createEndUserToken"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a token: {body}"))
-        .to_owned()
-}
 
 async fn balance_code(app: &TestApp, credential: &str, user: &str) -> Option<String> {
     let body = app
@@ -64,8 +45,8 @@ async fn revoked_keys_and_their_tokens_are_refused_on_every_process_within_a_sec
         .and_then(|line| line.split_whitespace().next().map(str::to_owned))
         .expect("listed");
     // A key just made works at once, on both processes; so do the tokens it mints.
-    let minted = token(&app, &key, &user, 600).await;
-    let by_admin = token(&app, ADMIN_KEY, &user, 600).await;
+    let minted = app.end_user_token_with_key(&key, &user, Some(600)).await;
+    let by_admin = app.end_user_token(&user, Some(600)).await;
     for process in [&app, &other] {
         for credential in [&key, &minted, &by_admin] {
             assert_eq!(balance_code(process, credential, &user).await, None);
@@ -110,7 +91,11 @@ async fn revoked_keys_and_their_tokens_are_refused_on_every_process_within_a_sec
         assert_eq!(balance_code(process, ADMIN_KEY, &user).await, None);
     }
     let body = app
-        .graphql_with_key(Some(&key), TOKEN, json!({ "input": { "endUserId": user } }))
+        .graphql_with_key(
+            Some(&key),
+            CREATE_END_USER_TOKEN,
+            json!({ "input": { "endUserId": user } }),
+        )
         .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
 }
@@ -118,7 +103,7 @@ async fn revoked_keys_and_their_tokens_are_refused_on_every_process_within_a_sec
 async fn subscriptions_close_when_their_token_expires(app: TestApp) {
     let user = new_user();
     for protocol in Protocol::BOTH {
-        let short = token(&app, ADMIN_KEY, &user, 2).await;
+        let short = app.end_user_token(&user, Some(2)).await;
         let mut socket = Socket::connect(&app.address, protocol, &short).await;
         socket
             .subscribe("b", BALANCE_CHANGED, json!({ "id": user }))
@@ -163,7 +148,7 @@ async fn subscriptions_close_when_their_token_expires(app: TestApp) {
 /// Secret keys are held in memory: with the key set loaded, checking a valid key needs no
 /// database at all (here the connection it was loaded from is closed).
 async fn valid_keys_are_checked_without_the_database(app: TestApp) {
-    let db = Database::connect(&app.database_url).await.unwrap();
+    let db = app.db().await;
     let cache = tally::auth::key_cache::KeyCache::load(db.clone())
         .await
         .unwrap();
@@ -187,7 +172,7 @@ async fn end_user_tokens_read_their_own_cycle_only(app: TestApp) {
         json!({ "input": { "endUserId": user, "amount": 100, "validityDays": 30 } }),
     )
     .await;
-    let own = token(&app, ADMIN_KEY, &user, 600).await;
+    let own = app.end_user_token(&user, Some(600)).await;
     let cycle = "query($id: ID!) { cycle(endUserId: $id) { amount status } }";
     let body = app
         .graphql_with_key(Some(&own), cycle, json!({ "id": user }))

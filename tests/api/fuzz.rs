@@ -6,13 +6,11 @@
 //!
 //! Bounded for CI: a fixed number of cases per database, no shrinking beyond a few steps.
 
-mod common;
-
-use common::stripe::{WEBHOOK_SECRET, signature_header, stripe_env};
-use common::*;
+use crate::helpers::stripe::{WEBHOOK_SECRET, signature_header, stripe_env};
+use crate::helpers::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
 const CASES: u32 = 1_000;
@@ -460,7 +458,7 @@ fn fuzz(backend: Backend) {
     };
     let app = env.app;
     let (db, targets) = runtime.block_on(async {
-        let db = Database::connect(&app.database_url).await.unwrap();
+        let db = app.db().await;
         let user = new_user();
         let grant = app
             .add_credits(json!({ "endUserId": user, "amount": 1_000 }))

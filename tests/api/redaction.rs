@@ -4,13 +4,11 @@
 //! and queries over both WebSocket protocols), REST, the Stripe webhook, and the credential
 //! check that runs before any of them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::stripe::{StripeEnv, paid_session, stripe_env};
-use common::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
-use common::*;
+use crate::helpers::stripe::{StripeEnv, paid_session, stripe_env};
+use crate::helpers::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
+use crate::helpers::*;
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -269,7 +267,7 @@ fn assert_redacted_webhook(status: u16, body: &Value, event: &Value, table: &str
 async fn deliver_with_broken(app: &TestApp, table: &str) -> Value {
     let bundle = app.starter_bundle().await;
     break_table(app, table).await;
-    let event = common::stripe::event(
+    let event = crate::helpers::stripe::event(
         "checkout.session.completed",
         paid_session(&bundle, &new_user()),
     );

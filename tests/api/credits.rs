@@ -1,9 +1,7 @@
 //! Adding, spending and reading credits through the GraphQL API.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{DateTime, Duration, Utc};
-use common::*;
 use serde_json::json;
 
 on_both_databases!(

@@ -1,15 +1,12 @@
 //! Purchase webhooks: a Stripe purchase is `purchase.completed`, its refund
 //! `purchase.refunded` with what was clawed back; each delivered signed.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::stripe::*;
-use common::*;
-use serde_json::json;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 
 on_both_databases_with!(setup; a_purchase_and_its_refund_are_delivered);
 
@@ -27,21 +24,12 @@ async fn setup(backend: Backend) -> Option<StripeEnv> {
 async fn a_purchase_and_its_refund_are_delivered(env: StripeEnv) {
     let app = &env.app;
     let receiver = Receiver::start(Answer::Ok).await;
-    let created = app
-        .ok(
-            "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret } }",
-            json!({ "input": { "url": receiver.url, "eventTypes": ["purchase.completed", "purchase.refunded"] } }),
-        )
+    receiver
+        .subscribe(app, &["purchase.completed", "purchase.refunded"])
         .await;
-    receiver.trust(created["secret"].as_str().unwrap());
     let user = new_user();
     let bundle = app.starter_bundle().await;
-    let session = paid_session(&bundle, &user);
-    app.deliver_ok(
-        &event("checkout.session.completed", session.clone()),
-        "applied",
-    )
-    .await;
+    let session = app.buy(&bundle, &user).await;
     let payment_intent = session["payment_intent"].as_str().unwrap();
     app.deliver_ok(
         &event("charge.refunded", charge(payment_intent, 999, 999)),

@@ -1,13 +1,11 @@
 //! Live balances: subscriptions over both WebSocket protocols, end-user tokens, expiry on time,
 //! several processes on one PostgreSQL, and subscribers that stall.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::helpers::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
+use crate::helpers::*;
 use chrono::Utc;
-use common::ws::{BALANCE_CHANGED, Event, Protocol, Socket};
-use common::*;
 use serde_json::{Value, json};
 
 const PUSH_WAIT: Duration = Duration::from_secs(5);
@@ -93,22 +91,12 @@ async fn every_change_is_pushed_in_order_on_both_protocols(app: TestApp) {
     }
 }
 
-async fn create_token(app: &TestApp, user: &str, ttl_seconds: i64) -> String {
-    let created = app
-        .ok(
-            "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token expiresAt } }",
-            json!({ "input": { "endUserId": user, "ttlSeconds": ttl_seconds } }),
-        )
-        .await;
-    created["token"].as_str().unwrap().to_owned()
-}
-
 async fn end_user_tokens_read_only_their_own_user(app: TestApp) {
     let user = new_user();
     let other = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 40 }))
         .await;
-    let token = create_token(&app, &user, 600).await;
+    let token = app.end_user_token(&user, Some(600)).await;
 
     // Its own balance and history: yes.
     let body = app
@@ -181,7 +169,7 @@ async fn end_user_tokens_read_only_their_own_user(app: TestApp) {
         .graphql_with_key(Some(&tampered), BALANCE, json!({ "id": user }))
         .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
-    let short = create_token(&app, &user, 1).await;
+    let short = app.end_user_token(&user, Some(1)).await;
     app.advance_clock(chrono::Duration::seconds(2));
     let body = app
         .graphql_with_key(Some(&short), BALANCE, json!({ "id": user }))
@@ -288,7 +276,7 @@ async fn a_stalled_subscriber_delays_nobody(app: TestApp) {
 
 /// Two real `tally` processes on one PostgreSQL database.
 mod postgres_processes {
-    use common::process::Process;
+    use crate::helpers::process::Process;
 
     use super::*;
 
@@ -369,7 +357,7 @@ mod postgres_processes {
             .await;
         assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 0);
         // Cut the listening connection; the change made while it is down must still arrive.
-        let admin = sea_orm::Database::connect(&app.database_url).await.unwrap();
+        let admin = app.db().await;
         use sea_orm::ConnectionTrait;
         admin
             .execute_unprepared(

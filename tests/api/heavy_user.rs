@@ -5,11 +5,9 @@
 //! ledger consistent (entries, allocations, the grant's remaining, the account's last
 //! sequence: `tally verify` finds nothing), then asks everything through HTTP.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use common::*;
-use sea_orm::{ActiveValue::Set, Database, DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
 use serde_json::json;
 use tally::entities::{account, grant, ledger_allocation, ledger_entry};
 use uuid::Uuid;
@@ -111,7 +109,7 @@ const PAGE: &str = "query($id: ID!, $first: Int, $after: String, $from: DateTime
       pageInfo { hasNextPage endCursor } } }";
 
 async fn a_user_with_100_000_entries_reads_pages_and_corrects(app: TestApp) {
-    let db = Database::connect(&app.database_url).await.unwrap();
+    let db = app.db().await;
     let user = Uuid::new_v4();
     let id = user.to_string();
     // Old enough that every seeded entry is in the past.

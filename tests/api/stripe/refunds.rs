@@ -1,10 +1,8 @@
 //! Refunds claw back a purchase's credits: proportionally, once per refund, never more than
 //! what remains of the purchase, and also when the refund arrives before the purchase.
 
-mod common;
-
-use common::stripe::*;
-use common::*;
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases_with!(stripe_env;
@@ -16,17 +14,6 @@ on_both_databases_with!(stripe_env;
     unfinished_and_foreign_refunds_change_nothing,
     refunds_racing_their_purchases_are_each_applied_once,
 );
-
-/// Buys the starter bundle (100 credits for 999 cents) for `user`; answers the session.
-async fn buy(app: &TestApp, bundle: &Value, user: &str) -> Value {
-    let session = paid_session(bundle, user);
-    app.deliver_ok(
-        &event("checkout.session.completed", session.clone()),
-        "applied",
-    )
-    .await;
-    session
-}
 
 fn payment_intent(session: &Value) -> String {
     session["payment_intent"].as_str().unwrap().to_owned()
@@ -44,7 +31,7 @@ async fn a_full_refund_claws_back_the_whole_purchase(env: StripeEnv) {
     let app = &env.app;
     let user = new_user();
     let bundle = app.starter_bundle().await;
-    let session = buy(app, &bundle, &user).await;
+    let session = app.buy(&bundle, &user).await;
     let grant_id = app.balance(&user).await["grants"][0]["id"].clone();
 
     let refunded = event(
@@ -87,7 +74,7 @@ async fn partial_refunds_add_up_whichever_event_reports_them(env: StripeEnv) {
     // charge.refunded reports the cumulative amount; refund.* each refund on its own. Both
     // describe the same refunds, so together they must not count twice.
     let user = new_user();
-    let pi = payment_intent(&buy(app, &bundle, &user).await);
+    let pi = payment_intent(&app.buy(&bundle, &user).await);
     // First refund of $5.00: floor(100 × 500 / 999) = 50 credits.
     app.deliver_ok(&event("charge.refunded", charge(&pi, 999, 500)), "applied")
         .await;
@@ -126,7 +113,7 @@ async fn partial_refunds_add_up_whichever_event_reports_them(env: StripeEnv) {
 
     // Refund events first, then the charge's cumulative report: 30, then 20 more.
     let user = new_user();
-    let pi = payment_intent(&buy(app, &bundle, &user).await);
+    let pi = payment_intent(&app.buy(&bundle, &user).await);
     app.deliver_ok(
         &event(
             "refund.created",
@@ -150,7 +137,7 @@ async fn partial_refunds_add_up_whichever_event_reports_them(env: StripeEnv) {
     assert_eq!(app.available(&user).await, 50);
     // A refund too small for a whole credit takes nothing (rounded down).
     let user = new_user();
-    let pi = payment_intent(&buy(app, &bundle, &user).await);
+    let pi = payment_intent(&app.buy(&bundle, &user).await);
     app.deliver_ok(
         &event(
             "refund.created",
@@ -219,7 +206,7 @@ async fn a_partly_spent_purchase_loses_only_what_remains(env: StripeEnv) {
     let manual = app
         .add_credits(json!({ "endUserId": user, "amount": 40 }))
         .await;
-    let session = buy(app, &bundle, &user).await;
+    let session = app.buy(&bundle, &user).await;
     // The purchase expires first, so the debit takes 80 of its 100.
     let spent = app
         .subtract_credits(json!({ "endUserId": user, "amount": 80 }))
@@ -280,7 +267,7 @@ async fn refunds_count_once_per_refund_id(env: StripeEnv) {
     let app = &env.app;
     let user = new_user();
     let bundle = app.starter_bundle().await;
-    let pi = payment_intent(&buy(app, &bundle, &user).await);
+    let pi = payment_intent(&app.buy(&bundle, &user).await);
     let refund_id = unique("re_");
     // refund.created, then refund.updated for the same refund (e.g. a changed description),
     // then the same event again.
@@ -309,7 +296,7 @@ async fn unfinished_and_foreign_refunds_change_nothing(env: StripeEnv) {
     let app = &env.app;
     let user = new_user();
     let bundle = app.starter_bundle().await;
-    let pi = payment_intent(&buy(app, &bundle, &user).await);
+    let pi = payment_intent(&app.buy(&bundle, &user).await);
     let refund_id = unique("re_");
 
     let pending = event("refund.created", refund(&pi, &refund_id, 999, "pending"));

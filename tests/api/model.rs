@@ -1,18 +1,16 @@
 //! The rest of the credits model: holds, voids and reversals, recurring cycles, history and
 //! balance at an instant, and `tally verify`.
 
-mod common;
-
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use common::*;
+use crate::helpers::*;
 
 /// How long a test waits for the scheduler.
 const WAIT: Duration = Duration::from_secs(10);
+use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Database, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tally::entities::grant;
 
@@ -62,12 +60,6 @@ fn kinds(entries: &[Value]) -> Vec<String> {
         .rev()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn db(app: &TestApp) -> DatabaseConnection {
-    Database::connect(&app.database_url)
-        .await
-        .expect("test database")
 }
 
 async fn holds_reserve_then_capture_or_release(app: TestApp) {
@@ -279,31 +271,25 @@ async fn a_hold_keeps_its_credits_when_their_grant_expires(app: TestApp) {
 }
 
 async fn concurrent_holds_and_debits_keep_available_non_negative(app: TestApp) {
-    let other = TestApp::start(&app.database_url).await;
+    let addresses = app.two_instances().await;
     let user = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 100 }))
         .await;
-    let addresses = [app.address.clone(), other];
-    let answers = join_all((0..40).map(|i| {
-        let via = TestApp::client_for(&app, &addresses[i % 2]);
-        let user = user.clone();
-        async move {
+    let answers = app
+        .concurrently(&addresses, 40, |i| {
             if i % 2 == 0 {
-                via.graphql(
+                (
                     HOLD,
                     json!({ "input": { "endUserId": user, "amount": 7, "ttlSeconds": 600 } }),
                 )
-                .await
             } else {
-                via.graphql(
+                (
                     SUBTRACT_CREDITS,
                     json!({ "input": { "endUserId": user, "amount": 5 } }),
                 )
-                .await
             }
-        }
-    }))
-    .await;
+        })
+        .await;
     let (mut held, mut spent) = (0, 0);
     for body in &answers {
         if let Some(hold) = body["data"]["createHold"].as_object() {
@@ -501,6 +487,39 @@ fn end_period(app: &TestApp, ago: chrono::Duration, period: chrono::Duration) {
     app.advance_clock(period + ago);
 }
 
+/// The end user's available credits once they are `expected` (and, if given, the ledger holds
+/// `entries` entries): the scheduler, woken by the clock's move, renews a cycle on its own.
+async fn renewed_balance(app: &TestApp, user: &str, expected: i64, entries: Option<usize>) -> i64 {
+    eventually(WAIT, "the scheduler to renew the cycle", || async {
+        let available = app.available(user).await;
+        let settled = available == expected
+            && match entries {
+                Some(entries) => app.all_entries(user).await.len() == entries,
+                None => true,
+            };
+        settled.then_some(available)
+    })
+    .await
+}
+
+/// Starts a cycle of `amount` credits every `validity_days` days for `user`.
+async fn start_cycle(app: &TestApp, user: &str, amount: i64, validity_days: i64) {
+    app.ok(
+        START_CYCLE,
+        json!({ "input": { "endUserId": user, "amount": amount, "validityDays": validity_days } }),
+    )
+    .await;
+}
+
+/// `end_period` for a period of `days` days that ended a second ago.
+fn period_ended_a_second_ago(app: &TestApp, days: i64) {
+    end_period(
+        app,
+        chrono::Duration::seconds(1),
+        chrono::Duration::days(days),
+    );
+}
+
 async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
     let user = new_user();
     let started = app
@@ -518,11 +537,7 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
     app.subtract_credits(json!({ "endUserId": user, "amount": 40 }))
         .await;
 
-    end_period(
-        &app,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(30),
-    );
+    period_ended_a_second_ago(&app, 30);
     // The next write (here a debit) finds the period over: 60 expire, 100 are granted, and 25
     // of the 60 roll over.
     let spent = app
@@ -559,24 +574,13 @@ async fn a_cycle_renews_resets_and_rolls_over(app: TestApp) {
 
     // Without rollover the balance resets to the amount.
     let plain = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": plain, "amount": 10, "validityDays": 7 } }),
-    )
-    .await;
+    start_cycle(&app, &plain, 10, 7).await;
     app.subtract_credits(json!({ "endUserId": plain, "amount": 3 }))
         .await;
-    end_period(
-        &app,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(7),
-    );
+    period_ended_a_second_ago(&app, 7);
     // The scheduler renews it on its own too (the clock's move woke it).
-    eventually(WAIT, "the scheduler to renew the cycle", || async {
-        (app.available(&plain).await == 10 && app.all_entries(&plain).await.len() == 4)
-            .then_some(())
-    })
-    .await;
+    let available = renewed_balance(&app, &plain, 10, Some(4)).await;
+    assert_eq!(available, 10);
     assert_eq!(
         kinds(&app.all_entries(&plain).await),
         ["GRANT", "DEBIT", "EXPIRY", "RENEWAL"]
@@ -590,11 +594,7 @@ async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
         .graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
         .await;
     assert_eq!(error_code(&body), "NO_ACTIVE_CYCLE");
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 20, "validityDays": 30 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 20, 30).await;
     let stopped = app
         .ok(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
         .await;
@@ -609,11 +609,7 @@ async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
         .graphql(STOP_CYCLE, json!({ "input": { "endUserId": user } }))
         .await;
     assert_eq!(error_code(&body), "NO_ACTIVE_CYCLE");
-    end_period(
-        &app,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(30),
-    );
+    period_ended_a_second_ago(&app, 30);
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
     assert_eq!(app.available(&user).await, 1, "no renewal after a stop");
@@ -622,21 +618,13 @@ async fn a_stopped_cycle_ends_with_its_period(app: TestApp) {
         ["GRANT", "EXPIRY", "GRANT"]
     );
     // A new cycle may start once the old one is canceled.
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 5, "validityDays": 1 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 5, 1).await;
     assert_verify_clean(&app);
 }
 
 async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
     let user = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 10, "validityDays": 1 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 10, 1).await;
     // Nothing ran for 2.5 periods: the missed periods are not granted.
     end_period(&app, chrono::Duration::hours(60), chrono::Duration::days(1));
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
@@ -660,19 +648,10 @@ async fn a_cycle_resumes_at_its_current_period_after_downtime(app: TestApp) {
 }
 
 async fn two_instances_renew_a_period_once(app: TestApp) {
-    let other = app.start_another().await;
+    let addresses = app.two_instances().await;
     let user = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 50, "validityDays": 7 } }),
-    )
-    .await;
-    end_period(
-        &app,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(7),
-    );
-    let addresses = [app.address.clone(), other];
+    start_cycle(&app, &user, 50, 7).await;
+    period_ended_a_second_ago(&app, 7);
     join_all((0..20).map(|i| {
         let via = TestApp::client_for(&app, &addresses[i % 2]);
         let user = user.clone();
@@ -828,7 +807,7 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
     assert_verify_clean(&app);
 
     // Plant a difference directly in the database.
-    let db = db(&app).await;
+    let db = app.db().await;
     let user: &str = users[0].as_str();
     grant::Entity::update_many()
         .col_expr(
@@ -848,26 +827,16 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
 /// A cycle whose current grant is used up still renews on time, by the scheduler.
 async fn a_used_up_cycle_renews_on_time(app: TestApp) {
     let user = new_user();
-    app.ok(
-        START_CYCLE,
-        json!({ "input": { "endUserId": user, "amount": 10, "validityDays": 3 } }),
-    )
-    .await;
+    start_cycle(&app, &user, 10, 3).await;
     app.subtract_credits(json!({ "endUserId": user, "amount": 10 }))
         .await;
-    end_period(
-        &app,
-        chrono::Duration::seconds(1),
-        chrono::Duration::days(3),
-    );
+    period_ended_a_second_ago(&app, 3);
     // A write races the scheduler the clock's move woke (the period's grant is used up, so
     // this write does not renew it): whichever lands first, the entries are dated in sequence.
     app.add_credits(json!({ "endUserId": user, "amount": 1 }))
         .await;
-    eventually(WAIT, "the scheduler to renew the cycle", || async {
-        (app.available(&user).await == 11).then_some(())
-    })
-    .await;
+    let available = renewed_balance(&app, &user, 11, None).await;
+    assert_eq!(available, 11);
     let entries = app.all_entries(&user).await;
     let mut after_the_period = kinds(&entries)[2..].to_vec();
     after_the_period.sort();
@@ -950,7 +919,7 @@ async fn the_database_refuses_holds_beyond_what_a_grant_has_left(app: TestApp) {
         json!({ "u": user }),
     )
     .await;
-    let db = db(&app).await;
+    let db = app.db().await;
     let grant_id = uuid::Uuid::parse_str(&grant_id).unwrap();
     for (column, value) in [
         (grant::Column::Held, Expr::val(-1)),

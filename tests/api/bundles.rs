@@ -1,12 +1,10 @@
 //! The bundles catalog: create, update, archive, who sees what, bad input, and the TOML file
 //! upserted at start-up.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::stripe::*;
-use common::*;
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

@@ -2,10 +2,8 @@
 //! (`creduse` 0.1.10) sends them: pydantic `model_dump(mode="json")` of its request models,
 //! posted as JSON; `get_balance` is a GET with a JSON body.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -14,40 +12,6 @@ on_both_databases!(
     cycles_start_and_stop_with_their_error_codes,
     every_error_answers_the_creduse_error_body,
 );
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    key: Option<&str>,
-) -> (u16, Value) {
-    let mut request = app.client.request(method, format!("{}{path}", app.address));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("a JSON body"))
-}
-
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    call(app, Method::POST, path, Some(body), Some(ADMIN_KEY)).await
-}
-
-async fn get_balance(app: &TestApp, user: &str) -> (u16, Value) {
-    call(
-        app,
-        Method::GET,
-        "/get-active-balance",
-        Some(json!({ "end_user_id": user })),
-        Some(ADMIN_KEY),
-    )
-    .await
-}
 
 fn assert_no_nulls(value: &Value) {
     match value {
@@ -72,12 +36,12 @@ fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
 async fn add_subtract_and_read_the_active_balance(app: TestApp) {
     let user = new_user();
     // CreduseClient.add(end_user_id, amount) sends validity_days=31 by default.
-    let added = post(
-        &app,
-        "/add",
-        json!({ "end_user_id": user, "amount": 100, "validity_days": 31 }),
-    )
-    .await;
+    let added = app
+        .rest_post(
+            "/add",
+            json!({ "end_user_id": user, "amount": 100, "validity_days": 31 }),
+        )
+        .await;
     assert_eq!(
         added,
         (
@@ -85,23 +49,23 @@ async fn add_subtract_and_read_the_active_balance(app: TestApp) {
             json!({ "end_user_id": user, "amount": 100, "validity_days": 31 })
         )
     );
-    let added = post(
-        &app,
-        "/add",
-        json!({ "end_user_id": user, "amount": 50, "validity_days": 5 }),
-    )
-    .await;
+    let added = app
+        .rest_post(
+            "/add",
+            json!({ "end_user_id": user, "amount": 50, "validity_days": 5 }),
+        )
+        .await;
     assert_eq!(added.1["validity_days"], 5);
     // Absent or null validity: Creduse's default of 31 days.
-    let added = post(
-        &app,
-        "/add",
-        json!({ "end_user_id": user, "amount": 1, "validity_days": null }),
-    )
-    .await;
+    let added = app
+        .rest_post(
+            "/add",
+            json!({ "end_user_id": user, "amount": 1, "validity_days": null }),
+        )
+        .await;
     assert_eq!(added.1["validity_days"], 31);
 
-    let (status, balance) = get_balance(&app, &user).await;
+    let (status, balance) = app.rest_balance(&user).await;
     assert_eq!(status, 200);
     assert_no_nulls(&balance);
     assert_eq!(balance["end_user_id"], user);
@@ -117,14 +81,11 @@ async fn add_subtract_and_read_the_active_balance(app: TestApp) {
     let end: DateTime<Utc> = cycles[0]["cycle_end"].as_str().unwrap().parse().unwrap();
     assert_eq!(end - start, chrono::Duration::days(5));
 
-    let spent = post(
-        &app,
-        "/subtract",
-        json!({ "end_user_id": user, "amount": 60 }),
-    )
-    .await;
+    let spent = app
+        .rest_post("/subtract", json!({ "end_user_id": user, "amount": 60 }))
+        .await;
     assert_eq!(spent, (200, json!({ "end_user_id": user, "amount": 60 })));
-    let (_, balance) = get_balance(&app, &user).await;
+    let (_, balance) = app.rest_balance(&user).await;
     assert_eq!(balance["active_balance"], 91);
     let remaining: Vec<_> = balance["active_balance_by_cycle"]
         .as_array()
@@ -138,25 +99,22 @@ async fn add_subtract_and_read_the_active_balance(app: TestApp) {
         "the 5-day grant is used up, 10 taken from the next"
     );
     // `?end_user_id=` answers the same.
-    let (status, by_query) = call(
-        &app,
-        Method::GET,
-        &format!("/get-active-balance?end_user_id={user}"),
-        None,
-        Some(ADMIN_KEY),
-    )
-    .await;
+    let (status, by_query) = app
+        .rest(
+            Method::GET,
+            &format!("/get-active-balance?end_user_id={user}"),
+            None,
+            Some(ADMIN_KEY),
+        )
+        .await;
     assert_eq!((status, by_query), (200, balance));
 
     // Too much: INSUFFICIENT_FUNDS and nothing changes.
-    let refused = post(
-        &app,
-        "/subtract",
-        json!({ "end_user_id": user, "amount": 92 }),
-    )
-    .await;
+    let refused = app
+        .rest_post("/subtract", json!({ "end_user_id": user, "amount": 92 }))
+        .await;
     assert_error(&refused, 402, "INSUFFICIENT_FUNDS");
-    assert_eq!(get_balance(&app, &user).await.1["active_balance"], 91);
+    assert_eq!(app.rest_balance(&user).await.1["active_balance"], 91);
     // The same ledger as GraphQL.
     assert_eq!(app.available(&user).await, 91);
     assert_ledger_replays(&app, &user).await;
@@ -164,12 +122,12 @@ async fn add_subtract_and_read_the_active_balance(app: TestApp) {
 
 async fn cycles_start_and_stop_with_their_error_codes(app: TestApp) {
     let user = new_user();
-    let (status, cycle) = post(
-        &app,
-        "/start-cycle",
-        json!({ "end_user_id": user, "amount": 200, "validity_days": 31 }),
-    )
-    .await;
+    let (status, cycle) = app
+        .rest_post(
+            "/start-cycle",
+            json!({ "end_user_id": user, "amount": 200, "validity_days": 31 }),
+        )
+        .await;
     assert_eq!(status, 200, "{cycle}");
     assert_no_nulls(&cycle);
     assert_eq!(cycle["end_user_id"], user);
@@ -193,21 +151,20 @@ async fn cycles_start_and_stop_with_their_error_codes(app: TestApp) {
         .parse::<DateTime<Utc>>()
         .unwrap();
 
-    let again = post(
-        &app,
-        "/start-cycle",
-        json!({ "end_user_id": user, "amount": 5, "validity_days": 31 }),
-    )
-    .await;
+    let again = app
+        .rest_post(
+            "/start-cycle",
+            json!({ "end_user_id": user, "amount": 5, "validity_days": 31 }),
+        )
+        .await;
     assert_error(&again, 409, "ACTIVE_CYCLE_EXISTS");
 
-    post(
-        &app,
+    app.rest_post(
         "/add",
         json!({ "end_user_id": user, "amount": 10, "validity_days": 31 }),
     )
     .await;
-    let (_, balance) = get_balance(&app, &user).await;
+    let (_, balance) = app.rest_balance(&user).await;
     assert_eq!(balance["active_balance"], 210);
     let types: Vec<_> = balance["active_balance_by_cycle"]
         .as_array()
@@ -220,13 +177,15 @@ async fn cycles_start_and_stop_with_their_error_codes(app: TestApp) {
         "{balance}"
     );
 
-    let (status, stopped) = post(&app, "/stop-cycle", json!({ "end_user_id": user })).await;
+    let (status, stopped) = app
+        .rest_post("/stop-cycle", json!({ "end_user_id": user }))
+        .await;
     assert_eq!(status, 200);
     assert_no_nulls(&stopped);
     assert_eq!(stopped["status"], "canceled");
     assert_eq!(stopped["current_cycle_end"], cycle["current_cycle_end"]);
     // Canceled credits stay usable until the period ends.
-    let (_, balance) = get_balance(&app, &user).await;
+    let (_, balance) = app.rest_balance(&user).await;
     assert_eq!(balance["active_balance"], 210);
     let recurring = balance["active_balance_by_cycle"]
         .as_array()
@@ -237,23 +196,21 @@ async fn cycles_start_and_stop_with_their_error_codes(app: TestApp) {
         .clone();
     assert_eq!(recurring["status"], "canceled");
 
-    let again = post(&app, "/stop-cycle", json!({ "end_user_id": user })).await;
+    let again = app
+        .rest_post("/stop-cycle", json!({ "end_user_id": user }))
+        .await;
     assert_error(&again, 409, "NO_ACTIVE_CYCLE");
     // A new cycle may start once the old one is canceled.
-    let (status, _) = post(
-        &app,
-        "/start-cycle",
-        json!({ "end_user_id": user, "amount": 1 }),
-    )
-    .await;
+    let (status, _) = app
+        .rest_post("/start-cycle", json!({ "end_user_id": user, "amount": 1 }))
+        .await;
     assert_eq!(status, 200);
 }
 
 async fn every_error_answers_the_creduse_error_body(app: TestApp) {
     let user = new_user();
     let stranger = new_user();
-    post(
-        &app,
+    app.rest_post(
         "/add",
         json!({ "end_user_id": user, "amount": 10, "validity_days": 31 }),
     )
@@ -274,7 +231,7 @@ async fn every_error_answers_the_creduse_error_body(app: TestApp) {
             json!({ "end_user_id": user, "amount": 0, "validity_days": 31 }),
         ),
     ] {
-        assert_error(&post(&app, path, body).await, 422, "AMOUNT_NEGATIVE");
+        assert_error(&app.rest_post(path, body).await, 422, "AMOUNT_NEGATIVE");
     }
     for (path, body) in [
         (
@@ -299,17 +256,9 @@ async fn every_error_answers_the_creduse_error_body(app: TestApp) {
         ),
         ("/add", json!([1, 2])),
     ] {
-        assert_error(&post(&app, path, body).await, 422, "VALIDATION_ERROR");
+        assert_error(&app.rest_post(path, body).await, 422, "VALIDATION_ERROR");
     }
-    let malformed = app
-        .client
-        .post(format!("{}/add", app.address))
-        .bearer_auth(ADMIN_KEY)
-        .header("Content-Type", "application/json")
-        .body("{ nope")
-        .send()
-        .await
-        .unwrap();
+    let malformed = app.post_raw("/add", "{ nope").await;
     let status = malformed.status().as_u16();
     assert_error(
         &(status, malformed.json().await.unwrap()),
@@ -318,63 +267,53 @@ async fn every_error_answers_the_creduse_error_body(app: TestApp) {
     );
 
     assert_error(
-        &post(
-            &app,
-            "/subtract",
-            json!({ "end_user_id": stranger, "amount": 1 }),
-        )
-        .await,
+        &app.rest_post("/subtract", json!({ "end_user_id": stranger, "amount": 1 }))
+            .await,
         404,
         "USER_DOES_NOT_EXIST",
     );
     assert_error(
-        &get_balance(&app, &stranger).await,
+        &app.rest_balance(&stranger).await,
         404,
         "USER_DOES_NOT_EXIST",
     );
     assert_error(
-        &post(&app, "/stop-cycle", json!({ "end_user_id": stranger })).await,
+        &app.rest_post("/stop-cycle", json!({ "end_user_id": stranger }))
+            .await,
         404,
         "USER_DOES_NOT_EXIST",
     );
     assert_error(
-        &post(&app, "/stop-cycle", json!({ "end_user_id": user })).await,
+        &app.rest_post("/stop-cycle", json!({ "end_user_id": user }))
+            .await,
         409,
         "NO_ACTIVE_CYCLE",
     );
 
     // Credentials: none or wrong is 401; an end-user token is 403 (REST is for backends).
     for key in [None, Some("tally_sk_wrong")] {
-        let answer = call(
-            &app,
-            Method::POST,
-            "/add",
-            Some(json!({ "end_user_id": user, "amount": 1 })),
-            key,
-        )
-        .await;
+        let answer = app
+            .rest(
+                Method::POST,
+                "/add",
+                Some(json!({ "end_user_id": user, "amount": 1 })),
+                key,
+            )
+            .await;
         assert_error(&answer, 401, "UNAUTHENTICATED");
     }
-    let token = app
-        .ok(
-            "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token } }",
-            json!({ "input": { "endUserId": user } }),
+    let token = app.end_user_token(&user, None).await;
+    let answer = app
+        .rest(
+            Method::GET,
+            "/get-active-balance",
+            Some(json!({ "end_user_id": user })),
+            Some(&token),
         )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let answer = call(
-        &app,
-        Method::GET,
-        "/get-active-balance",
-        Some(json!({ "end_user_id": user })),
-        Some(&token),
-    )
-    .await;
+        .await;
     assert_error(&answer, 403, "FORBIDDEN");
 
     // Nothing above was written.
     assert_eq!(app.all_entries(&user).await.len(), 1);
-    assert_eq!(get_balance(&app, &user).await.1["active_balance"], 10);
+    assert_eq!(app.rest_balance(&user).await.1["active_balance"], 10);
 }

@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{Backend, Configure, TestApp};
+use super::{Backend, Configure, TestApp, unchanged};
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_tally_webhook_secret_0123456789";
 /// A second secret, as during a rotation.
@@ -136,6 +136,18 @@ impl TestApp {
         self.post_webhook(&body, Some(&header)).await
     }
 
+    /// Buys `bundle` for `end_user`: delivers its paid Checkout Session, which must be applied.
+    /// Answers the session.
+    pub async fn buy(&self, bundle: &Value, end_user: &str) -> Value {
+        let session = paid_session(bundle, end_user);
+        self.deliver_ok(
+            &event("checkout.session.completed", session.clone()),
+            "applied",
+        )
+        .await;
+        session
+    }
+
     /// Delivers `event` and asserts a 200 with the given outcome.
     pub async fn deliver_ok(&self, event: &Value, outcome: &str) -> Value {
         let response = self.deliver(event).await;
@@ -147,20 +159,7 @@ impl TestApp {
 
     /// Every stored Stripe event, newest first, following the cursors.
     pub async fn stripe_events(&self) -> Vec<Value> {
-        let mut events = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .ok(STRIPE_EVENTS, json!({ "first": 100, "after": after }))
-                .await;
-            for edge in page["edges"].as_array().unwrap() {
-                events.push(edge["node"].clone());
-            }
-            if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
-                return events;
-            }
-            after = Some(page["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
-        }
+        self.all_nodes(STRIPE_EVENTS, json!({})).await
     }
 
     /// The stored record of one event.
@@ -195,9 +194,6 @@ impl TestApp {
             .collect()
     }
 }
-
-pub const BUNDLE_FIELDS: &str =
-    "id name credits validityDays priceAmount currency stripePriceId active createdAt updatedAt";
 
 pub const CREATE_BUNDLE: &str = "mutation($input: CreateBundleInput!) { createBundle(input: $input) {
     bundle { id name credits validityDays priceAmount currency stripePriceId active createdAt updatedAt } } }";
@@ -438,7 +434,7 @@ pub struct StripeEnv {
 
 /// Tally with both webhook secrets (current and previous), the Stripe key, and the stand-in.
 pub async fn stripe_env(backend: Backend) -> Option<StripeEnv> {
-    stripe_env_with(backend, Arc::new(|_: &mut tally::Config| {})).await
+    stripe_env_with(backend, unchanged()).await
 }
 
 /// `stripe_env`, with `more` applied to the configuration too.

@@ -1,12 +1,10 @@
 //! Input built to hurt: whatever a client sends, the server answers with a client error and
 //! keeps serving everyone else.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ws::{Event, Protocol, Socket};
-use common::*;
+use crate::helpers::ws::{Event, Protocol, Socket};
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(

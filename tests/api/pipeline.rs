@@ -2,17 +2,15 @@
 //! together answer as a serial run would, mixed concurrent writers over two instances conserve
 //! credits, and a process killed mid-batch loses no acknowledged write and applies none twice.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::process::Process;
-use common::*;
+use crate::helpers::process::Process;
+use crate::helpers::*;
 use futures::future::join_all;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::{Value, json};
 use tally::entities::account;
 
@@ -43,7 +41,7 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
     app.add_credits(json!({ "endUserId": user, "amount": 10, "validityDays": 30 }))
         .await;
 
-    let db = Database::connect(&app.database_url).await.unwrap();
+    let db = app.db().await;
     let lock = db.begin().await.unwrap();
     account::Entity::update_many()
         .col_expr(
@@ -132,8 +130,7 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
 async fn mixed_writers_on_two_instances_conserve_credits(app: TestApp) {
     const CLIENTS: usize = 64;
     const ROUNDS: usize = 6;
-    let other = TestApp::start(&app.database_url).await;
-    let addresses = [app.address.clone(), other];
+    let addresses = app.two_instances().await;
     let users: Vec<String> = (0..4).map(|_| new_user()).collect();
     for user in &users {
         app.add_credits(json!({ "endUserId": user, "amount": 200, "validityDays": 30 }))

@@ -2,16 +2,17 @@
 //! failed; an endpoint failing for longer than `TALLY_WEBHOOK_DISABLE_AFTER_SECONDS` is
 //! disabled and says why. (Both limits are shortened to a second here.)
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::*;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases_with!(setup; a_delivery_failing_past_its_window_fails_and_disables_the_endpoint);
+
+/// How long the test waits for a failure or a disabling, asking every `EVERY`.
+const WAIT: Duration = Duration::from_secs(15);
 
 async fn setup(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(
@@ -29,18 +30,12 @@ async fn setup(backend: Backend) -> Option<TestApp> {
 
 async fn a_delivery_failing_past_its_window_fails_and_disables_the_endpoint(app: TestApp) {
     let receiver = Receiver::start(Answer::FailFirst(usize::MAX)).await;
-    let created = app
-        .ok(
-            "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret endpoint { id } } }",
-            json!({ "input": { "url": receiver.url, "eventTypes": ["credits.granted"] } }),
-        )
-        .await;
-    receiver.trust(created["secret"].as_str().unwrap());
+    let created = receiver.subscribe(&app, &["credits.granted"]).await;
     let endpoint = created["endpoint"]["id"].as_str().unwrap().to_owned();
     app.add_credits(json!({ "endUserId": new_user(), "amount": 5 }))
         .await;
 
-    let delivery = eventually(Duration::from_secs(15), "the delivery to fail", || async {
+    let delivery = eventually(WAIT, "the delivery to fail", || async {
         let page = app
             .ok(
                 "query($id: UUID!) { webhookDeliveries(endpointId: $id, status: FAILED) { edges { node { status attempts lastStatusCode lastError nextAttemptAt history { statusCode } } } } }",
@@ -74,19 +69,15 @@ async fn a_delivery_failing_past_its_window_fails_and_disables_the_endpoint(app:
     // with the reason.
     app.add_credits(json!({ "endUserId": new_user(), "amount": 5 }))
         .await;
-    let listed = eventually(
-        Duration::from_secs(15),
-        "the endpoint to be disabled",
-        || async {
-            let listed = app
-                .ok(
-                    "{ webhookEndpoints { id enabled disabledReason failingSince } }",
-                    json!({}),
-                )
-                .await;
-            (listed[0]["enabled"] == false).then_some(listed)
-        },
-    )
+    let listed = eventually(WAIT, "the endpoint to be disabled", || async {
+        let listed = app
+            .ok(
+                "{ webhookEndpoints { id enabled disabledReason failingSince } }",
+                json!({}),
+            )
+            .await;
+        (listed[0]["enabled"] == false).then_some(listed)
+    })
     .await;
     assert!(
         listed[0]["disabledReason"]
@@ -110,11 +101,9 @@ async fn a_delivery_failing_past_its_window_fails_and_disables_the_endpoint(app:
     let sent = receiver.received().len();
     app.add_credits(json!({ "endUserId": new_user(), "amount": 5 }))
         .await;
-    eventually(
-        Duration::from_secs(15),
-        "the event to be fanned out",
-        || async { (app.outbox_events(false).await == 0).then_some(()) },
-    )
+    eventually(WAIT, "the event to be fanned out", || async {
+        (app.outbox_events(false).await == 0).then_some(())
+    })
     .await;
     assert_eq!(deliveries().await, queued);
     assert_eq!(receiver.received().len(), sent);

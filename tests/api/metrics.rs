@@ -1,20 +1,18 @@
 //! `/metrics` after a known workload: counters move by exactly the workload, histograms get
 //! exactly one observation per request; request ids; `/metrics` on its own listener; the
-//! console's routes; the admin queries. The recorder is process-wide, so every test here takes
-//! its turn (SERIAL: any request counts) and reads differences between two scrapes.
-
-mod common;
+//! console's routes; the admin queries. The recorder is process-wide: every Tally started in
+//! the test process records into it, whatever test started it. So the tests that read
+//! differences between two scrapes send their workload to, and scrape, a `tally serve` process
+//! of their own (on the test's database), whose recorder counts nothing else.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::ws::{Protocol, Socket};
-use common::{ADMIN_KEY, TestApp, eventually};
+use crate::helpers::process::Process;
+use crate::helpers::ws::{Protocol, Socket};
+use crate::helpers::{ADMIN_KEY, TestApp, eventually};
 use serde_json::json;
-use tokio::sync::Mutex;
-
-static SERIAL: Mutex<()> = Mutex::const_new(());
 
 on_both_databases!(
     counters_and_histograms_move_by_exactly_the_workload,
@@ -86,8 +84,16 @@ fn delta(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)]) -
     after.get(name, labels) - before.get(name, labels)
 }
 
-async fn counters_and_histograms_move_by_exactly_the_workload(app: TestApp) {
-    let _turn = SERIAL.lock().await;
+/// A `tally serve` process on the test's database, and a handle that talks to it: its metrics
+/// count only what the test sends it.
+async fn own_process(app: &TestApp) -> (Process, TestApp) {
+    let process = Process::start(&app.database_url).await;
+    let via = TestApp::client_for(app, &process.address);
+    (process, via)
+}
+
+async fn counters_and_histograms_move_by_exactly_the_workload(harness: TestApp) {
+    let (_process, app) = own_process(&harness).await;
     let user = uuid::Uuid::new_v4().to_string();
     app.add_credits(json!({ "endUserId": user, "amount": 100 }))
         .await;
@@ -100,7 +106,7 @@ async fn counters_and_histograms_move_by_exactly_the_workload(app: TestApp) {
     let after_debits = scrape(&app.address).await;
     let refused = app
         .graphql(
-            common::SUBTRACT_CREDITS,
+            crate::helpers::SUBTRACT_CREDITS,
             json!({ "input": { "endUserId": user, "amount": 1000 } }),
         )
         .await;
@@ -189,8 +195,8 @@ async fn counters_and_histograms_move_by_exactly_the_workload(app: TestApp) {
     assert!(after.get("tally_db_pool_connections", &[("state", "idle")]) >= 0.0);
 }
 
-async fn live_subscriptions_and_websockets_are_gauged(app: TestApp) {
-    let _turn = SERIAL.lock().await;
+async fn live_subscriptions_and_websockets_are_gauged(harness: TestApp) {
+    let (_process, app) = own_process(&harness).await;
     let before = scrape(&app.address).await;
     let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
     socket
@@ -225,7 +231,6 @@ async fn live_subscriptions_and_websockets_are_gauged(app: TestApp) {
 }
 
 async fn request_ids_are_kept_or_made_and_returned(app: TestApp) {
-    let _turn = SERIAL.lock().await;
     let client = reqwest::Client::new();
     let kept = client
         .get(format!("{}/healthz", app.address))
@@ -253,8 +258,7 @@ async fn request_ids_are_kept_or_made_and_returned(app: TestApp) {
 }
 
 async fn metrics_can_have_their_own_listener(app: TestApp) {
-    let _turn = SERIAL.lock().await;
-    let configure: common::Configure = Arc::new(|config: &mut tally::Config| {
+    let configure: crate::helpers::Configure = Arc::new(|config: &mut tally::Config| {
         config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     });
     let config = TestApp::config(&app.database_url, &configure);
@@ -281,7 +285,6 @@ async fn metrics_can_have_their_own_listener(app: TestApp) {
 }
 
 async fn the_console_is_served_and_root_redirects_to_it(app: TestApp) {
-    let _turn = SERIAL.lock().await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -331,7 +334,6 @@ async fn the_console_is_served_and_root_redirects_to_it(app: TestApp) {
 }
 
 async fn end_users_are_listed_most_recently_active_first(app: TestApp) {
-    let _turn = SERIAL.lock().await;
     let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     app.add_credits(json!({ "endUserId": a, "amount": 10 }))
         .await;
@@ -381,14 +383,7 @@ async fn end_users_are_listed_most_recently_active_first(app: TestApp) {
     assert_eq!(holds[0]["amount"], 4);
 
     // Secret keys only: an end user's own token may not list anyone.
-    let token = app
-        .ok(
-            "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
-            json!({ "u": a }),
-        )
-        .await;
-    let refused = app
-        .graphql_with_key(token["token"].as_str(), query, json!({}))
-        .await;
+    let token = app.end_user_token(&a.to_string(), None).await;
+    let refused = app.graphql_with_key(Some(&token), query, json!({})).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
 }

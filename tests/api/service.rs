@@ -1,8 +1,6 @@
 //! The service around the ledger: schema file, CLI, GraphiQL, limits, health, configuration.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 #[test]
@@ -129,15 +127,7 @@ async fn introspection_works_within_the_limits(app: TestApp) {
 }
 
 async fn malformed_requests_are_client_errors(app: TestApp) {
-    let response = app
-        .client
-        .post(format!("{}/graphql", app.address))
-        .bearer_auth(ADMIN_KEY)
-        .header("Content-Type", "application/json")
-        .body("{ not json")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("/graphql", "{ not json").await;
     assert!(response.status().is_client_error(), "{}", response.status());
 
     let body = app.graphql("{ balance(endUserId: ", json!({})).await;

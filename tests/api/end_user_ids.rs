@@ -2,13 +2,11 @@
 //! compared exactly. Every surface carries the id unchanged, each id's credits stay its own, and
 //! what is not an id is refused with nothing written.
 
-mod common;
-
 use std::time::Duration;
 
-use common::stripe::*;
-use common::ws::{BALANCE_CHANGED, Protocol, Socket};
-use common::*;
+use crate::helpers::stripe::*;
+use crate::helpers::ws::{BALANCE_CHANGED, Protocol, Socket};
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -255,12 +253,12 @@ async fn uuids_are_one_end_user_however_their_hex_is_cased(app: TestApp) {
 
 async fn rest_and_graphql_find_the_same_uuid_end_users(app: TestApp) {
     let through_rest = new_user();
-    let added = rest(
-        &app,
-        "/add",
-        json!({ "end_user_id": through_rest.to_uppercase(), "amount": 40 }),
-    )
-    .await;
+    let added = app
+        .rest_post(
+            "/add",
+            json!({ "end_user_id": through_rest.to_uppercase(), "amount": 40 }),
+        )
+        .await;
     assert_eq!(added.0, 200, "{}", added.1);
     assert_eq!(added.1["end_user_id"], json!(through_rest));
     assert_eq!(app.available(&through_rest).await, 40);
@@ -268,48 +266,27 @@ async fn rest_and_graphql_find_the_same_uuid_end_users(app: TestApp) {
     let through_graphql = new_user();
     app.add_credits(json!({ "endUserId": through_graphql, "amount": 25, "validityDays": 30 }))
         .await;
-    let balance = rest(
-        &app,
-        "/get-active-balance",
-        json!({ "end_user_id": through_graphql }),
-    )
-    .await;
+    let balance = app.rest_balance(&through_graphql).await;
     assert_eq!(balance.0, 200, "{}", balance.1);
     assert_eq!(balance.1["active_balance"], 25);
-    let spent = rest(
-        &app,
-        "/subtract",
-        json!({ "end_user_id": through_graphql, "amount": 5 }),
-    )
-    .await;
+    let spent = app
+        .rest_post(
+            "/subtract",
+            json!({ "end_user_id": through_graphql, "amount": 5 }),
+        )
+        .await;
     assert_eq!(spent.0, 200, "{}", spent.1);
     assert_eq!(app.available(&through_graphql).await, 20);
 
     // Creduse names end users by UUID: its surface refuses other ids, as Creduse does.
-    let refused = rest(
-        &app,
-        "/add",
-        json!({ "end_user_id": "auth0|64f1c2", "amount": 5 }),
-    )
-    .await;
+    let refused = app
+        .rest_post(
+            "/add",
+            json!({ "end_user_id": "auth0|64f1c2", "amount": 5 }),
+        )
+        .await;
     assert_eq!(refused.0, 422, "{}", refused.1);
     assert_eq!(app.available("auth0|64f1c2").await, 0);
-}
-
-async fn rest(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let request = if path == "/get-active-balance" {
-        app.client.get(format!("{}{path}", app.address))
-    } else {
-        app.client.post(format!("{}{path}", app.address))
-    };
-    let response = request
-        .bearer_auth(ADMIN_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A token's `sub` is the id itself: it reads that end user's balance and subscribes to it,
@@ -318,15 +295,7 @@ async fn tokens_and_subscriptions_carry_application_ids(app: TestApp) {
     let id = "auth0|64f1c2";
     app.add_credits(json!({ "endUserId": id, "amount": 50 }))
         .await;
-    let token = app
-        .ok(
-            "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
-            json!({ "u": id }),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.end_user_token(id, None).await;
     let own = app
         .graphql_with_key(Some(&token), BALANCE, json!({ "id": id }))
         .await;
@@ -486,12 +455,12 @@ async fn a_database_from_the_uuid_era_migrates_with_every_balance_unchanged(app:
         .await;
     assert_eq!(app.available(user).await, before - 1);
     let rest_user = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
-    let spent = rest(
-        &app,
-        "/subtract",
-        json!({ "end_user_id": rest_user, "amount": 5 }),
-    )
-    .await;
+    let spent = app
+        .rest_post(
+            "/subtract",
+            json!({ "end_user_id": rest_user, "amount": 5 }),
+        )
+        .await;
     assert_eq!(spent.0, 200, "{}", spent.1);
     assert_verify_clean(&app);
 }

@@ -1,15 +1,12 @@
 //! Outbound webhooks (README, "Webhooks"), black-box: a real HTTP receiver in the test checks
 //! every delivery's Standard Webhooks signature with the `standardwebhooks` crate.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::*;
-use futures::future::join_all;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases_with!(
@@ -69,15 +66,9 @@ const ALL_TYPES: [&str; 11] = [
 
 /// Registers an endpoint for `types` at the receiver and tells the receiver its secret.
 async fn subscribe(app: &TestApp, receiver: &Receiver, types: &[&str]) -> String {
-    let created = app
-        .ok(
-            CREATE_ENDPOINT,
-            json!({ "input": { "url": receiver.url, "description": "test receiver", "eventTypes": types } }),
-        )
-        .await;
+    let created = receiver.subscribe(app, types).await;
     let secret = created["secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_"), "{created}");
-    receiver.trust(secret);
     created["endpoint"]["id"].as_str().unwrap().to_owned()
 }
 
@@ -93,27 +84,7 @@ async fn set_alerts(app: &TestApp, user: &str, thresholds: &[i64]) {
 
 /// Every delivery of the endpoint, newest first, following the cursors.
 async fn deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = app
-            .ok(
-                DELIVERIES,
-                json!({ "id": endpoint, "first": 100, "after": after }),
-            )
-            .await;
-        all.extend(
-            page["edges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["node"].clone()),
-        );
-        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
-            return all;
-        }
-        after = Some(page["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
-    }
+    app.all_nodes(DELIVERIES, json!({ "id": endpoint })).await
 }
 
 /// Waits until every event in the outbox has been fanned out to its deliveries and none of the
@@ -130,7 +101,7 @@ async fn settled_deliveries(app: &TestApp, endpoint: &str) -> Vec<Value> {
     .await
 }
 
-fn types_of(received: &[common::receiver::Received]) -> Vec<String> {
+fn types_of(received: &[crate::helpers::receiver::Received]) -> Vec<String> {
     let mut types: Vec<String> = received.iter().map(|r| r.event_type.clone()).collect();
     types.sort();
     types
@@ -441,7 +412,7 @@ async fn refused_and_replayed_writes_emit_nothing(app: TestApp) {
 }
 
 async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
-    let other = app.start_another().await;
+    let addresses = app.two_instances().await;
     let receiver = Receiver::start(Answer::Ok).await;
     let endpoint = subscribe(
         &app,
@@ -453,16 +424,14 @@ async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
     set_alerts(&app, &user, &[300, 200, 100, 50]).await;
     app.add_credits(json!({ "endUserId": user, "amount": 320 }))
         .await;
-    let addresses = [app.address.clone(), other.clone()];
-    let answers = join_all((0..32).map(|i| {
-        post_to(
-            &app,
-            &addresses[i % 2],
-            SUBTRACT_CREDITS,
-            json!({ "input": { "endUserId": user, "amount": 10 } }),
-        )
-    }))
-    .await;
+    let answers = app
+        .concurrently(&addresses, 32, |_| {
+            (
+                SUBTRACT_CREDITS,
+                json!({ "input": { "endUserId": user, "amount": 10 } }),
+            )
+        })
+        .await;
     for body in &answers {
         assert!(body["data"]["subtractCredits"].is_object(), "{body}");
     }
@@ -474,7 +443,7 @@ async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
     // A grant on the other process recovers it.
     post_to(
         &app,
-        &other,
+        &addresses[1],
         ADD_CREDITS,
         json!({ "input": { "endUserId": user, "amount": 1_000 } }),
     )
@@ -488,7 +457,7 @@ async fn concurrent_debits_on_two_processes_fire_each_alert_once(app: TestApp) {
     let recorded = settled_deliveries(&app, &endpoint).await;
     assert!(recorded.iter().all(|d| d["status"] == "DELIVERED"));
     let received = receiver.received();
-    let distinct: HashMap<&str, &common::receiver::Received> = received
+    let distinct: HashMap<&str, &crate::helpers::receiver::Received> = received
         .iter()
         .map(|r| (r.webhook_id.as_str(), r))
         .collect();
@@ -626,13 +595,8 @@ async fn bad_endpoint_input_is_refused_and_writes_nothing(app: TestApp) {
 
 async fn only_secret_keys_manage_webhooks(app: TestApp) {
     let user = new_user();
-    let created = app
-        .ok(
-            "mutation($input: CreateEndUserTokenInput!) { createEndUserToken(input: $input) { token } }",
-            json!({ "input": { "endUserId": user, "ttlSeconds": 600 } }),
-        )
-        .await;
-    let token = created["token"].as_str().unwrap();
+    let token = app.end_user_token(&user, Some(600)).await;
+    let token = token.as_str();
     let attempts = [
         (
             CREATE_ENDPOINT,
@@ -657,8 +621,8 @@ async fn only_secret_keys_manage_webhooks(app: TestApp) {
 
 /// Moves every stored event `days` into the past, as if it had happened then.
 async fn age_events(app: &TestApp, days: i64) {
-    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-    let db = Database::connect(&app.database_url).await.unwrap();
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let db = app.db().await;
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => "UPDATE webhook_events SET created_at = $1",

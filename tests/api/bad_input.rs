@@ -1,10 +1,8 @@
 //! Bad input is refused with a clear code and writes nothing; missing or wrong keys are
 //! `UNAUTHENTICATED`.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{Duration, Utc};
-use common::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -60,7 +58,7 @@ async fn bad_add_inputs_are_refused_and_write_nothing(app: TestApp) {
         json!({ "endUserId": user, "amount": "10" }),
         json!({ "endUserId": user, "amount": 9_007_199_254_740_992_i64 }),
         json!({ "endUserId": user, "amount": 1e300 }),
-        // End-user ids: 1 to 255 visible characters (tests/end_user_ids.rs has the rest).
+        // End-user ids: 1 to 255 visible characters (tests/api/end_user_ids.rs has the rest).
         json!({ "endUserId": "", "amount": 5 }),
         json!({ "endUserId": " padded", "amount": 5 }),
         json!({ "endUserId": "x".repeat(256), "amount": 5 }),

@@ -1,12 +1,9 @@
 //! Ledger rule 5 (docs/ledger.md): concurrent writers on one end user, spread over two Tally instances sharing
 //! one database, give the result of some serial order.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
-use futures::future::join_all;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -18,28 +15,21 @@ on_both_databases!(
 
 const WRITERS: usize = 40;
 
-/// A second instance with its own connection pool on the same database, as a second process.
-async fn second_instance(app: &TestApp) -> String {
-    TestApp::start(&app.database_url).await
-}
-
 async fn concurrent_debits_never_overdraw(app: TestApp) {
-    let other = second_instance(&app).await;
+    let addresses = app.two_instances().await;
     let user = new_user();
     for (amount, days) in [(30, Some(1)), (30, Some(10)), (40, None)] {
         app.add_credits(json!({ "endUserId": user, "amount": amount, "validityDays": days }))
             .await;
     }
-    let addresses = [app.address.clone(), other];
-    let answers = join_all((0..WRITERS).map(|i| {
-        post_to(
-            &app,
-            &addresses[i % 2],
-            SUBTRACT_CREDITS,
-            json!({ "input": { "endUserId": user, "amount": 7 } }),
-        )
-    }))
-    .await;
+    let answers = app
+        .concurrently(&addresses, WRITERS, |_| {
+            (
+                SUBTRACT_CREDITS,
+                json!({ "input": { "endUserId": user, "amount": 7 } }),
+            )
+        })
+        .await;
     let mut succeeded = 0;
     for body in &answers {
         if body["data"]["subtractCredits"].is_object() {
@@ -65,20 +55,18 @@ async fn concurrent_debits_never_overdraw(app: TestApp) {
 }
 
 async fn one_idempotency_key_sent_concurrently_applies_once(app: TestApp) {
-    let other = second_instance(&app).await;
+    let addresses = app.two_instances().await;
     let user = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 1000 }))
         .await;
-    let addresses = [app.address.clone(), other];
-    let answers = join_all((0..WRITERS).map(|i| {
-        post_to(
-            &app,
-            &addresses[i % 2],
-            SUBTRACT_CREDITS,
-            json!({ "input": { "endUserId": user, "amount": 10, "idempotencyKey": "once" } }),
-        )
-    }))
-    .await;
+    let answers = app
+        .concurrently(&addresses, WRITERS, |_| {
+            (
+                SUBTRACT_CREDITS,
+                json!({ "input": { "endUserId": user, "amount": 10, "idempotencyKey": "once" } }),
+            )
+        })
+        .await;
     let payloads: Vec<&Value> = answers
         .iter()
         .map(|body| {
@@ -99,15 +87,14 @@ async fn one_idempotency_key_sent_concurrently_applies_once(app: TestApp) {
     assert_eq!(app.all_entries(&user).await.len(), 2);
 
     // The same for grants.
-    let answers = join_all((0..WRITERS).map(|i| {
-        post_to(
-            &app,
-            &addresses[i % 2],
-            ADD_CREDITS,
-            json!({ "input": { "endUserId": user, "amount": 5, "idempotencyKey": "grant-once" } }),
-        )
-    }))
-    .await;
+    let answers = app
+        .concurrently(&addresses, WRITERS, |_| {
+            (
+                ADD_CREDITS,
+                json!({ "input": { "endUserId": user, "amount": 5, "idempotencyKey": "grant-once" } }),
+            )
+        })
+        .await;
     let fresh = answers
         .iter()
         .filter(|body| body["data"]["addCredits"]["replayed"] == false)
@@ -118,18 +105,16 @@ async fn one_idempotency_key_sent_concurrently_applies_once(app: TestApp) {
 }
 
 async fn one_key_raced_across_end_users_applies_once(app: TestApp) {
-    let other = second_instance(&app).await;
+    let addresses = app.two_instances().await;
     let users: Vec<String> = (0..8).map(|_| new_user()).collect();
-    let addresses = [app.address.clone(), other];
-    let answers = join_all(users.iter().enumerate().map(|(i, user)| {
-        post_to(
-            &app,
-            &addresses[i % 2],
-            ADD_CREDITS,
-            json!({ "input": { "endUserId": user, "amount": 3, "idempotencyKey": "shared" } }),
-        )
-    }))
-    .await;
+    let answers = app
+        .concurrently(&addresses, users.len(), |i| {
+            (
+                ADD_CREDITS,
+                json!({ "input": { "endUserId": users[i], "amount": 3, "idempotencyKey": "shared" } }),
+            )
+        })
+        .await;
     let applied = answers
         .iter()
         .filter(|b| b["data"]["addCredits"]["replayed"] == false)
@@ -147,26 +132,26 @@ async fn one_key_raced_across_end_users_applies_once(app: TestApp) {
 }
 
 async fn concurrent_grants_and_debits_replay_to_the_balance(app: TestApp) {
-    let other = second_instance(&app).await;
+    let addresses = app.two_instances().await;
     let user = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 50, "validityDays": 3 }))
         .await;
-    let addresses = [app.address.clone(), other];
-    let answers = join_all((0..WRITERS).map(|i| {
-        let (query, input) = if i % 3 == 0 {
-            (
-                ADD_CREDITS,
-                json!({ "endUserId": user, "amount": 9, "validityDays": 1 + i }),
-            )
-        } else {
-            (
-                SUBTRACT_CREDITS,
-                json!({ "endUserId": user, "amount": 4 + i % 5 }),
-            )
-        };
-        post_to(&app, &addresses[i % 2], query, json!({ "input": input }))
-    }))
-    .await;
+    let answers = app
+        .concurrently(&addresses, WRITERS, |i| {
+            let (query, input) = if i % 3 == 0 {
+                (
+                    ADD_CREDITS,
+                    json!({ "endUserId": user, "amount": 9, "validityDays": 1 + i }),
+                )
+            } else {
+                (
+                    SUBTRACT_CREDITS,
+                    json!({ "endUserId": user, "amount": 4 + i % 5 }),
+                )
+            };
+            (query, json!({ "input": input }))
+        })
+        .await;
     let mut expected = 50;
     for body in &answers {
         if let Some(added) = body["data"]["addCredits"].as_object() {

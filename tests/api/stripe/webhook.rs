@@ -1,10 +1,8 @@
 //! `POST /webhooks/stripe`: signatures, purchases granted exactly once, and what is recorded.
 
-mod common;
-
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 use chrono::{DateTime, Duration, Utc};
-use common::stripe::*;
-use common::*;
 use serde_json::{Value, json};
 
 on_both_databases_with!(stripe_env;

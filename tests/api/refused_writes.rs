@@ -6,12 +6,10 @@
 //! scheduler's back (moving `expires_at` into the past in the database, as after downtime) and
 //! sends the refused write at once: the EXPIRY entry is there when the refusal is answered.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{Duration, Utc};
-use common::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tally::entities::grant;
 
@@ -30,7 +28,7 @@ const STOP_CYCLE: &str = "mutation($input: StopCycleInput!) { stopCycle(input: $
 
 /// Makes `grant_id` due for expiry a second ago, without telling Tally.
 async fn expire_behind_the_back(app: &TestApp, grant_id: &str) {
-    let db = Database::connect(&app.database_url).await.unwrap();
+    let db = app.db().await;
     let past = Utc::now() - Duration::seconds(1);
     let updated = grant::Entity::update_many()
         .col_expr(grant::Column::ExpiresAt, Expr::val(past))

@@ -1,12 +1,10 @@
 //! `createCheckoutSession`: what Stripe receives (checked by a local stand-in), who may call it,
 //! and what is refused.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::stripe::*;
-use common::*;
+use crate::helpers::stripe::*;
+use crate::helpers::*;
 use serde_json::{Value, json};
 
 on_both_databases_with!(stripe_env;
@@ -27,17 +25,6 @@ fn checkout_input(bundle: &Value, user: &str) -> Value {
         "successUrl": "https://app.example.com/credits/thanks?session={CHECKOUT_SESSION_ID}",
         "cancelUrl": "https://app.example.com/credits",
     })
-}
-
-async fn token_for(app: &TestApp, user: &str) -> String {
-    app.ok(
-        "mutation($u: ID!) { createEndUserToken(input: {endUserId: $u}) { token } }",
-        json!({ "u": user }),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 async fn a_checkout_session_is_created_with_the_bundle_and_end_user(env: StripeEnv) {
@@ -114,7 +101,7 @@ async fn end_user_tokens_may_check_out_only_for_themselves(env: StripeEnv) {
     let app = &env.app;
     let user = new_user();
     let bundle = app.starter_bundle().await;
-    let token = token_for(app, &user).await;
+    let token = app.end_user_token(&user, None).await;
 
     let own = app
         .graphql_with_key(

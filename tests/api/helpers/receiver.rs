@@ -9,8 +9,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use standardwebhooks::Webhook;
+
+use super::TestApp;
 
 /// How the receiver answers the n-th request (counting from 0).
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +109,20 @@ impl Receiver {
                 panic!("timed out waiting for {what}; received {types:?}");
             }
         }
+    }
+
+    /// Registers an endpoint for `event_types` at this receiver on `app`, and trusts its
+    /// secret. Answers what `createWebhookEndpoint` answered (`secret`, `endpoint { id }`).
+    pub async fn subscribe(&self, app: &TestApp, event_types: &[&str]) -> Value {
+        let created = app
+            .ok(
+                "mutation($input: CreateWebhookEndpointInput!) {
+                    createWebhookEndpoint(input: $input) { secret endpoint { id } } }",
+                json!({ "input": { "url": self.url, "eventTypes": event_types } }),
+            )
+            .await;
+        self.trust(created["secret"].as_str().unwrap());
+        created
     }
 }
 

@@ -1,14 +1,12 @@
 //! A process killed (SIGKILL) while it delivers an event loses nothing: its claim runs out and
 //! another process delivers the event, under the same `webhook-id`.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::process::Process;
-use common::receiver::{Answer, Receiver, assert_all_signed};
-use common::*;
+use crate::helpers::process::Process;
+use crate::helpers::receiver::{Answer, Receiver, assert_all_signed};
+use crate::helpers::*;
 use serde_json::json;
 
 on_both_databases_with!(setup; a_killed_process_loses_no_event);
@@ -36,15 +34,12 @@ async fn a_killed_process_loses_no_event(app: TestApp) {
     // The first attempt never gets an answer: the process is killed while it waits.
     let receiver = Receiver::start(Answer::NeverFirst(1)).await;
     let mut first = Process::start_with_env(&app.database_url, &SETTINGS).await;
-    let created = post_to(
-        &app,
-        &first.address,
-        "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret endpoint { id } } }",
-        json!({ "input": { "url": receiver.url, "eventTypes": ["credits.granted"] } }),
-    )
-    .await;
-    let created = &created["data"]["createWebhookEndpoint"];
-    receiver.trust(created["secret"].as_str().unwrap());
+    let created = receiver
+        .subscribe(
+            &TestApp::client_for(&app, &first.address),
+            &["credits.granted"],
+        )
+        .await;
     let endpoint = created["endpoint"]["id"].as_str().unwrap().to_owned();
     let granted = post_to(
         &app,

@@ -1,7 +1,6 @@
 //! Black-box test harness: every test starts Tally on a random port with a fresh database and
 //! talks HTTP to it. SQLite always; PostgreSQL when `TEST_DATABASE_URL` names a server
 //! (`TALLY_REQUIRE_POSTGRES_TESTS=1` turns a missing URL into a failure, as CI wants).
-#![allow(dead_code)]
 
 pub mod process;
 pub mod receiver;
@@ -12,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database};
+use futures::future::join_all;
+use reqwest::Method;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use tally::ledger::clock::Clock;
 use tally::{Application, Config};
@@ -41,10 +42,18 @@ pub struct TestApp {
 /// Changes a test makes to the default configuration.
 pub type Configure = Arc<dyn Fn(&mut Config) + Send + Sync>;
 
+/// No change: the default test configuration.
+fn unchanged() -> Configure {
+    Arc::new(|_: &mut Config| {})
+}
+
 enum TestDatabase {
     /// Owned by another `TestApp`.
     Borrowed,
-    Sqlite(tempfile::TempDir),
+    /// The directory holding the database file, deleted when the app is dropped.
+    Sqlite {
+        _dir: tempfile::TempDir,
+    },
     Postgres {
         admin_url: String,
         name: String,
@@ -112,7 +121,7 @@ async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
             let path: PathBuf = dir.path().join("tally.db");
             (
                 format!("sqlite://{}?mode=rwc", path.display()),
-                TestDatabase::Sqlite(dir),
+                TestDatabase::Sqlite { _dir: dir },
             )
         }
         Backend::Postgres => {
@@ -137,7 +146,7 @@ async fn fresh_database(backend: Backend) -> Option<(String, TestDatabase)> {
 impl TestApp {
     /// Starts Tally on a fresh database; `None` when the backend is not available here.
     pub async fn spawn(backend: Backend) -> Option<Self> {
-        Self::spawn_with(backend, Arc::new(|_: &mut Config| {})).await
+        Self::spawn_with(backend, unchanged()).await
     }
 
     /// Starts Tally on a fresh database with `configure` applied to its configuration.
@@ -155,15 +164,7 @@ impl TestApp {
     {
         let (database_url, database) = fresh_database(backend).await?;
         fill(database_url.clone()).await;
-        Some(
-            Self::spawn_on(
-                backend,
-                database_url,
-                database,
-                Arc::new(|_: &mut Config| {}),
-            )
-            .await,
-        )
+        Some(Self::spawn_on(backend, database_url, database, unchanged()).await)
     }
 
     async fn spawn_on(
@@ -193,14 +194,23 @@ impl TestApp {
         }
     }
 
-    /// Starts one more Tally process-equivalent (its own pool) on the same database.
-    pub async fn start(database_url: &str) -> String {
-        Self::start_with(database_url, &(Arc::new(|_: &mut Config| {}) as Configure)).await
-    }
-
-    /// Starts one more instance on this test's database, configured like the first.
+    /// Starts one more instance on this test's database, configured like the first: a second
+    /// process would be the same (its own pool, pipeline and schedulers). Answers its address.
     pub async fn start_another(&self) -> String {
         Self::start_with(&self.database_url, &self.configure).await
+    }
+
+    /// This instance's address and a second instance's (`start_another`), on one database.
+    pub async fn two_instances(&self) -> [String; 2] {
+        [self.address.clone(), self.start_another().await]
+    }
+
+    /// A connection of the test's own to its database, for what the API cannot do (plant a
+    /// difference, move time, hold a lock).
+    pub async fn db(&self) -> DatabaseConnection {
+        Database::connect(&self.database_url)
+            .await
+            .expect("the test's database")
     }
 
     /// The configuration tests start from, with `configure` applied.
@@ -280,16 +290,43 @@ impl TestApp {
         query: &str,
         variables: Value,
     ) -> Value {
+        self.graphql_at(&self.address, key, query, variables).await
+    }
+
+    /// POSTs a GraphQL request to `/graphql` at `address` (this instance's, or another's on the
+    /// same database), with `key` as the bearer credential; returns the whole response body.
+    async fn graphql_at(
+        &self,
+        address: &str,
+        key: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
         let mut request = self
             .client
-            .post(format!("{}/graphql", self.address))
+            .post(format!("{address}/graphql"))
             .json(&json!({ "query": query, "variables": variables }));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.expect("request sent");
+        let response = request.send().await.expect("every request gets an answer");
         assert_eq!(response.status(), 200, "GraphQL answers 200");
         response.json().await.expect("JSON body")
+    }
+
+    /// Sends `count` GraphQL requests at once, the i-th (`request(i)`: a document and its
+    /// variables) to `addresses[i % 2]`, with the admin key; answers their bodies, in order.
+    pub async fn concurrently(
+        &self,
+        addresses: &[String; 2],
+        count: usize,
+        request: impl Fn(usize) -> (&'static str, Value),
+    ) -> Vec<Value> {
+        join_all((0..count).map(|i| {
+            let (query, variables) = request(i);
+            self.graphql_at(&addresses[i % 2], Some(ADMIN_KEY), query, variables)
+        }))
+        .await
     }
 
     /// `data.<field>` of a request that must succeed.
@@ -321,39 +358,114 @@ impl TestApp {
 
     /// Every ledger entry of the end user, newest first, following the cursors.
     pub async fn all_entries(&self, end_user_id: &str) -> Vec<Value> {
-        let mut entries = Vec::new();
+        self.all_nodes(TRANSACTIONS, json!({ "id": end_user_id }))
+            .await
+    }
+
+    /// Every node of the Relay connection that `query` (one root field, taking `$first` and
+    /// `$after`) answers, following the cursors 100 at a time.
+    pub async fn all_nodes(&self, query: &str, mut variables: Value) -> Vec<Value> {
+        let mut nodes = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self
-                .ok(
-                    TRANSACTIONS,
-                    json!({ "id": end_user_id, "first": 100, "after": after }),
-                )
-                .await;
+            variables["first"] = json!(100);
+            variables["after"] = json!(after);
+            let page = self.ok(query, variables.clone()).await;
             for edge in page["edges"].as_array().unwrap() {
-                entries.push(edge["node"].clone());
+                nodes.push(edge["node"].clone());
             }
             if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
-                return entries;
+                return nodes;
             }
             after = Some(page["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
         }
+    }
+
+    /// A token for `end_user_id` minted with the admin key (`ttl_seconds`: Tally's default when
+    /// `None`).
+    pub async fn end_user_token(&self, end_user_id: &str, ttl_seconds: Option<i64>) -> String {
+        self.end_user_token_with_key(ADMIN_KEY, end_user_id, ttl_seconds)
+            .await
+    }
+
+    /// A token for `end_user_id` minted with the secret key `key`.
+    pub async fn end_user_token_with_key(
+        &self,
+        key: &str,
+        end_user_id: &str,
+        ttl_seconds: Option<i64>,
+    ) -> String {
+        let mut input = json!({ "endUserId": end_user_id });
+        if let Some(ttl_seconds) = ttl_seconds {
+            input["ttlSeconds"] = json!(ttl_seconds);
+        }
+        let body = self
+            .graphql_with_key(Some(key), CREATE_END_USER_TOKEN, json!({ "input": input }))
+            .await;
+        body["data"]["createEndUserToken"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a token: {body}"))
+            .to_owned()
+    }
+
+    /// A request to the Creduse-compatible REST API: `body` as JSON, `key` as the bearer
+    /// credential. Answers the status and the JSON body.
+    pub async fn rest(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// `POST <path>` to the REST API with the admin key, as the Creduse SDK sends it.
+    pub async fn rest_post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.rest(Method::POST, path, Some(body), Some(ADMIN_KEY))
+            .await
+    }
+
+    /// `GET /get-active-balance` with the admin key and a JSON body, as the Creduse SDK sends it.
+    pub async fn rest_balance(&self, end_user_id: &str) -> (u16, Value) {
+        self.rest(
+            Method::GET,
+            "/get-active-balance",
+            Some(json!({ "end_user_id": end_user_id })),
+            Some(ADMIN_KEY),
+        )
+        .await
+    }
+
+    /// POSTs `body`, as it is, to `path` as `application/json` with the admin key.
+    pub async fn post_raw(&self, path: &str, body: &'static str) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_KEY)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
 /// POSTs a GraphQL request with the admin key to `address` (another instance on the same
 /// database, say); returns the whole body.
 pub async fn post_to(app: &TestApp, address: &str, query: &str, variables: Value) -> Value {
-    let response = app
-        .client
-        .post(format!("{address}/graphql"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
+    app.graphql_at(address, Some(ADMIN_KEY), query, variables)
         .await
-        .expect("every request gets an answer");
-    assert_eq!(response.status(), 200);
-    response.json().await.expect("JSON body")
 }
 
 pub fn new_user() -> String {
@@ -372,11 +484,6 @@ pub fn error_code(body: &Value) -> String {
         .to_owned()
 }
 
-pub const GRANT_FIELDS: &str =
-    "id amount remaining source effectiveAt expiresAt priority description metadata createdAt";
-pub const ENTRY_FIELDS: &str = "id sequence kind amount delta balanceAfter grantId \
-     allocations { grantId amount } description metadata idempotencyKey createdAt";
-
 pub const ADD_CREDITS: &str = "mutation($input: AddCreditsInput!) { addCredits(input: $input) {
     grant { id amount remaining source effectiveAt expiresAt priority description metadata createdAt }
     entry { id sequence kind amount delta balanceAfter grantId allocations { grantId amount } }
@@ -393,52 +500,27 @@ pub const BALANCE: &str = "query($id: ID!) { balance(endUserId: $id) {
     endUserId available nextExpiry
     grants { id amount remaining source effectiveAt expiresAt priority } } }";
 
+pub const CREATE_END_USER_TOKEN: &str = "mutation($input: CreateEndUserTokenInput!) {
+    createEndUserToken(input: $input) { token expiresAt } }";
+
 pub const TRANSACTIONS: &str = "query($id: ID!, $first: Int, $after: String) {
     transactions(endUserId: $id, first: $first, after: $after) {
       edges { cursor node { id sequence kind amount delta balanceAfter grantId allocations { grantId amount } idempotencyKey createdAt } }
       pageInfo { hasNextPage hasPreviousPage endCursor } } }";
 
-/// Generates, for each named `async fn(TestApp)`, one test on SQLite and one on PostgreSQL.
-#[macro_export]
+/// Generates, for each named `async fn(TestApp)`, one test on SQLite and one on PostgreSQL
+/// (`<module>::sqlite::<name>`, `<module>::postgres::<name>`). The PostgreSQL one does nothing
+/// when no server is configured (see `postgres_url`).
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let app = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite)
-                        .await
-                        .expect("SQLite is always available");
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some(app) =
-                        $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await
-                    {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
+        on_both_databases!(@from $crate::helpers::TestApp::spawn; $($name),*);
     };
-}
-
-/// Like `on_both_databases!`, for tests that take what `$setup(backend)` builds (an app with a
-/// particular configuration, and whatever else the test needs). `$setup` answers `None` when
-/// the backend is not available here.
-#[macro_export]
-macro_rules! on_both_databases_with {
-    ($setup:ident; $($name:ident),* $(,)?) => {
+    (@from $setup:path; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let env = super::$setup($crate::common::Backend::Sqlite)
+                    let env = $setup($crate::helpers::Backend::Sqlite)
                         .await
                         .expect("SQLite is always available");
                     super::$name(env).await;
@@ -449,12 +531,21 @@ macro_rules! on_both_databases_with {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    if let Some(env) = super::$setup($crate::common::Backend::Postgres).await {
+                    if let Some(env) = $setup($crate::helpers::Backend::Postgres).await {
                         super::$name(env).await;
                     }
                 }
             )*
         }
+    };
+}
+
+/// Like `on_both_databases!`, for tests that take what `$setup(backend)` builds (an app with a
+/// particular configuration, and whatever else the test needs). `$setup` answers `None` when
+/// the backend is not available here.
+macro_rules! on_both_databases_with {
+    ($setup:ident; $($name:ident),* $(,)?) => {
+        on_both_databases!(@from super::$setup; $($name),*);
     };
 }
 
