@@ -84,14 +84,7 @@ impl Ledger {
             }
             let entry =
                 record_void(&mut write, &grant, reason.as_ref(), key.as_ref(), None).await?;
-            keyed.record(&write, entry.id).await?;
-            let balance = Balance::from_grants(user.clone(), &write.grants, write.now);
-            write.commit(&self.events).await?;
-            Ok(CorrectionOutcome {
-                entry,
-                balance,
-                replayed: false,
-            })
+            self.commit_correction(write, &keyed, entry).await
         })
         .await
     }
@@ -129,16 +122,26 @@ impl Ledger {
                 key.as_ref(),
             )
             .await?;
-            keyed.record(&write, entry.id).await?;
-            let balance = Balance::from_grants(user.clone(), &write.grants, write.now);
-            write.commit(&self.events).await?;
-            Ok(CorrectionOutcome {
-                entry,
-                balance,
-                replayed: false,
-            })
+            self.commit_correction(write, &keyed, entry).await
         })
         .await
+    }
+
+    /// Records the key, answers with the balance after the correction, and commits.
+    async fn commit_correction(
+        &self,
+        write: AccountWrite,
+        keyed: &Keyed<'_>,
+        entry: Entry,
+    ) -> Result<CorrectionOutcome> {
+        keyed.record(&write, entry.id).await?;
+        let balance = Balance::from_grants(write.end_user_id.clone(), &write.grants, write.now);
+        write.commit(&self.events).await?;
+        Ok(CorrectionOutcome {
+            entry,
+            balance,
+            replayed: false,
+        })
     }
 
     /// The entry `entry_id` names, when it is one a reversal may give back (a DEBIT or CAPTURE).
