@@ -170,6 +170,10 @@ fn describe() {
     describe_counter!("tally_write_batches_total", "Write batches committed");
     describe_histogram!("tally_write_batch_size", "Writes per committed write batch");
     describe_gauge!(
+        "tally_writes_pending",
+        "Debits and grants queued for the write pipeline or in a batch, not yet answered"
+    );
+    describe_gauge!(
         "tally_db_pool_connections",
         "Database connections, by state (in_use, idle)"
     );

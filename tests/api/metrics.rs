@@ -24,7 +24,7 @@ on_both_databases!(
 );
 
 /// One scrape: every sample by metric name and label set.
-struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
+pub(crate) struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
 
 impl Scrape {
     fn parse(text: &str) -> Self {
@@ -52,7 +52,7 @@ impl Scrape {
     }
 
     /// The sample named `name` whose labels include `labels` (0 when absent: never counted).
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.0
             .iter()
             .filter(|(n, l, _)| {
@@ -66,7 +66,7 @@ impl Scrape {
     }
 }
 
-async fn scrape(address: &str) -> Scrape {
+pub(crate) async fn scrape(address: &str) -> Scrape {
     let response = reqwest::get(format!("{address}/metrics"))
         .await
         .expect("scrape");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::helpers::process::Process;
 use crate::helpers::*;
+use crate::metrics::scrape;
 use futures::future::join_all;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
@@ -19,6 +20,9 @@ on_both_databases!(
     mixed_writers_on_two_instances_conserve_credits,
     a_killed_process_loses_no_acknowledged_write,
 );
+
+/// How long a test waits for a write to reach the queue.
+const WAIT: Duration = Duration::from_secs(10);
 
 const CREATE_HOLD: &str =
     "mutation($input: CreateHoldInput!) { createHold(input: $input) { hold { id } } }";
@@ -36,7 +40,10 @@ fn debit(user: &str, amount: i64, key: Option<&str>) -> (&'static str, Value) {
 /// While the test holds the end user's account lock, the write in flight waits for it and the
 /// writes sent after it queue up behind, in the order sent; released, they are decided together.
 /// Each must answer exactly what it would have answered had it run alone, one after another.
+/// The writes go to a `tally serve` process of the test's own, whose `tally_writes_pending`
+/// gauge (the metrics recorder is process-wide) shows when each has reached the queue.
 async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
+    let process = Process::start(&app.database_url).await;
     let user = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 10, "validityDays": 30 }))
         .await;
@@ -68,8 +75,8 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
         debit(&user, 1, None),             // refused: 0 available
     ];
     let mut answers = Vec::new();
-    for (query, variables) in requests {
-        let app_address = app.address.clone();
+    for (sent, (query, variables)) in requests.into_iter().enumerate() {
+        let app_address = process.address.clone();
         let client = app.client.clone();
         answers.push(tokio::spawn(async move {
             client
@@ -83,13 +90,16 @@ async fn writes_queued_behind_a_lock_answer_as_a_serial_run(app: TestApp) {
                 .await
                 .expect("JSON")
         }));
-        // Sent one after another, so they reach the queue in this order. The one pause in
-        // these tests that is not a wait for a condition: nothing outside the process shows
-        // how many writes a lane has queued, and the order is the point.
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        // The next is sent once this one has reached the queue: they queue in this order.
+        let reached = sent as f64 + 1.0;
+        eventually(WAIT, "the write to reach the queue", || async {
+            let pending = scrape(&process.address)
+                .await
+                .get("tally_writes_pending", &[]);
+            (pending == reached).then_some(())
+        })
+        .await;
     }
-    // Let the last one reach the queue too before the lock goes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     lock.rollback().await.unwrap();
     let answers: Vec<Value> = join_all(answers)
         .await

@@ -114,6 +114,10 @@ impl WritePipeline {
     pub(in crate::ledger) async fn submit(&self, write: Write) -> Result<Decision> {
         let lane = lane_of(write.end_user_id(), self.lanes.len());
         let (reply, answer) = oneshot::channel();
+        // Counted from just before it joins the lane's queue (nothing awaits in between while
+        // the queue has room) until it is answered: operators see writes piling up behind a
+        // slow database, and a test sees that a write has reached the queue.
+        let _pending = crate::observability::metrics::GaugeGuard::new("tally_writes_pending");
         self.lanes[lane]
             .send(Job { write, reply })
             .await
