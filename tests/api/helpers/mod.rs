@@ -257,7 +257,7 @@ impl TestApp {
     pub async fn outbox_events(&self, fanned_out: impl Into<Option<bool>>) -> u64 {
         use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
         use tally::entities::webhook_event;
-        let db = Database::connect(&self.database_url).await.unwrap();
+        let db = self.db().await;
         let mut query = webhook_event::Entity::find();
         if let Some(fanned_out) = fanned_out.into() {
             query = query.filter(webhook_event::Column::FannedOut.eq(fanned_out));
