@@ -14,7 +14,10 @@ use crate::config::Config;
 use crate::db;
 use crate::events::BalanceEvents;
 use crate::graphql::build_schema;
-use crate::http::{AppState, Limits, MetricsRoute, WebSocketSettings, metrics_router, router};
+use crate::graphql::document_cache::DocumentCache;
+use crate::http::{
+    AppState, Limits, MetricsRoute, Services, WebSocketSettings, metrics_router, router,
+};
 use crate::ledger::outbound::Outbound;
 use crate::ledger::{Ledger, run_expiry_scheduler};
 use crate::stripe::Stripe;
@@ -72,11 +75,14 @@ impl Application {
         let outbound = Arc::new(Outbound::new(config.webhooks.default_thresholds.clone()));
         let ledger = Ledger::new(
             db.clone(),
+            &config.database_url,
             Arc::new(events.clone()),
             config.pipeline,
             outbound.clone(),
             config.clock.clone(),
-        );
+        )
+        .await
+        .context("DATABASE_URL: cannot open the write pipeline's connection")?;
         let stripe = Stripe::new(&config.stripe, ledger.clone(), catalog)?;
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
         let webhooks = Webhooks::new(
@@ -93,7 +99,8 @@ impl Application {
             .await
             .map_err(|error| anyhow::anyhow!("loading the secret keys: {}", error.detail()))?;
         tokio::spawn(run_refresher(keys.clone()));
-        let state = AppState {
+        let state = AppState::new(Services {
+            documents: DocumentCache::default(),
             schema: build_schema(
                 ledger.clone(),
                 events,
@@ -109,7 +116,7 @@ impl Application {
                 keepalive_interval: config.ws_keepalive_interval,
             },
             stripe,
-        };
+        });
         let limits = Limits {
             request_timeout: config.request_timeout,
             max_body_bytes: config.max_body_bytes,

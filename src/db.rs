@@ -17,6 +17,28 @@ pub async fn connect(
     database_url: &str,
     max_connections: u32,
 ) -> Result<DatabaseConnection, DbErr> {
+    Database::connect(options(database_url, max_connections, None)).await
+}
+
+/// SQLite page cache of the write pipeline's own connection (negative: KiB, as SQLite counts).
+const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
+
+/// The SQLite connection the write pipeline writes through: a pool of its own holding one
+/// connection for the life of the process. SQLite throws a connection's page cache away whenever
+/// another connection has written, so a lane drawing a different pooled connection for each
+/// batch read every page it touched again from the file; the one writer keeps its cache (and a
+/// larger one).
+pub async fn connect_sqlite_writer(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = options(database_url, 1, Some(SQLITE_WRITER_CACHE_KIB));
+    options.min_connections(1);
+    Database::connect(options).await
+}
+
+fn options(
+    database_url: &str,
+    max_connections: u32,
+    sqlite_cache_kib: Option<i64>,
+) -> ConnectOptions {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
         .max_connections(max_connections)
@@ -32,17 +54,21 @@ pub async fn connect(
             // prepared (sqlx keeps 100 by default, fewer than the shapes a busy server sees).
             postgres.statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
         })
-        .map_sqlx_sqlite_opts(|sqlite| {
+        .map_sqlx_sqlite_opts(move |sqlite| {
             // WAL lets readers run beside the one writer; FULL sync makes an acknowledged
             // write survive power loss too, not only a crash of the process.
-            sqlite
+            let sqlite = sqlite
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true)
+                .foreign_keys(true);
+            match sqlite_cache_kib {
+                Some(kib) => sqlite.pragma("cache_size", format!("-{kib}")),
+                None => sqlite,
+            }
         });
-    Database::connect(options).await
+    options
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {

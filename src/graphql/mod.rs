@@ -1,6 +1,7 @@
 //! The GraphQL schema: plain modules of resolvers over the ledger. The HTTP side is in `http`.
 
 pub mod context;
+pub mod document_cache;
 pub mod error_codes;
 pub mod input_fields;
 pub mod mutation;

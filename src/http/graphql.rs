@@ -96,7 +96,9 @@ async fn run(
             ]);
         }
     };
-    state.schema.execute(request.data(caller)).await
+    // Only a caller that got in reaches the document cache.
+    let request = state.documents.parse(request.data(caller));
+    state.schema.execute(request).await
 }
 
 fn has_query_parameter(query_string: &str) -> bool {

@@ -8,6 +8,7 @@ mod stripe_webhook;
 mod subscriptions;
 pub mod unique_keys;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,13 +22,34 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
 use crate::graphql::TallySchema;
+use crate::graphql::document_cache::DocumentCache;
 use crate::ledger::Ledger;
 use crate::observability;
 use crate::stripe::Stripe;
 
+/// What every handler reaches. Cloned for each request (axum's `State`), so it is one shared
+/// pointer: cloning every service's handles took 2% of a balance read's CPU.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub schema: TallySchema,
+    /// Parsed GraphQL documents, by their text.
+    pub documents: DocumentCache,
     pub db: DatabaseConnection,
     pub auth: Authenticator,
     pub ledger: Ledger,

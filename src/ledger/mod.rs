@@ -71,31 +71,36 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the write pipeline's lanes: call on the runtime that serves requests.
-    pub fn new(
+    /// Starts the write pipeline's lanes (see `pipeline` for where they run; on SQLite they
+    /// open a connection of their own to `database_url`): call on the runtime that serves
+    /// requests.
+    pub async fn new(
         db: DatabaseConnection,
+        database_url: &str,
         events: Arc<dyn Notifier>,
         pipeline: PipelineSettings,
         outbound: Arc<Outbound>,
         clock: Clock,
-    ) -> Self {
+    ) -> Result<Self> {
         let expiry_alarm = Arc::new(Notify::new());
         let pipeline = WritePipeline::start(
             db.clone(),
+            database_url,
             clock.clone(),
             events.clone(),
             expiry_alarm.clone(),
             outbound.clone(),
             pipeline,
-        );
-        Self {
+        )
+        .await?;
+        Ok(Self {
             db,
             clock,
             events,
             expiry_alarm,
             pipeline,
             outbound,
-        }
+        })
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -74,18 +74,27 @@ struct Lane {
 }
 
 impl WritePipeline {
-    /// Starts the lanes (tasks on the current runtime).
-    pub fn start(
+    /// Starts the lanes. On PostgreSQL they are tasks on the current runtime, writing through
+    /// the shared pool `db`. On SQLite they run on a thread of their own, with a runtime and a
+    /// connection (to `database_url`) of their own, for two reasons measured on a busy server:
+    /// every statement is a hand-off to the connection's thread and back, and a lane task
+    /// queued behind request tasks on the shared runtime waited longer for each hand-off than
+    /// SQLite took to run it; and one connection that writes every batch keeps its page cache,
+    /// where pooled connections each lose theirs whenever another has written. The thread ends
+    /// when the pipeline is dropped.
+    pub async fn start(
         db: DatabaseConnection,
+        database_url: &str,
         clock: Clock,
         events: Arc<dyn Notifier>,
         expiry_alarm: Arc<Notify>,
         outbound: Arc<Outbound>,
         settings: PipelineSettings,
-    ) -> Self {
+    ) -> Result<Self> {
+        let backend = db.get_database_backend();
         let lanes = settings
             .lanes
-            .unwrap_or(match db.get_database_backend() {
+            .unwrap_or(match backend {
                 DbBackend::Postgres => 4,
                 _ => 1,
             })
@@ -98,16 +107,19 @@ impl WritePipeline {
             expiry_alarm,
             outbound,
         };
-        let senders: Vec<mpsc::Sender<Job>> = (0..lanes)
-            .map(|_| {
-                let (sender, receiver) = mpsc::channel(QUEUE_PER_LANE);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
+            .map(|_| mpsc::channel::<Job>(QUEUE_PER_LANE))
+            .unzip();
+        if backend == DbBackend::Sqlite {
+            start_writer_thread(lane, database_url.to_owned(), receivers, max_batch).await?;
+        } else {
+            for receiver in receivers {
                 tokio::spawn(run_lane(lane.clone(), receiver, max_batch));
-                sender
-            })
-            .collect();
-        Self {
-            lanes: senders.into(),
+            }
         }
+        Ok(Self {
+            lanes: senders.into(),
+        })
     }
 
     /// Queues a write and waits for its answer.
@@ -127,6 +139,54 @@ impl WritePipeline {
             Error::Internal("a write batch failed; retry with the same idempotency key".into())
         })?
     }
+}
+
+/// Runs the lanes on a thread of their own (see `WritePipeline::start`), once its connection is
+/// open; fails if it cannot be opened.
+async fn start_writer_thread(
+    lane: Lane,
+    database_url: String,
+    receivers: Vec<mpsc::Receiver<Job>>,
+    max_batch: usize,
+) -> Result<()> {
+    let (opened, open) = oneshot::channel::<Result<()>>();
+    std::thread::Builder::new()
+        .name("tally-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = opened.send(Err(Error::Internal(format!(
+                        "starting the writer thread's runtime: {error}"
+                    ))));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let db = match crate::db::connect_sqlite_writer(&database_url).await {
+                    Ok(db) => db,
+                    Err(error) => {
+                        let _ = opened.send(Err(error.into()));
+                        return;
+                    }
+                };
+                let _ = opened.send(Ok(()));
+                let lane = Lane { db, ..lane };
+                let lanes: Vec<_> = receivers
+                    .into_iter()
+                    .map(|receiver| tokio::spawn(run_lane(lane.clone(), receiver, max_batch)))
+                    .collect();
+                for lane in lanes {
+                    let _ = lane.await;
+                }
+            });
+        })
+        .map_err(|error| Error::Internal(format!("starting the writer thread: {error}")))?;
+    open.await
+        .map_err(|_| Error::Internal("the writer thread stopped at start".into()))?
 }
 
 async fn run_lane(lane: Lane, mut receiver: mpsc::Receiver<Job>, max_batch: usize) {
