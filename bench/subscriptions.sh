@@ -4,6 +4,7 @@
 #   N             subscriptions (default 10000)
 #   DATABASE_URL  default: a fresh SQLite file; e.g. postgres://postgres@127.0.0.1:5432/tally_bench
 # Prints memory per idle subscription, push latency p50/p99 and debit rates.
+#   BENCH_TALLY_BIN=path  measure this tally binary instead of the one built here (before/after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-10000}"
@@ -14,11 +15,12 @@ PORT="${PORT:-18080}"
 
 cargo build --release --quiet --bin tally --example bench_subscriptions
 bin="${CARGO_TARGET_DIR:-target}/release"
+tally="${BENCH_TALLY_BIN:-$bin/tally}"
 # Each subscription is a socket on both sides.
 ulimit -n "$(ulimit -Hn)"
 
 DATABASE_URL="$DATABASE_URL" TALLY_LISTEN="127.0.0.1:$PORT" TALLY_ADMIN_API_KEY="$KEY" \
-    RUST_LOG=warn "$bin/tally" serve &
+    RUST_LOG=warn "$tally" serve &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do
