@@ -71,7 +71,7 @@ impl Application {
             };
         crate::observability::metrics::install();
         let events = BalanceEvents::new(db.get_database_backend());
-        events.start_listener(&db).await?;
+        events.start(&db).await?;
         let outbound = Arc::new(Outbound::new(config.webhooks.default_thresholds.clone()));
         let ledger = Ledger::new(
             db.clone(),

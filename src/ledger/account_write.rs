@@ -33,7 +33,6 @@ pub struct AccountWrite {
     pub now: DateTime<Utc>,
     next_seq: i64,
     reserved_through: i64,
-    announced: bool,
     last_entry_at: Option<DateTime<Utc>>,
     /// What this write appended, counted in the metrics once it commits.
     appended: Vec<(EntryKind, i64)>,
@@ -55,7 +54,6 @@ impl Ledger {
             now: self.clock.now(),
             next_seq: reserved,
             reserved_through: reserved,
-            announced: false,
             last_entry_at: None,
             appended: Vec::new(),
             outbound_sources: Vec::new(),
@@ -67,17 +65,17 @@ impl Ledger {
 
 impl AccountWrite {
     /// Loads the open grants and settles everything due. Returns how many entries that wrote.
-    pub async fn load(&mut self, events: &dyn Notifier) -> Result<usize> {
-        self.load_settling(events, false).await
+    pub async fn load(&mut self) -> Result<usize> {
+        self.load_settling(false).await
     }
 
     /// `load`, for the scheduler: it looks for due holds and renewals even where the grants
     /// give no hint of any.
-    pub async fn load_settling_all(&mut self, events: &dyn Notifier) -> Result<usize> {
-        self.load_settling(events, true).await
+    pub async fn load_settling_all(&mut self) -> Result<usize> {
+        self.load_settling(true).await
     }
 
-    async fn load_settling(&mut self, events: &dyn Notifier, everything: bool) -> Result<usize> {
+    async fn load_settling(&mut self, everything: bool) -> Result<usize> {
         self.grants = store::load_open_grants(&self.txn, &self.end_user_id).await?;
         self.now = self.clock.now();
         let before = self.next_seq;
@@ -95,11 +93,7 @@ impl AccountWrite {
         if everything || self.grants.iter().any(|g| g.cycle_id.is_some()) {
             super::cycles::renew_due(self).await?;
         }
-        let written = (self.next_seq - before) as usize;
-        if written > 0 {
-            self.announce(events).await?;
-        }
-        Ok(written)
+        Ok((self.next_seq - before) as usize)
     }
 
     /// The available balance now, as this write has changed it.
@@ -318,16 +312,6 @@ impl AccountWrite {
         seq
     }
 
-    pub async fn announce(&mut self, events: &dyn Notifier) -> Result<()> {
-        if !self.announced {
-            events
-                .announce_in_transaction(&self.txn, std::slice::from_ref(&self.end_user_id))
-                .await?;
-            self.announced = true;
-        }
-        Ok(())
-    }
-
     /// Commits even when no entry was appended (a write that only records something beside the
     /// ledger, such as a Stripe event): the sequence number reserved by the lock is given back.
     pub async fn commit_even_if_empty(mut self, events: &dyn Notifier) -> Result<()> {
@@ -363,13 +347,12 @@ impl AccountWrite {
             store::set_last_seq(&self.txn, &self.end_user_id, last_used).await?;
         }
         let recorded = self.record_outbound().await?;
-        self.announce(events).await?;
         self.txn.commit().await?;
         if recorded > 0 {
             self.outbound.committed.notify_one();
         }
         super::metrics::entries_committed(self.appended.iter().copied());
-        events.announce_committed(&self.end_user_id);
+        events.announce_committed(std::slice::from_ref(&self.end_user_id));
         Ok(())
     }
 }

@@ -204,7 +204,7 @@ impl Ledger {
             Start::Write(write) => write,
             Start::Replay(entry_id) => return self.replay(user, entry_id).await,
         };
-        write.load(&self.events).await?;
+        write.load().await?;
         let now = write.now;
         if let Err(refusal) = add.check_under_lock(&write.grants, now) {
             return write.refuse(&self.events, refusal).await;

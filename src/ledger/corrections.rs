@@ -63,7 +63,7 @@ impl Ledger {
                 Start::Write(write) => write,
                 Start::Replay(entry_id) => return self.correction_replay(&user, entry_id).await,
             };
-            write.load(&self.events).await?;
+            write.load().await?;
             let Some(grant) = store::find_grant(&write.txn, request.grant_id).await? else {
                 let refusal = Error::NotFound("grant vanished".into());
                 return write.refuse(&self.events, refusal).await;
@@ -104,7 +104,7 @@ impl Ledger {
                 Start::Write(write) => write,
                 Start::Replay(entry_id) => return self.correction_replay(user, entry_id).await,
             };
-            write.load(&self.events).await?;
+            write.load().await?;
             // What earlier reversals already gave back, per grant.
             let earlier = super::aggregates::returned_by_reversals(&write.txn, debit.id).await?;
             let returnable = match plan_reversal(&debit.allocations, &earlier, request.amount) {

@@ -133,7 +133,7 @@ impl Ledger {
                     });
                 }
             };
-            write.load(&self.events).await?;
+            write.load().await?;
             if store::active_cycle(&write.txn, user).await?.is_some() {
                 return write.refuse(&self.events, Error::ActiveCycleExists).await;
             }
@@ -183,7 +183,7 @@ impl Ledger {
     /// Cancels renewal of the end user's active cycle; its current period runs out as usual.
     pub async fn stop_cycle(&self, end_user_id: EndUserId) -> Result<Cycle> {
         let mut write = self.begin_write(&end_user_id).await?;
-        write.load(&self.events).await?;
+        write.load().await?;
         let Some(mut cycle) = store::active_cycle(&write.txn, &end_user_id).await? else {
             return write.refuse(&self.events, Error::NoActiveCycle).await;
         };

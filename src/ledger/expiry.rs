@@ -26,7 +26,7 @@ impl Ledger {
     /// many entries that wrote.
     pub async fn settle_due(&self, end_user_id: EndUserId) -> Result<usize> {
         let mut write = self.begin_write(&end_user_id).await?;
-        let written = write.load_settling_all(&self.events).await?;
+        let written = write.load_settling_all().await?;
         write.commit(&self.events).await?;
         Ok(written)
     }

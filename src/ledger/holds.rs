@@ -118,7 +118,7 @@ impl Ledger {
                 Start::Write(write) => write,
                 Start::Replay(entry_id) => return self.hold_replay(entry_id).await,
             };
-            write.load(&self.events).await?;
+            write.load().await?;
             let now = write.now;
             let earmarks = match plan_debit(&write.grants, amount.get(), now) {
                 Ok(earmarks) => earmarks,
@@ -240,7 +240,7 @@ impl Ledger {
             Start::Write(write) => write,
             Start::Replay(entry_id) => return self.hold_replay(entry_id).await,
         };
-        write.load(&self.events).await?;
+        write.load().await?;
         // Re-read under the lock: it may have closed (or passed its deadline) meanwhile.
         let Some(hold) = store::find_hold(&write.txn, hold_id).await? else {
             let refusal = Error::NotFound(format!("no hold with id {hold_id}"));

@@ -159,7 +159,7 @@ impl Ledger {
         if let Some(payment_reference) = &request.payment.payment_reference {
             store::lock_payment(&write.txn, payment_reference, self.clock.now()).await?;
         }
-        write.load(&self.events).await?;
+        write.load().await?;
         if let Err(refusal) = check_credits_cap(&write.grants, credits) {
             return write.refuse(&self.events, refusal).await;
         }
@@ -281,7 +281,7 @@ impl Ledger {
         let refunded_before =
             aggregates::refunded_total(&write.txn, report.payment_reference).await?;
         store::record_refunds(&write.txn, report, self.clock.now()).await?;
-        write.load(&self.events).await?;
+        write.load().await?;
         let refunded = aggregates::refunded_total(&write.txn, report.payment_reference).await?;
         let before = aggregates::clawed_back(&write.txn, grant.id).await?;
         let entry = claw_back(&mut write, grant.id, report.payment_reference, refunded).await?;

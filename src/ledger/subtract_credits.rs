@@ -130,7 +130,7 @@ impl Ledger {
             Start::Write(write) => write,
             Start::Replay(entry_id) => return self.replay_debit(user, entry_id).await,
         };
-        let expired = write.load(&self.events).await?;
+        let expired = write.load().await?;
         let now = write.now;
         let allocations = match plan_debit(&write.grants, subtract.amount.get(), now) {
             Ok(allocations) => allocations,

@@ -84,9 +84,12 @@ impl Lane {
         crate::ledger::metrics::entries_committed(
             changes.entries.iter().map(|e| (e.kind, e.amount)),
         );
-        for (user, _) in &changes.last_seqs {
-            self.events.announce_committed(user);
-        }
+        let users: Vec<EndUserId> = changes
+            .last_seqs
+            .iter()
+            .map(|(user, _)| user.clone())
+            .collect();
+        self.events.announce_committed(&users);
         if changes.new_grants.iter().any(|g| g.expires_at.is_some()) {
             self.expiry_alarm.notify_one();
         }
@@ -111,12 +114,6 @@ impl Lane {
             self.clock.now(),
         )
         .await?;
-        let users: Vec<EndUserId> = changes
-            .last_seqs
-            .iter()
-            .map(|(user, _)| user.clone())
-            .collect();
-        self.events.announce_in_transaction(txn, &users).await?;
         Ok(events)
     }
 }
