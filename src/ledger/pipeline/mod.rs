@@ -74,14 +74,11 @@ struct Lane {
 }
 
 impl WritePipeline {
-    /// Starts the lanes. On PostgreSQL they are tasks on the current runtime, writing through
-    /// the shared pool `db`. On SQLite they run on a thread of their own, with a runtime and a
-    /// connection (to `database_url`) of their own, for two reasons measured on a busy server:
-    /// every statement is a hand-off to the connection's thread and back, and a lane task
-    /// queued behind request tasks on the shared runtime waited longer for each hand-off than
-    /// SQLite took to run it; and one connection that writes every batch keeps its page cache,
-    /// where pooled connections each lose theirs whenever another has written. The thread ends
-    /// when the pipeline is dropped.
+    /// Starts the lanes (tasks on the current runtime). On PostgreSQL they write through the
+    /// shared pool `db`. On SQLite the one lane writes through a connection of its own (to
+    /// `database_url`), held for the life of the process: SQLite drops a connection's page
+    /// cache whenever another connection has written, so a lane drawing a different pooled
+    /// connection for each batch read every page it touched again from the file.
     pub async fn start(
         db: DatabaseConnection,
         database_url: &str,
@@ -110,12 +107,16 @@ impl WritePipeline {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
             .map(|_| mpsc::channel::<Job>(QUEUE_PER_LANE))
             .unzip();
-        if backend == DbBackend::Sqlite {
-            start_writer_thread(lane, database_url.to_owned(), receivers, max_batch).await?;
-        } else {
-            for receiver in receivers {
-                tokio::spawn(run_lane(lane.clone(), receiver, max_batch));
+        let lane = if backend == DbBackend::Sqlite {
+            Lane {
+                db: crate::db::connect_sqlite_writer(database_url).await?,
+                ..lane
             }
+        } else {
+            lane
+        };
+        for receiver in receivers {
+            tokio::spawn(run_lane(lane.clone(), receiver, max_batch));
         }
         Ok(Self {
             lanes: senders.into(),
@@ -139,54 +140,6 @@ impl WritePipeline {
             Error::Internal("a write batch failed; retry with the same idempotency key".into())
         })?
     }
-}
-
-/// Runs the lanes on a thread of their own (see `WritePipeline::start`), once its connection is
-/// open; fails if it cannot be opened.
-async fn start_writer_thread(
-    lane: Lane,
-    database_url: String,
-    receivers: Vec<mpsc::Receiver<Job>>,
-    max_batch: usize,
-) -> Result<()> {
-    let (opened, open) = oneshot::channel::<Result<()>>();
-    std::thread::Builder::new()
-        .name("tally-writer".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    let _ = opened.send(Err(Error::Internal(format!(
-                        "starting the writer thread's runtime: {error}"
-                    ))));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let db = match crate::db::connect_sqlite_writer(&database_url).await {
-                    Ok(db) => db,
-                    Err(error) => {
-                        let _ = opened.send(Err(error.into()));
-                        return;
-                    }
-                };
-                let _ = opened.send(Ok(()));
-                let lane = Lane { db, ..lane };
-                let lanes: Vec<_> = receivers
-                    .into_iter()
-                    .map(|receiver| tokio::spawn(run_lane(lane.clone(), receiver, max_batch)))
-                    .collect();
-                for lane in lanes {
-                    let _ = lane.await;
-                }
-            });
-        })
-        .map_err(|error| Error::Internal(format!("starting the writer thread: {error}")))?;
-    open.await
-        .map_err(|_| Error::Internal("the writer thread stopped at start".into()))?
 }
 
 async fn run_lane(lane: Lane, mut receiver: mpsc::Receiver<Job>, max_batch: usize) {
