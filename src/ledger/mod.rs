@@ -71,9 +71,8 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the write pipeline's lanes (see `pipeline` for where they run; on SQLite they
-    /// open a connection of their own to `database_url`): call on the runtime that serves
-    /// requests.
+    /// Starts the write pipeline's lanes (on SQLite the lane writes through a connection of its
+    /// own to `database_url`; `pipeline` says why): call on the runtime that serves requests.
     pub async fn new(
         db: DatabaseConnection,
         database_url: &str,
