@@ -73,16 +73,17 @@ impl Application {
         let events = BalanceEvents::new(db.get_database_backend());
         events.start(&db).await?;
         let outbound = Arc::new(Outbound::new(config.webhooks.default_thresholds.clone()));
+        let pipeline_db = db::pipeline_connection(&config.database_url, &db)
+            .await
+            .context("DATABASE_URL: cannot open the write pipeline's connection")?;
         let ledger = Ledger::new(
             db.clone(),
-            &config.database_url,
+            pipeline_db,
             Arc::new(events.clone()),
             config.pipeline,
             outbound.clone(),
             config.clock.clone(),
-        )
-        .await
-        .context("DATABASE_URL: cannot open the write pipeline's connection")?;
+        );
         let stripe = Stripe::new(&config.stripe, ledger.clone(), catalog)?;
         tokio::spawn(run_expiry_scheduler(ledger.clone()));
         let webhooks = Webhooks::new(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 
 /// How long a SQLite writer waits for the single write lock before giving up. Writes hold it
 /// for a millisecond or two, so only a pathological backlog reaches this.
@@ -23,12 +23,18 @@ pub async fn connect(
 /// SQLite page cache of the write pipeline's own connection (negative: KiB, as SQLite counts).
 const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
 
-/// The SQLite connection the write pipeline writes through: a pool of its own holding one
-/// connection for the life of the process. SQLite throws a connection's page cache away whenever
-/// another connection has written, so a lane drawing a different pooled connection for each
-/// batch read every page it touched again from the file; the one writer keeps its cache (and a
-/// larger one).
-pub async fn connect_sqlite_writer(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+/// The connection the write pipeline writes through. PostgreSQL: the shared pool. SQLite: a
+/// pool of its own holding one connection for the life of the process. SQLite throws a
+/// connection's page cache away whenever another connection has written, so a lane drawing a
+/// different pooled connection for each batch read every page it touched again from the file;
+/// the one writer keeps its cache (and a larger one).
+pub async fn pipeline_connection(
+    database_url: &str,
+    shared: &DatabaseConnection,
+) -> Result<DatabaseConnection, DbErr> {
+    if shared.get_database_backend() != DbBackend::Sqlite {
+        return Ok(shared.clone());
+    }
     let mut options = options(database_url, 1, Some(SQLITE_WRITER_CACHE_KIB));
     options.min_connections(1);
     Database::connect(options).await

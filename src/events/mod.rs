@@ -24,7 +24,7 @@ mod announcer;
 mod listener;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sea_orm::DbBackend;
 use tokio::sync::{mpsc, watch};
@@ -73,7 +73,7 @@ struct Inner {
     backend: DbBackend,
     watchers: Mutex<HashMap<EndUserId, Watched>>,
     /// PostgreSQL: the announcer's queue, once `start` has started it.
-    announcements: Mutex<Option<mpsc::UnboundedSender<EndUserId>>>,
+    announcements: OnceLock<mpsc::UnboundedSender<EndUserId>>,
 }
 
 /// The last balance read for an end user's local subscribers, tagged with the change counter
@@ -92,7 +92,7 @@ impl BalanceEvents {
             inner: Arc::new(Inner {
                 backend,
                 watchers: Mutex::new(HashMap::new()),
-                announcements: Mutex::new(None),
+                announcements: OnceLock::new(),
             }),
         }
     }
@@ -100,8 +100,7 @@ impl BalanceEvents {
     /// Right after a commit: on PostgreSQL, queue the end users for the announcer (which sends
     /// the `NOTIFY` every process hears); on SQLite, tell this process's subscribers.
     pub fn announce_committed(&self, end_user_ids: &[EndUserId]) {
-        let announcements = self.inner.announcements.lock().expect("announcements lock");
-        match announcements.as_ref() {
+        match self.inner.announcements.get() {
             Some(queue) => {
                 for id in end_user_ids {
                     if queue.send(id.clone()).is_err() {
@@ -160,8 +159,10 @@ impl BalanceEvents {
         }
         let pool = db.get_postgres_connection_pool().clone();
         let (queue, queued) = mpsc::unbounded_channel();
+        if self.inner.announcements.set(queue).is_err() {
+            anyhow::bail!("the balance announcer was started twice");
+        }
         tokio::spawn(announcer::announce(self.clone(), pool.clone(), queued));
-        *self.inner.announcements.lock().expect("announcements lock") = Some(queue);
         let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(listener::listen(self.clone(), pool, listening_tx));
         tokio::time::timeout(std::time::Duration::from_secs(30), listening_rx)

@@ -71,35 +71,34 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the write pipeline's lanes (on SQLite the lane writes through a connection of its
-    /// own to `database_url`; `pipeline` says why): call on the runtime that serves requests.
-    pub async fn new(
+    /// Starts the write pipeline's lanes, writing through `pipeline_db` (on SQLite a
+    /// connection of their own: see `crate::db::pipeline_connection`): call on the runtime that
+    /// serves requests.
+    pub fn new(
         db: DatabaseConnection,
-        database_url: &str,
+        pipeline_db: DatabaseConnection,
         events: Arc<dyn Notifier>,
         pipeline: PipelineSettings,
         outbound: Arc<Outbound>,
         clock: Clock,
-    ) -> Result<Self> {
+    ) -> Self {
         let expiry_alarm = Arc::new(Notify::new());
         let pipeline = WritePipeline::start(
-            db.clone(),
-            database_url,
+            pipeline_db,
             clock.clone(),
             events.clone(),
             expiry_alarm.clone(),
             outbound.clone(),
             pipeline,
-        )
-        .await?;
-        Ok(Self {
+        );
+        Self {
             db,
             clock,
             events,
             expiry_alarm,
             pipeline,
             outbound,
-        })
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {

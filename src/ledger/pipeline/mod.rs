@@ -74,24 +74,19 @@ struct Lane {
 }
 
 impl WritePipeline {
-    /// Starts the lanes (tasks on the current runtime). On PostgreSQL they write through the
-    /// shared pool `db`. On SQLite the one lane writes through a connection of its own (to
-    /// `database_url`), held for the life of the process: SQLite drops a connection's page
-    /// cache whenever another connection has written, so a lane drawing a different pooled
-    /// connection for each batch read every page it touched again from the file.
-    pub async fn start(
+    /// Starts the lanes (tasks on the current runtime), writing through `db` (see
+    /// `crate::db::pipeline_connection` for which connection that is).
+    pub fn start(
         db: DatabaseConnection,
-        database_url: &str,
         clock: Clock,
         events: Arc<dyn Notifier>,
         expiry_alarm: Arc<Notify>,
         outbound: Arc<Outbound>,
         settings: PipelineSettings,
-    ) -> Result<Self> {
-        let backend = db.get_database_backend();
+    ) -> Self {
         let lanes = settings
             .lanes
-            .unwrap_or(match backend {
+            .unwrap_or(match db.get_database_backend() {
                 DbBackend::Postgres => 4,
                 _ => 1,
             })
@@ -104,23 +99,16 @@ impl WritePipeline {
             expiry_alarm,
             outbound,
         };
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
-            .map(|_| mpsc::channel::<Job>(QUEUE_PER_LANE))
-            .unzip();
-        let lane = if backend == DbBackend::Sqlite {
-            Lane {
-                db: crate::db::connect_sqlite_writer(database_url).await?,
-                ..lane
-            }
-        } else {
-            lane
-        };
-        for receiver in receivers {
-            tokio::spawn(run_lane(lane.clone(), receiver, max_batch));
-        }
-        Ok(Self {
+        let senders: Vec<mpsc::Sender<Job>> = (0..lanes)
+            .map(|_| {
+                let (sender, receiver) = mpsc::channel(QUEUE_PER_LANE);
+                tokio::spawn(run_lane(lane.clone(), receiver, max_batch));
+                sender
+            })
+            .collect();
+        Self {
             lanes: senders.into(),
-        })
+        }
     }
 
     /// Queues a write and waits for its answer.
