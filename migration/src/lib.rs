@@ -11,6 +11,7 @@ mod m20261201_000005_history_sums;
 mod m20261202_000006_end_user_ids;
 mod m20261203_000007_webhooks;
 mod m20261204_000008_held_checks;
+mod m20261205_000009_grant_index_without_remaining;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_end_user_ids::Migration),
             Box::new(m20261203_000007_webhooks::Migration),
             Box::new(m20261204_000008_held_checks::Migration),
+            Box::new(m20261205_000009_grant_index_without_remaining::Migration),
         ]
     }
 }
