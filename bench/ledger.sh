@@ -123,6 +123,12 @@ field() { # field NAME KEY: one figure of a kept result line
 
 tally_workloads() { # $1: postgres or sqlite
     load "$1-seed" --mode seed
+    # As the floor does after its own seeding (bench/floor/schema.sql): a database in service
+    # has statistics, a table filled seconds ago has none until autovacuum's next pass, and a
+    # plan PostgreSQL caches on a write lane's connection without them can be a sequential scan.
+    if [[ "$1" == postgres ]]; then
+        psql "$pg_url" -qc analyze
+    fi
     load "$1-spread" --mode debit
     load "$1-hot" --mode debit --hot
     load "$1-single" --mode debit --clients 1

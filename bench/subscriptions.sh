@@ -5,6 +5,7 @@
 #   DATABASE_URL  default: a fresh SQLite file; e.g. postgres://postgres@127.0.0.1:5432/tally_bench
 # Prints memory per idle subscription, push latency p50/p99 and debit rates.
 #   BENCH_TALLY_BIN=path  measure this tally binary instead of the one built here (before/after)
+#   BENCH_SUB_ARGS="..."  more flags for examples/bench_subscriptions (--rounds, --debits, --concurrency)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-10000}"
@@ -29,5 +30,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "Tally $(git rev-parse --short HEAD 2>/dev/null || echo '?') on ${DATABASE_URL%%\?*}, $(nproc) cores"
+# BENCH_SUB_ARGS is split into flags on purpose.
+# shellcheck disable=SC2086
 "$bin/examples/bench_subscriptions" \
-    --url "http://127.0.0.1:$PORT" --key "$KEY" --pid "$pid" --subscriptions "$N"
+    --url "http://127.0.0.1:$PORT" --key "$KEY" --pid "$pid" --subscriptions "$N" ${BENCH_SUB_ARGS:-}

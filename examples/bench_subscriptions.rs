@@ -26,6 +26,7 @@ struct Args {
     debits: usize,
     concurrency: usize,
     hot_subscribers: usize,
+    rounds: usize,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +38,7 @@ fn parse_args() -> Args {
         debits: 2_000,
         concurrency: 16,
         hot_subscribers: 100,
+        rounds: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,10 +51,12 @@ fn parse_args() -> Args {
             "--debits" => args.debits = value.parse().expect("--debits"),
             "--concurrency" => args.concurrency = value.parse().expect("--concurrency"),
             "--hot-subscribers" => args.hot_subscribers = value.parse().expect("--hot-subscribers"),
+            "--rounds" => args.rounds = value.parse().expect("--rounds"),
             other => panic!("unknown flag {other}"),
         }
     }
     assert!(!args.key.is_empty(), "--key is required");
+    assert!(args.rounds > 0, "--rounds must be at least 1");
     args
 }
 
@@ -140,7 +144,7 @@ async fn main() {
     let client = reqwest::Client::new();
     let add = "mutation($u: ID!, $a: Credits!) { addCredits(input: {endUserId: $u, amount: $a}) { balance { available } } }";
 
-    // 1. Debits with no subscriber at all.
+    // 1. An end user nobody subscribes to: the comparator for the debit rate.
     let quiet_user = uuid::Uuid::new_v4().to_string();
     graphql(
         &client,
@@ -149,7 +153,6 @@ async fn main() {
         json!({ "u": quiet_user, "a": 1_000_000_000 }),
     )
     .await;
-    let rate_without = debit_rate(&client, &args, &quiet_user).await;
 
     // 2. N idle subscriptions, each on its own end user.
     let rss_before = rss_kib(args.pid);
@@ -197,12 +200,25 @@ async fn main() {
     }
     latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
 
-    // 4. Debits again, with every subscription open and the hot ones receiving each change.
+    // 4. Debits on the quiet user and on the watched one (its subscribers receiving each
+    // change), in alternating rounds so that the machine's drift hits both alike.
     let drains: Vec<_> = hot
         .into_iter()
         .map(|mut socket| tokio::spawn(async move { while socket.next().await.is_some() {} }))
         .collect();
-    let rate_with = debit_rate(&client, &args, &hot_user).await;
+    let mut rates_without = Vec::new();
+    let mut rates_with = Vec::new();
+    let mut ratios = Vec::new();
+    for _ in 0..args.rounds {
+        let without = debit_rate(&client, &args, &quiet_user).await;
+        let with = debit_rate(&client, &args, &hot_user).await;
+        rates_without.push(without);
+        rates_with.push(with);
+        ratios.push(with / without);
+    }
+    for rates in [&mut rates_without, &mut rates_with, &mut ratios] {
+        rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
 
     println!(
         "subscriptions opened:            {} idle + {} on the debited user ({open_seconds:.1} s to open)",
@@ -224,12 +240,22 @@ async fn main() {
         latencies_ms.last().unwrap()
     );
     println!(
-        "debit rate without subscribers:  {rate_without:.0} /s ({} debits, {} concurrent)",
-        args.debits, args.concurrency
+        "debit rate without subscribers:  {:.0} /s median of {} rounds ({} debits each, {} concurrent)",
+        percentile(&rates_without, 0.5),
+        args.rounds,
+        args.debits,
+        args.concurrency
     );
     println!(
-        "debit rate with subscribers:     {rate_with:.0} /s (same, {} subscribers pushed each change)",
+        "debit rate with subscribers:     {:.0} /s median, alternating with the above ({} subscribers pushed each change)",
+        percentile(&rates_with, 0.5),
         args.hot_subscribers
+    );
+    println!(
+        "with / without:                  {:.2}x median of the rounds' ratios (lowest {:.2}x, highest {:.2}x)",
+        percentile(&ratios, 0.5),
+        ratios[0],
+        ratios[ratios.len() - 1]
     );
     for drain in drains {
         drain.abort();

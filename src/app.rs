@@ -70,15 +70,12 @@ impl Application {
                 None => None,
             };
         crate::observability::metrics::install();
-        let events = BalanceEvents::new(db.get_database_backend());
+        let events = BalanceEvents::new(db.get_database_backend(), config.live_min_interval);
         events.start(&db).await?;
         let outbound = Arc::new(Outbound::new(config.webhooks.default_thresholds.clone()));
-        let pipeline_db = db::pipeline_connection(&config.database_url, &db)
-            .await
-            .context("DATABASE_URL: cannot open the write pipeline's connection")?;
         let ledger = Ledger::new(
             db.clone(),
-            pipeline_db,
+            db::writer_options(&db),
             Arc::new(events.clone()),
             config.pipeline,
             outbound.clone(),

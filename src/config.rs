@@ -20,6 +20,7 @@ pub const MIN_ADMIN_API_KEY_CHARS: usize = 24;
 pub const MIN_TOKEN_SECRET_CHARS: usize = 32;
 pub const DEFAULT_WS_INIT_TIMEOUT_SECONDS: u64 = 10;
 pub const DEFAULT_WS_KEEPALIVE_SECONDS: u64 = 20;
+pub const DEFAULT_LIVE_MIN_INTERVAL_MS: u64 = 50;
 pub const DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS: u64 = 300;
 
 #[derive(Clone, Debug)]
@@ -39,6 +40,9 @@ pub struct Config {
     pub ws_init_timeout: Duration,
     /// How often idle WebSockets are pinged; one silent for three intervals is closed.
     pub ws_keepalive_interval: Duration,
+    /// Least time between two balances sent to one `balanceChanged` subscriber
+    /// (`TALLY_LIVE_MIN_INTERVAL_MS`; zero: every change).
+    pub live_min_interval: Duration,
     pub stripe: StripeConfig,
     /// A TOML file of bundles upserted at start-up.
     pub bundles_file: Option<PathBuf>,
@@ -100,6 +104,7 @@ impl Config {
             token_secret: None,
             ws_init_timeout: Duration::from_secs(DEFAULT_WS_INIT_TIMEOUT_SECONDS),
             ws_keepalive_interval: Duration::from_secs(DEFAULT_WS_KEEPALIVE_SECONDS),
+            live_min_interval: Duration::from_millis(DEFAULT_LIVE_MIN_INTERVAL_MS),
             stripe: StripeConfig::default(),
             bundles_file: None,
             pipeline: PipelineSettings::default(),
@@ -199,6 +204,12 @@ impl Config {
             DEFAULT_WS_KEEPALIVE_SECONDS,
             1..=3600,
         )?;
+        let live_min_interval_ms = parse_number(
+            &get,
+            "TALLY_LIVE_MIN_INTERVAL_MS",
+            DEFAULT_LIVE_MIN_INTERVAL_MS,
+            0..=60_000,
+        )?;
 
         // 0: the default for the database (one lane on SQLite, four on PostgreSQL).
         let lanes = parse_number(&get, "TALLY_WRITE_LANES", 0, 0..=64)? as usize;
@@ -228,6 +239,7 @@ impl Config {
             token_secret,
             ws_init_timeout: Duration::from_secs(ws_init_timeout_seconds),
             ws_keepalive_interval: Duration::from_secs(ws_keepalive_seconds),
+            live_min_interval: Duration::from_millis(live_min_interval_ms),
             stripe,
             bundles_file,
             pipeline,

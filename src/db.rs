@@ -6,6 +6,8 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 
+use crate::ledger::WriterOptions;
+
 /// How long a SQLite writer waits for the single write lock before giving up. Writes hold it
 /// for a millisecond or two, so only a pathological backlog reaches this.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -17,34 +19,30 @@ pub async fn connect(
     database_url: &str,
     max_connections: u32,
 ) -> Result<DatabaseConnection, DbErr> {
-    Database::connect(options(database_url, max_connections, None)).await
+    Database::connect(options(database_url, max_connections)).await
 }
 
-/// SQLite page cache of the write pipeline's own connection (negative: KiB, as SQLite counts).
+/// SQLite page cache of the write pipeline's connection (negative: KiB, as SQLite counts).
 const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
 
-/// The connection the write pipeline writes through. PostgreSQL: the shared pool. SQLite: a
-/// pool of its own holding one connection for the life of the process. SQLite throws a
-/// connection's page cache away whenever another connection has written, so a lane drawing a
-/// different pooled connection for each batch read every page it touched again from the file;
-/// the one writer keeps its cache (and a larger one).
-pub async fn pipeline_connection(
-    database_url: &str,
-    shared: &DatabaseConnection,
-) -> Result<DatabaseConnection, DbErr> {
-    if shared.get_database_backend() != DbBackend::Sqlite {
-        return Ok(shared.clone());
+/// How the write pipeline opens the connections its lanes hold (`ledger::pipeline`): the
+/// shared pool's own options, and on SQLite a larger page cache. SQLite throws a connection's
+/// page cache away whenever another connection has written, so the one writer keeping one
+/// connection keeps its cache, and it may as well be a large one.
+pub fn writer_options(shared: &DatabaseConnection) -> WriterOptions {
+    match shared.get_database_backend() {
+        DbBackend::Postgres => WriterOptions::Postgres(
+            (*shared.get_postgres_connection_pool().connect_options()).clone(),
+        ),
+        _ => WriterOptions::Sqlite(
+            (*shared.get_sqlite_connection_pool().connect_options())
+                .clone()
+                .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
+        ),
     }
-    let mut options = options(database_url, 1, Some(SQLITE_WRITER_CACHE_KIB));
-    options.min_connections(1);
-    Database::connect(options).await
 }
 
-fn options(
-    database_url: &str,
-    max_connections: u32,
-    sqlite_cache_kib: Option<i64>,
-) -> ConnectOptions {
+fn options(database_url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
         .max_connections(max_connections)
@@ -60,19 +58,15 @@ fn options(
             // prepared (sqlx keeps 100 by default, fewer than the shapes a busy server sees).
             postgres.statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
         })
-        .map_sqlx_sqlite_opts(move |sqlite| {
+        .map_sqlx_sqlite_opts(|sqlite| {
             // WAL lets readers run beside the one writer; FULL sync makes an acknowledged
             // write survive power loss too, not only a crash of the process.
-            let sqlite = sqlite
+            sqlite
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true);
-            match sqlite_cache_kib {
-                Some(kib) => sqlite.pragma("cache_size", format!("-{kib}")),
-                None => sqlite,
-            }
+                .foreign_keys(true)
         });
     options
 }

@@ -19,15 +19,24 @@
 //! So a stalled subscriber delays no writer and no other subscriber, may skip intermediate
 //! balances, and always ends on the latest one. The local subscribers of one end user share
 //! each read (`BalanceWatch::latest`): one query per change per process, not per subscriber.
+//!
+//! Each subscriber is also paced: it gets at most one balance per `min_interval`
+//! (`TALLY_LIVE_MIN_INTERVAL_MS`). A change after a quiet spell goes out at once; changes that
+//! follow sooner are held until the interval is up and go out as one balance, the latest. An end
+//! user debited a few hundred times a second would otherwise cost every subscriber a GraphQL
+//! execution and a WebSocket frame per write batch, and with a hundred subscribers that work
+//! took a third of the debit rate away (`bench/subscriptions.sh`).
 
 mod announcer;
 mod listener;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use sea_orm::DbBackend;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::ledger::notifier::Notifier;
@@ -71,6 +80,10 @@ pub struct BalanceEvents {
 
 struct Inner {
     backend: DbBackend,
+    /// Least time between two balances sent to one subscriber (zero: no pacing).
+    min_interval: Duration,
+    /// Where the pacing grid starts (see `next_send`).
+    epoch: Instant,
     watchers: Mutex<HashMap<EndUserId, Watched>>,
     /// PostgreSQL: the announcer's queue, once `start` has started it.
     announcements: OnceLock<mpsc::UnboundedSender<EndUserId>>,
@@ -87,10 +100,12 @@ struct Watched {
 }
 
 impl BalanceEvents {
-    pub fn new(backend: DbBackend) -> Self {
+    pub fn new(backend: DbBackend, min_interval: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 backend,
+                min_interval,
+                epoch: Instant::now(),
                 watchers: Mutex::new(HashMap::new()),
                 announcements: OnceLock::new(),
             }),
@@ -145,6 +160,9 @@ impl BalanceEvents {
         BalanceWatch {
             receiver: watched.changes.subscribe(),
             last_read: watched.last_read.clone(),
+            last_sent: None,
+            scheduled: None,
+            wanted: 0,
             end_user_id,
             inner: self.inner.clone(),
         }
@@ -178,40 +196,82 @@ impl Notifier for BalanceEvents {
     }
 }
 
+impl Inner {
+    /// The first instant of the pacing grid (every `min_interval` from `epoch`) at least
+    /// `min_interval` after `last_sent`. Every subscriber of the process paces on the same grid,
+    /// so the subscribers of a busy end user wake together and share one read, instead of each
+    /// reading at an instant of its own.
+    fn next_send(&self, last_sent: Instant) -> Instant {
+        let interval_ns = self.min_interval.as_nanos();
+        if interval_ns == 0 {
+            return last_sent;
+        }
+        let earliest_ns = (last_sent + self.min_interval)
+            .saturating_duration_since(self.epoch)
+            .as_nanos();
+        let periods = earliest_ns.div_ceil(interval_ns);
+        let offset_ns = u64::try_from(periods * interval_ns).unwrap_or(u64::MAX);
+        self.epoch + Duration::from_nanos(offset_ns)
+    }
+}
+
 /// One subscriber's view of an end user's changes.
 pub struct BalanceWatch {
     receiver: watch::Receiver<u64>,
     last_read: SharedRead,
+    /// When this subscriber was last given a balance (for pacing).
+    last_sent: Option<Instant>,
+    /// The grid instant `changed` waited for, if it waited.
+    scheduled: Option<Instant>,
+    /// The change counter as of the last `changed`: the read this subscriber is owed.
+    wanted: u64,
     end_user_id: EndUserId,
     inner: Arc<Inner>,
 }
 
 impl BalanceWatch {
-    /// Waits until something changed since the last `latest` (or since subscribing).
-    /// Returns false when the event source is gone.
+    /// Waits until something changed since the last `latest` (or since subscribing), and, if
+    /// this subscriber was given a balance less than `min_interval` ago, until the next instant
+    /// of the pacing grid. Returns false when the event source is gone.
     pub async fn changed(&mut self) -> bool {
-        self.receiver.changed().await.is_ok()
+        if self.receiver.changed().await.is_err() {
+            return false;
+        }
+        if let Some(last_sent) = self.last_sent
+            && Instant::now() < last_sent + self.inner.min_interval
+        {
+            // Changes meanwhile only bump the counter; `latest` reads them all at once.
+            let send_at = self.inner.next_send(last_sent);
+            tokio::time::sleep_until(send_at).await;
+            // Counted from the grid's instant, not from when this task got to run after it,
+            // or the next send would slip to the instant after.
+            self.scheduled = Some(send_at);
+        }
+        // What this subscriber is owed: a balance that includes every change announced so far.
+        self.wanted = *self.receiver.borrow_and_update();
+        true
     }
 
-    /// The balance as of every change announced so far. `read` runs at most once per change
-    /// for all local subscribers of the end user; the others take its result. With `fresh`,
-    /// `read` runs regardless (a new subscriber's first snapshot).
+    /// The balance as of every change announced before `changed` returned. `read` runs at most
+    /// once for all local subscribers of the end user that are owed no newer change; the others
+    /// take its result. With `fresh`, `read` runs regardless (a new subscriber's first snapshot).
     pub async fn latest<F, Fut>(&mut self, fresh: bool, read: F) -> Result<Arc<Balance>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Balance>>,
     {
-        let wanted = *self.receiver.borrow_and_update();
+        self.last_sent = Some(self.scheduled.take().unwrap_or_else(Instant::now));
         // Reads are serialized per end user, so a later read never loses to an earlier one.
         let mut last_read = self.last_read.lock().await;
         if !fresh
             && let Some((version, balance)) = last_read.as_ref()
-            && *version >= wanted
+            && *version >= self.wanted
         {
+            // Changes announced after `wanted` stay unseen: `changed` returns for them.
             return Ok(balance.clone());
         }
         // Tag the read with the newest change announced before it starts: it includes them all.
-        let version = *self.receiver.borrow();
+        let version = *self.receiver.borrow_and_update();
         let balance = Arc::new(read().await?);
         *last_read = Some((version, balance.clone()));
         Ok(balance)
@@ -236,6 +296,105 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    fn empty_balance(id: &EndUserId) -> Balance {
+        Balance::from_grants(id.clone(), &[], chrono::Utc::now())
+    }
+
+    #[tokio::test]
+    async fn changes_sooner_than_the_interval_wait_for_it_and_arrive_as_one_read() {
+        let interval = Duration::from_millis(300);
+        let events = BalanceEvents::new(DbBackend::Sqlite, interval);
+        let id = EndUserId::from_stored(Uuid::new_v4().to_string());
+        let mut watch = events.subscribe(id.clone());
+        watch
+            .latest(true, || async { Ok(empty_balance(&id)) })
+            .await
+            .unwrap();
+        let sent = Instant::now();
+        events.wake(&id);
+        events.wake(&id);
+        assert!(watch.changed().await);
+        assert!(sent.elapsed() >= interval - Duration::from_millis(5));
+        let mut reads = 0;
+        watch
+            .latest(false, || {
+                reads += 1;
+                async { Ok(empty_balance(&id)) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(reads, 1);
+        assert!(
+            !watch.receiver.has_changed().unwrap(),
+            "both changes were read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_after_a_quiet_spell_goes_out_at_once() {
+        let interval = Duration::from_secs(60);
+        let events = BalanceEvents::new(DbBackend::Sqlite, interval);
+        let id = EndUserId::from_stored(Uuid::new_v4().to_string());
+        let mut watch = events.subscribe(id.clone());
+        watch
+            .latest(true, || async { Ok(empty_balance(&id)) })
+            .await
+            .unwrap();
+        // As if the last balance went out a full interval ago.
+        watch.last_sent = Some(Instant::now() - interval);
+        events.wake(&id);
+        let changed = tokio::time::timeout(Duration::from_secs(10), watch.changed()).await;
+        assert_eq!(
+            changed.ok(),
+            Some(true),
+            "held although the interval was up"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_serves_every_subscriber_it_covers_though_more_changes_came_since() {
+        let events = BalanceEvents::new(DbBackend::Sqlite, Duration::ZERO);
+        let id = EndUserId::from_stored(Uuid::new_v4().to_string());
+        let mut first = events.subscribe(id.clone());
+        let mut second = events.subscribe(id.clone());
+        events.wake(&id);
+        assert!(first.changed().await && second.changed().await);
+        let mut reads = 0;
+        let mut read = || {
+            reads += 1;
+            async { Ok(empty_balance(&id)) }
+        };
+        let one = first.latest(false, &mut read).await.unwrap();
+        // A change after `second` was woken: what `first` read still covers what it is owed.
+        events.wake(&id);
+        let other = second.latest(false, &mut read).await.unwrap();
+        assert!(Arc::ptr_eq(&one, &other));
+        // …and the newer change is still news to it.
+        assert!(second.changed().await);
+        second.latest(false, &mut read).await.unwrap();
+        assert_eq!(reads, 2);
+    }
+
+    #[test]
+    fn the_pacing_grid_is_at_least_an_interval_on_and_shared() {
+        let interval = Duration::from_millis(50);
+        let events = BalanceEvents::new(DbBackend::Sqlite, interval);
+        let epoch = events.inner.epoch;
+        for sent_ms in [0, 1, 49, 50, 51, 130] {
+            let sent = epoch + Duration::from_millis(sent_ms);
+            let next = events.inner.next_send(sent);
+            assert!(next >= sent + interval, "{sent_ms} ms");
+            assert!(next < sent + 2 * interval, "{sent_ms} ms");
+            let grid_ns = next.duration_since(epoch).as_nanos();
+            assert_eq!(grid_ns % interval.as_nanos(), 0, "{sent_ms} ms");
+        }
+        // Two subscribers sent a few milliseconds apart wake at the same instant.
+        assert_eq!(
+            events.inner.next_send(epoch + Duration::from_millis(101)),
+            events.inner.next_send(epoch + Duration::from_millis(104))
+        );
+    }
 
     #[test]
     fn payloads_carry_every_id_and_stay_under_the_limit() {

@@ -14,7 +14,9 @@ pub struct Subscription;
 impl Subscription {
     /// The end user's balance now, then again after every committed change (debit, grant,
     /// expiry…), made by any Tally process. A slow client may skip intermediate balances but
-    /// always ends on the latest. Secret keys, or that end user's own token.
+    /// always ends on the latest; changes closer together than the server's pacing interval
+    /// (50 ms unless configured) arrive as one balance, the latest. Secret keys, or that end
+    /// user's own token.
     async fn balance_changed(
         &self,
         ctx: &Context<'_>,

@@ -43,6 +43,7 @@ pub use balance::Balance;
 pub use entry::Entry;
 pub use expiry::run_expiry_scheduler;
 pub use grant::{Grant, Payment};
+pub use pipeline::WriterOptions;
 pub use purchase::{
     PurchaseOutcome, PurchaseRequest, Receipt, Recorded, RefundRequest, clawback_target,
 };
@@ -71,12 +72,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the write pipeline's lanes, writing through `pipeline_db` (on SQLite a
-    /// connection of their own: see `crate::db::pipeline_connection`): call on the runtime that
-    /// serves requests.
+    /// Starts the write pipeline's lanes, each writing through a connection of its own opened
+    /// with `writer` (see `crate::db::writer_options`): call on the runtime that serves
+    /// requests.
     pub fn new(
         db: DatabaseConnection,
-        pipeline_db: DatabaseConnection,
+        writer: WriterOptions,
         events: Arc<dyn Notifier>,
         pipeline: PipelineSettings,
         outbound: Arc<Outbound>,
@@ -84,7 +85,7 @@ impl Ledger {
     ) -> Self {
         let expiry_alarm = Arc::new(Notify::new());
         let pipeline = WritePipeline::start(
-            pipeline_db,
+            writer,
             clock.clone(),
             events.clone(),
             expiry_alarm.clone(),

@@ -2,8 +2,9 @@
 
 use std::collections::HashSet;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::ConnectionTrait;
 
+use super::connection::{BatchTransaction, LaneConnection};
 use super::decide::Decision;
 use super::decide::{Batch, Changes, LoadedAccount};
 use super::{Job, Lane, sql};
@@ -23,8 +24,8 @@ enum Failure {
 }
 
 impl Lane {
-    pub(super) async fn apply(&self, jobs: Vec<Job>) {
-        match self.try_apply(&jobs).await {
+    pub(super) async fn apply(&self, connection: &mut LaneConnection, jobs: Vec<Job>) {
+        match self.try_apply(connection, &jobs).await {
             Ok(replies) => {
                 for (job, reply) in jobs.into_iter().zip(replies) {
                     let _ = job.reply.send(Ok(reply));
@@ -56,28 +57,33 @@ impl Lane {
         }
     }
 
-    async fn try_apply(&self, jobs: &[Job]) -> Result<Vec<Decision>, Failure> {
-        let txn = self.db.begin().await.map_err(before)?;
+    async fn try_apply(
+        &self,
+        connection: &mut LaneConnection,
+        jobs: &[Job],
+    ) -> Result<Vec<Decision>, Failure> {
+        let txn = connection.begin().await.map_err(before)?;
         let (replies, changes) = match decide(&txn, jobs, &self.clock).await {
             Ok(decided) => decided,
             Err(error) => {
-                let _ = txn.rollback().await;
+                let _ = connection.rollback(txn).await;
                 return Err(Failure::BeforeCommit(error));
             }
         };
         if changes.is_empty() {
             // Refusals and replays only: the new accounts the lock created go with the rollback.
-            txn.rollback().await.map_err(before)?;
+            connection.rollback(txn).await.map_err(before)?;
             return Ok(replies);
         }
         let events = match self.write(&txn, &changes).await {
             Ok(events) => events,
             Err(error) => {
-                let _ = txn.rollback().await;
+                let _ = connection.rollback(txn).await;
                 return Err(Failure::BeforeCommit(error));
             }
         };
-        txn.commit()
+        connection
+            .commit(txn)
             .await
             .map_err(|error| Failure::AtCommit(error.into()))?;
         crate::ledger::metrics::batch_committed(jobs.len());
@@ -100,7 +106,7 @@ impl Lane {
     }
 
     /// Writes the batch's changes and their outbound events; returns how many events.
-    async fn write(&self, txn: &DatabaseTransaction, changes: &Changes) -> Result<usize> {
+    async fn write(&self, txn: &BatchTransaction, changes: &Changes) -> Result<usize> {
         sql::insert_grants(txn, &changes.new_grants).await?;
         sql::take_from_grants(txn, &changes.taken).await?;
         sql::insert_entries(txn, &changes.entries).await?;

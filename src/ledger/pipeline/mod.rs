@@ -14,15 +14,19 @@
 //! its own, so one bad request never fails the innocent ones beside it.
 
 mod batch;
+mod connection;
 mod decide;
 mod sql;
 
 use std::sync::Arc;
 
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::DbBackend;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+pub use connection::WriterOptions;
 pub(in crate::ledger) use decide::{Decision, Write};
+
+use connection::LaneConnection;
 
 use super::clock::Clock;
 use super::notifier::Notifier;
@@ -66,7 +70,6 @@ pub struct WritePipeline {
 /// What a lane needs to apply a batch.
 #[derive(Clone)]
 struct Lane {
-    db: DatabaseConnection,
     clock: Clock,
     events: Arc<dyn Notifier>,
     expiry_alarm: Arc<Notify>,
@@ -74,10 +77,10 @@ struct Lane {
 }
 
 impl WritePipeline {
-    /// Starts the lanes (tasks on the current runtime), writing through `db` (see
-    /// `crate::db::pipeline_connection` for which connection that is).
+    /// Starts the lanes (tasks on the current runtime); each opens a connection of its own
+    /// with `writer` and keeps it (see `connection`).
     pub fn start(
-        db: DatabaseConnection,
+        writer: WriterOptions,
         clock: Clock,
         events: Arc<dyn Notifier>,
         expiry_alarm: Arc<Notify>,
@@ -86,14 +89,13 @@ impl WritePipeline {
     ) -> Self {
         let lanes = settings
             .lanes
-            .unwrap_or(match db.get_database_backend() {
+            .unwrap_or(match writer.backend() {
                 DbBackend::Postgres => 4,
                 _ => 1,
             })
             .max(1);
         let max_batch = settings.max_batch.max(1);
         let lane = Lane {
-            db,
             clock,
             events,
             expiry_alarm,
@@ -102,7 +104,8 @@ impl WritePipeline {
         let senders: Vec<mpsc::Sender<Job>> = (0..lanes)
             .map(|_| {
                 let (sender, receiver) = mpsc::channel(QUEUE_PER_LANE);
-                tokio::spawn(run_lane(lane.clone(), receiver, max_batch));
+                let connection = LaneConnection::new(writer.clone());
+                tokio::spawn(run_lane(lane.clone(), connection, receiver, max_batch));
                 sender
             })
             .collect();
@@ -130,13 +133,19 @@ impl WritePipeline {
     }
 }
 
-async fn run_lane(lane: Lane, mut receiver: mpsc::Receiver<Job>, max_batch: usize) {
+async fn run_lane(
+    lane: Lane,
+    mut connection: LaneConnection,
+    mut receiver: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
     let mut jobs = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut jobs, max_batch).await > 0 {
         let batch = std::mem::take(&mut jobs);
         // A panic fails this batch's callers (their answers are dropped), not the lane.
-        let applied =
-            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(lane.apply(batch)));
+        let applied = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            lane.apply(&mut connection, batch),
+        ));
         if applied.await.is_err() {
             tracing::error!("a write batch panicked");
         }
