@@ -1,7 +1,9 @@
 //! Benchmark (not a test): live-balance subscriptions against a running Tally.
 //!
-//! Prints resident memory per idle subscription, push latency (commit to client) p50/p99, and
-//! the debit rate with and without the subscribers. `bench/subscriptions.sh` builds and starts
+//! Prints resident memory per idle subscription, push latency (commit to client) p50/p99 for
+//! debits back to back and for debits `--gap-ms` apart (Tally paces a subscriber's balances:
+//! `TALLY_LIVE_MIN_INTERVAL_MS`), and the debit rate on the watched end user beside an unwatched
+//! one, in alternating rounds. `bench/subscriptions.sh` builds and starts
 //! Tally and runs this; to run it by hand:
 //!
 //! ```sh
@@ -27,6 +29,7 @@ struct Args {
     concurrency: usize,
     hot_subscribers: usize,
     rounds: usize,
+    gap_ms: u64,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +42,7 @@ fn parse_args() -> Args {
         concurrency: 16,
         hot_subscribers: 100,
         rounds: 5,
+        gap_ms: 100,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +56,7 @@ fn parse_args() -> Args {
             "--concurrency" => args.concurrency = value.parse().expect("--concurrency"),
             "--hot-subscribers" => args.hot_subscribers = value.parse().expect("--hot-subscribers"),
             "--rounds" => args.rounds = value.parse().expect("--rounds"),
+            "--gap-ms" => args.gap_ms = value.parse().expect("--gap-ms"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -134,6 +139,39 @@ async fn debit_rate(client: &reqwest::Client, args: &Args, user: &str) -> f64 {
     args.debits as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Commit-to-client latency of 100 debits of `user`, one at a time, as `probe` sees them;
+/// with `gap`, each debit waits that long after the previous push.
+async fn push_latencies_ms(
+    client: &reqwest::Client,
+    args: &Args,
+    probe: &mut Socket,
+    user: &str,
+    gap: Option<Duration>,
+) -> Vec<f64> {
+    let mut latencies_ms = Vec::new();
+    for _ in 0..100 {
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
+        }
+        let answer = graphql(client, args, SUBTRACT, json!({ "u": user })).await;
+        let committed: DateTime<Utc> = answer["subtractCredits"]["entry"]["createdAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        loop {
+            match probe.next().await {
+                Some(Ok(Message::Text(text))) if text.contains("\"next\"") => break,
+                Some(Ok(_)) => {}
+                other => panic!("probe lost: {other:?}"),
+            }
+        }
+        latencies_ms.push((Utc::now() - committed).num_microseconds().unwrap() as f64 / 1000.0);
+    }
+    latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    latencies_ms
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -180,25 +218,17 @@ async fn main() {
     for _ in 0..args.hot_subscribers.max(1) {
         hot.push(open_subscription(&args, &hot_user).await);
     }
-    let mut latencies_ms = Vec::new();
-    let probe = &mut hot[0];
-    for _ in 0..200 {
-        let answer = graphql(&client, &args, SUBTRACT, json!({ "u": hot_user })).await;
-        let committed: DateTime<Utc> = answer["subtractCredits"]["entry"]["createdAt"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        loop {
-            match probe.next().await {
-                Some(Ok(Message::Text(text))) if text.contains("\"next\"") => break,
-                Some(Ok(_)) => {}
-                other => panic!("probe lost: {other:?}"),
-            }
-        }
-        latencies_ms.push((Utc::now() - committed).num_microseconds().unwrap() as f64 / 1000.0);
-    }
-    latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // Back to back: each debit right after the previous push (Tally paces these).
+    let back_to_back_ms = push_latencies_ms(&client, &args, &mut hot[0], &hot_user, None).await;
+    // Apart: each debit after a quiet spell longer than the pacing interval.
+    let apart_ms = push_latencies_ms(
+        &client,
+        &args,
+        &mut hot[0],
+        &hot_user,
+        Some(Duration::from_millis(args.gap_ms)),
+    )
+    .await;
 
     // 4. Debits on the quiet user and on the watched one (its subscribers receiving each
     // change), in alternating rounds so that the machine's drift hits both alike.
@@ -233,12 +263,18 @@ async fn main() {
         ),
         _ => println!("server RSS:                      (pass --pid to measure)"),
     }
-    println!(
-        "push latency commit -> client:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (200 debits, one at a time)",
-        percentile(&latencies_ms, 0.50),
-        percentile(&latencies_ms, 0.99),
-        latencies_ms.last().unwrap()
-    );
+    for (what, latencies_ms) in [
+        ("back to back", &back_to_back_ms),
+        (&*format!("{} ms apart", args.gap_ms), &apart_ms),
+    ] {
+        println!(
+            "push latency commit -> client:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} debits one at a time, {what})",
+            percentile(latencies_ms, 0.50),
+            percentile(latencies_ms, 0.99),
+            latencies_ms.last().unwrap(),
+            latencies_ms.len()
+        );
+    }
     println!(
         "debit rate without subscribers:  {:.0} /s median of {} rounds ({} debits each, {} concurrent)",
         percentile(&rates_without, 0.5),
