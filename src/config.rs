@@ -347,6 +347,16 @@ mod tests {
     }
 
     #[test]
+    fn live_pacing_is_read_in_milliseconds_and_zero_turns_it_off() {
+        let default = config_from(&[]).unwrap();
+        assert_eq!(default.live_min_interval, Duration::from_millis(50));
+        let off = config_from(&[("TALLY_LIVE_MIN_INTERVAL_MS", "0")]).unwrap();
+        assert_eq!(off.live_min_interval, Duration::ZERO);
+        let slow = config_from(&[("TALLY_LIVE_MIN_INTERVAL_MS", "60000")]).unwrap();
+        assert_eq!(slow.live_min_interval, Duration::from_secs(60));
+    }
+
+    #[test]
     fn stripe_settings_are_read() {
         let config = config_from(&[
             ("STRIPE_SECRET_KEY", "sk_test_123"),
@@ -413,6 +423,14 @@ mod tests {
             (
                 vec![("STRIPE_WEBHOOK_TOLERANCE_SECONDS", "0")],
                 "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+            ),
+            (
+                vec![("TALLY_LIVE_MIN_INTERVAL_MS", "60001")],
+                "TALLY_LIVE_MIN_INTERVAL_MS",
+            ),
+            (
+                vec![("TALLY_LIVE_MIN_INTERVAL_MS", "-1")],
+                "TALLY_LIVE_MIN_INTERVAL_MS",
             ),
         ] {
             let error = config_from(&pairs).unwrap_err();

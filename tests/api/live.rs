@@ -274,6 +274,64 @@ async fn a_stalled_subscriber_delays_nobody(app: TestApp) {
     }
 }
 
+/// A subscriber gets at most one balance per `TALLY_LIVE_MIN_INTERVAL_MS`.
+mod paced {
+    use super::*;
+
+    /// `TALLY_LIVE_MIN_INTERVAL_MS` for the pacing test: long enough that its quick debits all
+    /// land within one interval even on a slow machine.
+    const PACED_INTERVAL: Duration = Duration::from_secs(3);
+
+    async fn paced(backend: Backend) -> Option<TestApp> {
+        let configure: Configure = std::sync::Arc::new(|config: &mut tally::Config| {
+            config.live_min_interval = PACED_INTERVAL;
+        });
+        TestApp::spawn_with(backend, configure).await
+    }
+
+    on_both_databases_with!(paced; changes_close_together_arrive_as_one_balance_the_latest);
+
+    async fn changes_close_together_arrive_as_one_balance_the_latest(app: TestApp) {
+        let user = new_user();
+        app.add_credits(json!({ "endUserId": user, "amount": 100 }))
+            .await;
+        let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
+        socket
+            .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+            .await;
+        assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 100);
+
+        // Three debits right after the snapshot: held until the interval is up, then sent as one
+        // balance, the one after all three.
+        for amount in [1, 2, 3] {
+            app.subtract_credits(json!({ "endUserId": user, "amount": amount }))
+                .await;
+        }
+        let held = socket.next_data(PACED_INTERVAL * 3).await;
+        assert_eq!(
+            available(&held),
+            94,
+            "the latest balance, not a step on the way"
+        );
+        assert!(
+            socket
+                .next_event(PACED_INTERVAL + PUSH_WAIT)
+                .await
+                .is_none(),
+            "nothing more: the one balance covered all three"
+        );
+
+        // After a quiet spell longer than the interval, a change goes out at once: well before
+        // the interval would be up.
+        app.subtract_credits(json!({ "endUserId": user, "amount": 4 }))
+            .await;
+        match socket.next_event(PACED_INTERVAL / 2).await {
+            Some(Event::Data(data)) => assert_eq!(available(&data), 90),
+            other => panic!("expected the balance at once, got {other:?}"),
+        }
+    }
+}
+
 /// Two real `tally` processes on one PostgreSQL database.
 mod postgres_processes {
     use crate::helpers::process::Process;
