@@ -107,11 +107,8 @@ impl Lane {
 
     /// Writes the batch's changes and their outbound events; returns how many events.
     async fn write(&self, txn: &BatchTransaction, changes: &Changes) -> Result<usize> {
-        sql::insert_grants(txn, &changes.new_grants).await?;
-        sql::take_from_grants(txn, &changes.taken).await?;
-        sql::insert_entries(txn, &changes.entries).await?;
-        sql::insert_keys(txn, &changes.keys, self.clock.now()).await?;
-        sql::set_last_seqs(txn, &changes.last_seqs).await?;
+        let writes = sql::batch_writes(txn.get_database_backend(), changes, self.clock.now());
+        sql::run_writes(txn, writes).await?;
         let events = outbound::record_batch(
             txn,
             &changes.entries,

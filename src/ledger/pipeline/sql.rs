@@ -2,22 +2,22 @@
 //! (chunked only where a statement would pass the databases' bind-parameter limits: 32,766 on
 //! SQLite, 65,535 on PostgreSQL). The two hand-written updates exist because an
 //! `UPDATE … FROM (VALUES …)` list is one statement where the ORM would need a `CASE` per row;
-//! both databases run them in the tests.
+//! both databases run them in the tests. On PostgreSQL the writes that follow the decisions go
+//! to the database as one statement (`run_writes`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
-    Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryTrait, Statement, Value,
 };
 use uuid::Uuid;
 
-use super::decide::{KeyRecord, LoadedAccount, StoredKey};
+use super::decide::{Changes, LoadedAccount, StoredKey};
 use crate::entities::{account, grant, idempotency_key, ledger_allocation, ledger_entry};
 use crate::error::{Error, Result};
-use crate::ledger::entry::Entry;
 use crate::ledger::grant::Grant;
 use crate::ledger::store;
 use crate::ledger::types::EndUserId;
@@ -107,42 +107,50 @@ pub async fn stored_keys(
     Ok(stored)
 }
 
-pub async fn insert_grants(txn: &impl ConnectionTrait, grants: &[Grant]) -> Result<()> {
-    for chunk in grants.chunks(ROWS_PER_STATEMENT / 2) {
-        grant::Entity::insert_many(chunk.iter().map(store::grant_row))
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
+/// One of a batch's writes, built but not yet run, and how many rows it must touch when that
+/// is known (a stale plan must fail loudly, not write less).
+pub struct Write {
+    statement: Statement,
+    expected_rows: Option<u64>,
 }
 
-/// Appends entries and their allocations: one statement for each (entries are only ever
-/// inserted).
-pub async fn insert_entries(txn: &impl ConnectionTrait, entries: &[Entry]) -> Result<()> {
-    for chunk in entries.chunks(ROWS_PER_STATEMENT / 2) {
-        ledger_entry::Entity::insert_many(chunk.iter().map(store::entry_row))
-            .exec_without_returning(txn)
-            .await?;
+impl Write {
+    fn any(statement: Statement) -> Self {
+        Self {
+            statement,
+            expected_rows: None,
+        }
     }
-    let allocations: Vec<ledger_allocation::ActiveModel> =
-        entries.iter().flat_map(store::allocation_rows).collect();
+}
+
+/// Every write a batch makes, in order: its new grants, what it took from older ones, its
+/// entries and their allocations, its idempotency records and its accounts' newest sequence
+/// numbers.
+pub fn batch_writes(backend: DbBackend, changes: &Changes, now: DateTime<Utc>) -> Vec<Write> {
+    let mut writes = Vec::new();
+    for chunk in changes.new_grants.chunks(ROWS_PER_STATEMENT / 2) {
+        let insert = grant::Entity::insert_many(chunk.iter().map(store::grant_row));
+        writes.push(Write::any(insert.build(backend)));
+    }
+    take_from_grants(backend, &changes.taken, &mut writes);
+    for chunk in changes.entries.chunks(ROWS_PER_STATEMENT / 2) {
+        let insert = ledger_entry::Entity::insert_many(chunk.iter().map(store::entry_row));
+        writes.push(Write::any(insert.build(backend)));
+    }
+    let allocations: Vec<ledger_allocation::ActiveModel> = changes
+        .entries
+        .iter()
+        .flat_map(store::allocation_rows)
+        .collect();
     let mut allocations = allocations.into_iter().peekable();
     while allocations.peek().is_some() {
         let chunk: Vec<_> = allocations.by_ref().take(ROWS_PER_STATEMENT).collect();
-        ledger_allocation::Entity::insert_many(chunk)
-            .exec_without_returning(txn)
-            .await?;
+        writes.push(Write::any(
+            ledger_allocation::Entity::insert_many(chunk).build(backend),
+        ));
     }
-    Ok(())
-}
-
-pub async fn insert_keys(
-    txn: &impl ConnectionTrait,
-    keys: &[KeyRecord],
-    now: DateTime<Utc>,
-) -> Result<()> {
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        idempotency_key::Entity::insert_many(chunk.iter().map(|record| {
+    for chunk in changes.keys.chunks(ROWS_PER_STATEMENT) {
+        let insert = idempotency_key::Entity::insert_many(chunk.iter().map(|record| {
             idempotency_key::ActiveModel {
                 key: Set(record.key.clone()),
                 operation: Set(record.operation.to_owned()),
@@ -151,23 +159,19 @@ pub async fn insert_keys(
                 entry_id: Set(record.entry_id),
                 created_at: Set(now),
             }
-        }))
-        .exec_without_returning(txn)
-        .await?;
+        }));
+        writes.push(Write::any(insert.build(backend)));
     }
-    Ok(())
+    set_last_seqs(backend, &changes.last_seqs, &mut writes);
+    writes
 }
 
 /// Lowers `remaining` of every grant by what the batch took from it (negative: gave back), in
 /// one statement. The `remaining >= taken` guard (and the table's CHECKs) make a stale plan fail
 /// loudly instead of going negative.
-pub async fn take_from_grants(
-    txn: &impl ConnectionTrait,
-    taken: &BTreeMap<Uuid, i64>,
-) -> Result<()> {
+fn take_from_grants(backend: DbBackend, taken: &BTreeMap<Uuid, i64>, writes: &mut Vec<Write>) {
     let taken: Vec<(Uuid, i64)> = taken.iter().map(|(id, amount)| (*id, *amount)).collect();
     for chunk in taken.chunks(ROWS_PER_STATEMENT) {
-        let backend = txn.get_database_backend();
         let (values, rows) = values_list(backend, chunk, "uuid", "bigint");
         let sql = format!(
             "UPDATE grants SET remaining = grants.remaining - v.amount \
@@ -175,31 +179,20 @@ pub async fn take_from_grants(
              WHERE grants.id = v.id AND grants.remaining >= v.amount",
             columns = value_columns("id", "amount"),
         );
-        let updated = txn
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        if updated.rows_affected() != chunk.len() as u64 {
-            return Err(Error::Internal(format!(
-                "a batch's plan was stale: {} of {} grants updated",
-                updated.rows_affected(),
-                chunk.len()
-            )));
-        }
+        writes.push(Write {
+            statement: Statement::from_sql_and_values(backend, sql, values),
+            expected_rows: Some(chunk.len() as u64),
+        });
     }
-    Ok(())
 }
 
 /// Records each account's newest sequence number, in one statement.
-pub async fn set_last_seqs(
-    txn: &impl ConnectionTrait,
-    last_seqs: &[(EndUserId, i64)],
-) -> Result<()> {
+fn set_last_seqs(backend: DbBackend, last_seqs: &[(EndUserId, i64)], writes: &mut Vec<Write>) {
     let pairs: Vec<(&str, i64)> = last_seqs
         .iter()
         .map(|(user, seq)| (user.as_str(), *seq))
         .collect();
     for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let backend = txn.get_database_backend();
         let (values, rows) = values_list(backend, chunk, "text", "bigint");
         let sql = format!(
             "UPDATE accounts SET last_seq = v.seq \
@@ -207,10 +200,103 @@ pub async fn set_last_seqs(
              WHERE accounts.end_user_id = v.id",
             columns = value_columns("id", "seq"),
         );
-        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        writes.push(Write::any(Statement::from_sql_and_values(
+            backend, sql, values,
+        )));
+    }
+}
+
+/// Runs `writes`. On PostgreSQL, as one statement when they fit (see `merged`): each statement
+/// is a round trip the lane waits for while it holds its accounts' locks, and a hot end user's
+/// batch was nine of them. On SQLite, one after another (it runs in-process: no round trips to
+/// save, and it has no data-modifying `WITH`).
+pub async fn run_writes(txn: &impl ConnectionTrait, writes: Vec<Write>) -> Result<()> {
+    let backend = txn.get_database_backend();
+    let parameters: usize = writes.iter().map(Write::parameters).sum();
+    if backend == DbBackend::Postgres && writes.len() > 1 && parameters <= MAX_PG_PARAMETERS {
+        let expected: Vec<Option<u64>> = writes.iter().map(|w| w.expected_rows).collect();
+        let row = txn
+            .query_one_raw(merged(writes))
+            .await?
+            .ok_or_else(|| Error::Internal("a merged write answered no row".into()))?;
+        for (index, expected_rows) in expected.into_iter().enumerate() {
+            let rows: i64 = row.try_get_by_index(index)?;
+            check_rows(expected_rows, rows as u64)?;
+        }
+        return Ok(());
+    }
+    for write in writes {
+        let result = txn.execute_raw(write.statement).await?;
+        check_rows(write.expected_rows, result.rows_affected())?;
     }
     Ok(())
+}
+
+/// PostgreSQL's limit on one statement's bind parameters.
+const MAX_PG_PARAMETERS: usize = 65_535;
+
+impl Write {
+    fn parameters(&self) -> usize {
+        self.statement
+            .values
+            .as_ref()
+            .map_or(0, |values| values.0.len())
+    }
+}
+
+fn check_rows(expected_rows: Option<u64>, rows: u64) -> Result<()> {
+    match expected_rows {
+        Some(expected) if expected != rows => Err(Error::Internal(format!(
+            "a batch's plan was stale: {rows} of {expected} rows written"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// PostgreSQL statements (`$n` parameters, no literals) as one: each becomes a data-modifying
+/// `WITH` part, `RETURNING 1` so that the final `SELECT` can count the rows each touched, in
+/// order. The parts see one snapshot and none sees another's rows, which a batch's writes never
+/// need: each part writes rows of its own (new grants are inserted with what the batch took
+/// from them already taken, see `decide`), and the foreign keys from allocations to entries and
+/// new grants are checked at the end of the statement, once every part has run.
+fn merged(writes: Vec<Write>) -> Statement {
+    let mut sql = String::from("WITH ");
+    let mut values = Vec::new();
+    let mut counts = Vec::with_capacity(writes.len());
+    for (index, write) in writes.into_iter().enumerate() {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("w{index} AS ("));
+        push_renumbered(&mut sql, &write.statement.sql, values.len());
+        sql.push_str(" RETURNING 1)");
+        values.extend(write.statement.values.map(|v| v.0).unwrap_or_default());
+        counts.push(format!("(SELECT count(*) FROM w{index})"));
+    }
+    sql.push_str(" SELECT ");
+    sql.push_str(&counts.join(", "));
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// Appends `statement` with each `$n` parameter moved up by `offset`. The statements merged
+/// here are built by sea-query or by this module: every value is a parameter, so a `$` followed
+/// by a digit is always one (asserted: no quote but an identifier's).
+fn push_renumbered(sql: &mut String, statement: &str, offset: usize) {
+    debug_assert!(!statement.contains('\''), "a literal in {statement}");
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut number = 0usize;
+            while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
+                number = number * 10 + digit as usize;
+                chars.next();
+            }
+            sql.push('$');
+            sql.push_str(&(number + offset).to_string());
+        } else {
+            sql.push(c);
+        }
+    }
 }
 
 /// `(?, ?), (?, ?)…` (PostgreSQL: `($1::uuid, $2::bigint), …`) and the values to bind.
@@ -246,4 +332,41 @@ fn values_list<Id: Clone + Into<Value>>(
 /// Names for a `VALUES` list's two columns, which both databases call `column1` and `column2`.
 fn value_columns(first: &str, second: &str) -> String {
     format!("t.column1 AS {first}, t.column2 AS {second}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_writes_number_their_parameters_in_order_and_count_each_part() {
+        let first = Write::any(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4)"#,
+            [1i64.into(), 2i64.into(), 3i64.into(), 4i64.into()],
+        ));
+        let second = Write {
+            statement: Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE u SET x = $1 WHERE id = $2 AND y = $10",
+                [5i64.into(), 6i64.into()],
+            ),
+            expected_rows: Some(1),
+        };
+        let statement = merged(vec![first, second]);
+        assert_eq!(
+            statement.sql,
+            r#"WITH w0 AS (INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4) RETURNING 1), w1 AS (UPDATE u SET x = $5 WHERE id = $6 AND y = $14 RETURNING 1) SELECT (SELECT count(*) FROM w0), (SELECT count(*) FROM w1)"#
+        );
+        let values: Vec<Value> = statement.values.unwrap().0;
+        assert_eq!(values.len(), 6);
+        assert_eq!(values[4], Value::from(5i64));
+    }
+
+    #[test]
+    fn a_part_that_wrote_other_than_planned_fails_the_batch() {
+        assert!(check_rows(Some(3), 3).is_ok());
+        assert!(check_rows(None, 7).is_ok());
+        assert!(check_rows(Some(3), 2).is_err());
+    }
 }
