@@ -2,8 +2,8 @@
 //! (chunked only where a statement would pass the databases' bind-parameter limits: 32,766 on
 //! SQLite, 65,535 on PostgreSQL). The two hand-written updates exist because an
 //! `UPDATE … FROM (VALUES …)` list is one statement where the ORM would need a `CASE` per row;
-//! both databases run them in the tests. On PostgreSQL the writes that follow the decisions go
-//! to the database as one statement (`run_writes`).
+//! both databases run them in the tests. The writes that follow the decisions go to the
+//! database in one request (`run_writes`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -107,18 +107,18 @@ pub async fn stored_keys(
     Ok(stored)
 }
 
-/// One of a batch's writes, built but not yet run, and how many rows it must touch when that
-/// is known (a stale plan must fail loudly, not write less).
+/// One of a batch's writes, built but not yet run, and how many rows it must touch (a stale
+/// plan must fail loudly, not write less).
 pub struct Write {
     statement: Statement,
-    expected_rows: Option<u64>,
+    expected_rows: u64,
 }
 
 impl Write {
-    fn any(statement: Statement) -> Self {
+    fn exactly(statement: Statement, rows: usize) -> Self {
         Self {
             statement,
-            expected_rows: None,
+            expected_rows: rows as u64,
         }
     }
 }
@@ -130,12 +130,12 @@ pub fn batch_writes(backend: DbBackend, changes: &Changes, now: DateTime<Utc>) -
     let mut writes = Vec::new();
     for chunk in changes.new_grants.chunks(ROWS_PER_STATEMENT / 2) {
         let insert = grant::Entity::insert_many(chunk.iter().map(store::grant_row));
-        writes.push(Write::any(insert.build(backend)));
+        writes.push(Write::exactly(insert.build(backend), chunk.len()));
     }
     take_from_grants(backend, &changes.taken, &mut writes);
     for chunk in changes.entries.chunks(ROWS_PER_STATEMENT / 2) {
         let insert = ledger_entry::Entity::insert_many(chunk.iter().map(store::entry_row));
-        writes.push(Write::any(insert.build(backend)));
+        writes.push(Write::exactly(insert.build(backend), chunk.len()));
     }
     let allocations: Vec<ledger_allocation::ActiveModel> = changes
         .entries
@@ -145,8 +145,10 @@ pub fn batch_writes(backend: DbBackend, changes: &Changes, now: DateTime<Utc>) -
     let mut allocations = allocations.into_iter().peekable();
     while allocations.peek().is_some() {
         let chunk: Vec<_> = allocations.by_ref().take(ROWS_PER_STATEMENT).collect();
-        writes.push(Write::any(
+        let rows = chunk.len();
+        writes.push(Write::exactly(
             ledger_allocation::Entity::insert_many(chunk).build(backend),
+            rows,
         ));
     }
     for chunk in changes.keys.chunks(ROWS_PER_STATEMENT) {
@@ -160,7 +162,7 @@ pub fn batch_writes(backend: DbBackend, changes: &Changes, now: DateTime<Utc>) -
                 created_at: Set(now),
             }
         }));
-        writes.push(Write::any(insert.build(backend)));
+        writes.push(Write::exactly(insert.build(backend), chunk.len()));
     }
     set_last_seqs(backend, &changes.last_seqs, &mut writes);
     writes
@@ -179,10 +181,10 @@ fn take_from_grants(backend: DbBackend, taken: &BTreeMap<Uuid, i64>, writes: &mu
              WHERE grants.id = v.id AND grants.remaining >= v.amount",
             columns = value_columns("id", "amount"),
         );
-        writes.push(Write {
-            statement: Statement::from_sql_and_values(backend, sql, values),
-            expected_rows: Some(chunk.len() as u64),
-        });
+        writes.push(Write::exactly(
+            Statement::from_sql_and_values(backend, sql, values),
+            chunk.len(),
+        ));
     }
 }
 
@@ -200,21 +202,31 @@ fn set_last_seqs(backend: DbBackend, last_seqs: &[(EndUserId, i64)], writes: &mu
              WHERE accounts.end_user_id = v.id",
             columns = value_columns("id", "seq"),
         );
-        writes.push(Write::any(Statement::from_sql_and_values(
-            backend, sql, values,
-        )));
+        // Every account of the batch exists (the batch locked it) and appears once.
+        writes.push(Write::exactly(
+            Statement::from_sql_and_values(backend, sql, values),
+            chunk.len(),
+        ));
     }
 }
 
-/// Runs `writes`. On PostgreSQL, as one statement when they fit (see `merged`): each statement
-/// is a round trip the lane waits for while it holds its accounts' locks, and a hot end user's
-/// batch was nine of them. On SQLite, one after another (it runs in-process: no round trips to
-/// save, and it has no data-modifying `WITH`).
+/// Runs `writes` with one request to the database where it can: each request is a round trip
+/// the lane waits for while it holds its accounts' locks (on PostgreSQL over the network, on
+/// SQLite to sqlx's worker thread and back). PostgreSQL: one statement when they fit (see
+/// `merged`). SQLite: one text of several statements, which sqlx runs in one go binding each
+/// statement's parameters in turn; it reports the rows they changed together, and that sum is
+/// checked (an insert or an update by a list of distinct keys never changes more rows than it
+/// lists, so a right sum means every part wrote what it planned).
 pub async fn run_writes(txn: &impl ConnectionTrait, writes: Vec<Write>) -> Result<()> {
     let backend = txn.get_database_backend();
+    if backend == DbBackend::Sqlite && writes.len() > 1 {
+        let expected_rows: u64 = writes.iter().map(|write| write.expected_rows).sum();
+        let result = txn.execute_raw(joined(writes)).await?;
+        return check_rows(expected_rows, result.rows_affected());
+    }
     let parameters: usize = writes.iter().map(Write::parameters).sum();
     if backend == DbBackend::Postgres && writes.len() > 1 && parameters <= MAX_PG_PARAMETERS {
-        let expected: Vec<Option<u64>> = writes.iter().map(|w| w.expected_rows).collect();
+        let expected: Vec<u64> = writes.iter().map(|w| w.expected_rows).collect();
         let row = txn
             .query_one_raw(merged(writes))
             .await?
@@ -244,13 +256,13 @@ impl Write {
     }
 }
 
-fn check_rows(expected_rows: Option<u64>, rows: u64) -> Result<()> {
-    match expected_rows {
-        Some(expected) if expected != rows => Err(Error::Internal(format!(
-            "a batch's plan was stale: {rows} of {expected} rows written"
-        ))),
-        _ => Ok(()),
+fn check_rows(expected_rows: u64, rows: u64) -> Result<()> {
+    if rows != expected_rows {
+        return Err(Error::Internal(format!(
+            "a batch's plan was stale: {rows} of {expected_rows} rows written"
+        )));
     }
+    Ok(())
 }
 
 /// PostgreSQL statements (`$n` parameters, no literals) as one: each becomes a data-modifying
@@ -276,6 +288,20 @@ fn merged(writes: Vec<Write>) -> Statement {
     sql.push_str(" SELECT ");
     sql.push_str(&counts.join(", "));
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// SQLite statements (`?` parameters) as one text, run in order.
+fn joined(writes: Vec<Write>) -> Statement {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for write in writes {
+        if !sql.is_empty() {
+            sql.push_str("; ");
+        }
+        sql.push_str(&write.statement.sql);
+        values.extend(write.statement.values.map(|v| v.0).unwrap_or_default());
+    }
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
 /// Appends `statement` with each `$n` parameter moved up by `offset`. The statements merged
@@ -340,19 +366,22 @@ mod tests {
 
     #[test]
     fn merged_writes_number_their_parameters_in_order_and_count_each_part() {
-        let first = Write::any(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4)"#,
-            [1i64.into(), 2i64.into(), 3i64.into(), 4i64.into()],
-        ));
-        let second = Write {
-            statement: Statement::from_sql_and_values(
+        let first = Write::exactly(
+            Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4)"#,
+                [1i64.into(), 2i64.into(), 3i64.into(), 4i64.into()],
+            ),
+            2,
+        );
+        let second = Write::exactly(
+            Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE u SET x = $1 WHERE id = $2 AND y = $10",
                 [5i64.into(), 6i64.into()],
             ),
-            expected_rows: Some(1),
-        };
+            1,
+        );
         let statement = merged(vec![first, second]);
         assert_eq!(
             statement.sql,
@@ -364,9 +393,37 @@ mod tests {
     }
 
     #[test]
+    fn joined_sqlite_writes_keep_their_order_and_their_parameters_in_turn() {
+        let writes = vec![
+            Write::exactly(
+                Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    "INSERT INTO t (a) VALUES (?), (?)",
+                    [1i64.into(), 2i64.into()],
+                ),
+                2,
+            ),
+            Write::exactly(
+                Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    "UPDATE u SET x = ? WHERE id = ?",
+                    [3i64.into(), 4i64.into()],
+                ),
+                1,
+            ),
+        ];
+        let statement = joined(writes);
+        assert_eq!(
+            statement.sql,
+            "INSERT INTO t (a) VALUES (?), (?); UPDATE u SET x = ? WHERE id = ?"
+        );
+        let values: Vec<Value> = statement.values.unwrap().0;
+        assert_eq!(values, [1i64, 2, 3, 4].map(Value::from).to_vec());
+    }
+
+    #[test]
     fn a_part_that_wrote_other_than_planned_fails_the_batch() {
-        assert!(check_rows(Some(3), 3).is_ok());
-        assert!(check_rows(None, 7).is_ok());
-        assert!(check_rows(Some(3), 2).is_err());
+        assert!(check_rows(3, 3).is_ok());
+        assert!(check_rows(3, 2).is_err());
     }
 }
