@@ -301,9 +301,8 @@ mod tests {
         Balance::from_grants(id.clone(), &[], chrono::Utc::now())
     }
 
-    #[tokio::test]
-    async fn changes_sooner_than_the_interval_wait_for_it_and_arrive_as_one_read() {
-        let interval = Duration::from_millis(300);
+    /// Events paced by `interval`, and one subscriber that has been sent its first snapshot.
+    async fn subscribed(interval: Duration) -> (BalanceEvents, EndUserId, BalanceWatch) {
         let events = BalanceEvents::new(DbBackend::Sqlite, interval);
         let id = EndUserId::from_stored(Uuid::new_v4().to_string());
         let mut watch = events.subscribe(id.clone());
@@ -311,6 +310,13 @@ mod tests {
             .latest(true, || async { Ok(empty_balance(&id)) })
             .await
             .unwrap();
+        (events, id, watch)
+    }
+
+    #[tokio::test]
+    async fn changes_sooner_than_the_interval_wait_for_it_and_arrive_as_one_read() {
+        let interval = Duration::from_millis(300);
+        let (events, id, mut watch) = subscribed(interval).await;
         let sent = Instant::now();
         events.wake(&id);
         events.wake(&id);
@@ -334,13 +340,7 @@ mod tests {
     #[tokio::test]
     async fn a_change_after_a_quiet_spell_goes_out_at_once() {
         let interval = Duration::from_secs(60);
-        let events = BalanceEvents::new(DbBackend::Sqlite, interval);
-        let id = EndUserId::from_stored(Uuid::new_v4().to_string());
-        let mut watch = events.subscribe(id.clone());
-        watch
-            .latest(true, || async { Ok(empty_balance(&id)) })
-            .await
-            .unwrap();
+        let (events, id, mut watch) = subscribed(interval).await;
         // As if the last balance went out a full interval ago.
         watch.last_sent = Some(Instant::now() - interval);
         events.wake(&id);

@@ -37,6 +37,12 @@ impl WriterOptions {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Finish {
+    Commit,
+    Rollback,
+}
+
 enum Raw {
     Sqlite(SqliteConnection),
     Postgres(PgConnection),
@@ -83,24 +89,24 @@ impl LaneConnection {
 
     /// Commits, and keeps the connection for the next batch.
     pub async fn commit(&mut self, transaction: BatchTransaction) -> Result<(), DbErr> {
-        let mut raw = transaction.raw.into_inner();
-        let committed = match &mut raw {
-            Raw::Sqlite(conn) => SqliteTransactionManager::commit(conn).await,
-            Raw::Postgres(conn) => PgTransactionManager::commit(conn).await,
-        };
-        committed.map_err(exec_error)?;
-        self.held = Some(raw);
-        Ok(())
+        self.finish(transaction, Finish::Commit).await
     }
 
     /// Rolls back, and keeps the connection for the next batch.
     pub async fn rollback(&mut self, transaction: BatchTransaction) -> Result<(), DbErr> {
+        self.finish(transaction, Finish::Rollback).await
+    }
+
+    /// Ends the transaction; the connection is kept only if that succeeded.
+    async fn finish(&mut self, transaction: BatchTransaction, how: Finish) -> Result<(), DbErr> {
         let mut raw = transaction.raw.into_inner();
-        let rolled_back = match &mut raw {
-            Raw::Sqlite(conn) => SqliteTransactionManager::rollback(conn).await,
-            Raw::Postgres(conn) => PgTransactionManager::rollback(conn).await,
+        let finished = match (&mut raw, how) {
+            (Raw::Sqlite(conn), Finish::Commit) => SqliteTransactionManager::commit(conn).await,
+            (Raw::Sqlite(conn), Finish::Rollback) => SqliteTransactionManager::rollback(conn).await,
+            (Raw::Postgres(conn), Finish::Commit) => PgTransactionManager::commit(conn).await,
+            (Raw::Postgres(conn), Finish::Rollback) => PgTransactionManager::rollback(conn).await,
         };
-        rolled_back.map_err(exec_error)?;
+        finished.map_err(exec_error)?;
         self.held = Some(raw);
         Ok(())
     }
