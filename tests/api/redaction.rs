@@ -18,6 +18,7 @@ on_both_databases!(
     graphql_over_websockets_is_redacted,
     rest_is_redacted,
     a_failed_credential_check_is_redacted,
+    a_batch_whose_later_table_broke_is_redacted_and_the_writer_recovers,
 );
 
 mod stripe_webhook {
@@ -291,4 +292,43 @@ async fn a_failed_purchase_is_redacted(env: StripeEnv) {
 /// The event cannot even be looked up or recorded: answered the same way.
 async fn a_failed_record_is_redacted(env: StripeEnv) {
     deliver_with_broken(&env.app, "stripe_events").await;
+}
+
+/// A table that a write batch reads after its lock breaks once the batch's statements were
+/// prepared and kept: the next debit is answered promptly with the redacted error, and once the
+/// table is back the same writer debits again. (The tests above, with `grants` broken, are the
+/// ones that hung when SQLite kept a failing text of several statements.)
+async fn a_batch_whose_later_table_broke_is_redacted_and_the_writer_recovers(app: TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 100 }))
+        .await;
+    app.subtract_credits(json!({ "endUserId": user, "amount": 5 }))
+        .await;
+    break_table(&app, "balance_alerts").await;
+
+    let debit = json!({ "input": { "endUserId": user, "amount": 5 } });
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.graphql(SUBTRACT_CREDITS, debit.clone()),
+    )
+    .await
+    .expect("the debit is answered, not left hanging");
+    assert_redacted_graphql(&refused, "balance_alerts");
+
+    let db = Database::connect(&app.database_url).await.unwrap();
+    db.execute_unprepared("ALTER TABLE broken_balance_alerts RENAME TO balance_alerts")
+        .await
+        .expect("rename the table back");
+    db.close().await.unwrap();
+    let debited = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.graphql(SUBTRACT_CREDITS, debit),
+    )
+    .await
+    .expect("the debit is answered");
+    assert_eq!(
+        debited["data"]["subtractCredits"]["entry"]["balanceAfter"],
+        json!(90),
+        "{debited}"
+    );
 }

@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
 pub use events::{EventType, OutboundEvent, Source};
-pub use store::{insert_events, record, record_batch};
+pub use store::{
+    BatchEvents, StoredAlerts, alert_state_statements, event_statements, insert_events, plan_batch,
+    record,
+};
 
 /// What writes need to know to generate events, shared by the ledger and the delivery worker.
 pub struct Outbound {

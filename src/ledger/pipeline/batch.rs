@@ -1,6 +1,6 @@
 //! Applying one batch: lock, load, decide in memory, write set-based, commit once, answer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sea_orm::ConnectionTrait;
 
@@ -11,7 +11,7 @@ use super::{Job, Lane, sql};
 use crate::error::{Error, Result};
 use crate::ledger::clock::Clock;
 use crate::ledger::grant::Grant;
-use crate::ledger::outbound;
+use crate::ledger::outbound::{self, StoredAlerts};
 use crate::ledger::types::EndUserId;
 
 /// Why a batch did not commit.
@@ -63,7 +63,7 @@ impl Lane {
         jobs: &[Job],
     ) -> Result<Vec<Decision>, Failure> {
         let txn = connection.begin().await.map_err(before)?;
-        let (replies, changes) = match decide(&txn, jobs, &self.clock).await {
+        let (replies, changes, alerts) = match decide(&txn, jobs, &self.clock).await {
             Ok(decided) => decided,
             Err(error) => {
                 let _ = connection.rollback(txn).await;
@@ -75,7 +75,7 @@ impl Lane {
             connection.rollback(txn).await.map_err(before)?;
             return Ok(replies);
         }
-        let events = match self.write(&txn, &changes).await {
+        let events = match self.write(&txn, &changes, &alerts).await {
             Ok(events) => events,
             Err(error) => {
                 let _ = connection.rollback(txn).await;
@@ -105,19 +105,25 @@ impl Lane {
         Ok(replies)
     }
 
-    /// Writes the batch's changes and their outbound events; returns how many events.
-    async fn write(&self, txn: &BatchTransaction, changes: &Changes) -> Result<usize> {
-        let writes = sql::batch_writes(txn.get_database_backend(), changes, self.clock.now());
-        sql::run_writes(txn, writes).await?;
-        let events = outbound::record_batch(
-            txn,
+    /// Writes the batch's changes and their outbound events, in one request where the database
+    /// allows (see `sql::run_writes`); returns how many events.
+    async fn write(
+        &self,
+        txn: &BatchTransaction,
+        changes: &Changes,
+        alerts: &HashMap<String, StoredAlerts>,
+    ) -> Result<usize> {
+        let now = self.clock.now();
+        let events = outbound::plan_batch(
             &changes.entries,
             &changes.new_grants,
+            alerts,
             &self.outbound,
-            self.clock.now(),
-        )
-        .await?;
-        Ok(events)
+            now,
+        );
+        let writes = sql::batch_writes(txn.get_database_backend(), changes, &events, now);
+        sql::run_writes(txn, writes).await?;
+        Ok(events.events.len())
     }
 }
 
@@ -125,19 +131,20 @@ fn before(error: sea_orm::DbErr) -> Failure {
     Failure::BeforeCommit(error.into())
 }
 
-/// Locks and loads the batch's accounts and decides every write in arrival order.
+/// Locks and loads the batch's accounts and decides every write in arrival order; also gives
+/// the accounts' alert rows, for the events.
 async fn decide(
     txn: &impl ConnectionTrait,
     jobs: &[Job],
     clock: &Clock,
-) -> Result<(Vec<Decision>, Changes)> {
+) -> Result<(Vec<Decision>, Changes, HashMap<String, StoredAlerts>)> {
     let mut users: Vec<EndUserId> = jobs
         .iter()
         .map(|job| job.write.end_user_id().clone())
         .collect();
     users.sort_unstable();
     users.dedup();
-    let accounts = sql::lock_and_load(txn, &users, clock.now()).await?;
+    let sql::Loaded { accounts, alerts } = sql::lock_and_load(txn, &users, clock.now()).await?;
     // The batch's clock, read once every lock is held.
     let now = clock.now();
     let (simple, deferred): (Vec<LoadedAccount>, Vec<LoadedAccount>) = accounts
@@ -167,7 +174,7 @@ async fn decide(
             }
         })
         .collect();
-    Ok((replies, batch.finish()))
+    Ok((replies, batch.finish(), alerts))
 }
 
 /// Whether an account has something due that only the per-request path settles: holds that
