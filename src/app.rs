@@ -76,6 +76,7 @@ impl Application {
         let ledger = Ledger::new(
             db.clone(),
             db::writer_options(&db),
+            db::readers(&db),
             Arc::new(events.clone()),
             config.pipeline,
             outbound.clone(),

@@ -6,7 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 
-use crate::ledger::WriterOptions;
+use crate::ledger::{DirectOptions, Readers};
 
 /// How long a SQLite writer waits for the single write lock before giving up. Writes hold it
 /// for a millisecond or two, so only a pathological backlog reaches this.
@@ -29,17 +29,40 @@ const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
 /// shared pool's own options, and on SQLite a larger page cache. SQLite throws a connection's
 /// page cache away whenever another connection has written, so the one writer keeping one
 /// connection keeps its cache, and it may as well be a large one.
-pub fn writer_options(shared: &DatabaseConnection) -> WriterOptions {
+pub fn writer_options(shared: &DatabaseConnection) -> DirectOptions {
     match shared.get_database_backend() {
-        DbBackend::Postgres => WriterOptions::Postgres(
+        DbBackend::Postgres => DirectOptions::Postgres(
             (*shared.get_postgres_connection_pool().connect_options()).clone(),
         ),
-        _ => WriterOptions::Sqlite(
+        _ => DirectOptions::Sqlite(
             (*shared.get_sqlite_connection_pool().connect_options())
                 .clone()
                 .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
         ),
     }
+}
+
+/// Connections for balance reads (`ledger::readers`): a quarter of the pool's size, at least
+/// two and at most eight. A read holds one for one statement, so a few serve many clients, and
+/// they come on top of the pool's.
+pub fn readers(shared: &DatabaseConnection) -> Readers {
+    let (options, pool_size) = match shared.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = shared.get_postgres_connection_pool();
+            (
+                DirectOptions::Postgres((*pool.connect_options()).clone()),
+                pool.options().get_max_connections(),
+            )
+        }
+        _ => {
+            let pool = shared.get_sqlite_connection_pool();
+            (
+                DirectOptions::Sqlite((*pool.connect_options()).clone()),
+                pool.options().get_max_connections(),
+            )
+        }
+    };
+    Readers::new(options, (pool_size as usize / 4).clamp(2, 8))
 }
 
 fn options(database_url: &str, max_connections: u32) -> ConnectOptions {

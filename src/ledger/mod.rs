@@ -13,6 +13,7 @@ pub mod capture_plan;
 pub mod clock;
 pub mod corrections;
 pub mod cycles;
+mod direct;
 pub mod end_users;
 pub mod entry;
 mod expiry;
@@ -26,6 +27,7 @@ pub mod notifier;
 pub mod outbound;
 pub mod pipeline;
 pub mod purchase;
+mod readers;
 pub mod renewal_plan;
 pub mod reversal_plan;
 mod store;
@@ -40,13 +42,14 @@ use tokio::sync::Notify;
 
 pub use add_credits::{AddCreditsOutcome, AddCreditsRequest};
 pub use balance::Balance;
+pub use direct::DirectOptions;
 pub use entry::Entry;
 pub use expiry::run_expiry_scheduler;
 pub use grant::{Grant, Payment};
-pub use pipeline::WriterOptions;
 pub use purchase::{
     PurchaseOutcome, PurchaseRequest, Receipt, Recorded, RefundRequest, clawback_target,
 };
+pub use readers::Readers;
 pub use subtract_credits::{SubtractCreditsOutcome, SubtractCreditsRequest};
 pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 
@@ -67,6 +70,8 @@ pub struct Ledger {
     expiry_alarm: Arc<Notify>,
     /// Where debits and grants go: batched transactions (see `pipeline`).
     pipeline: WritePipeline,
+    /// Where balances are read (see `readers`).
+    readers: Arc<Readers>,
     /// What writes need to generate outbound events (see `outbound`).
     outbound: Arc<Outbound>,
 }
@@ -77,7 +82,8 @@ impl Ledger {
     /// requests.
     pub fn new(
         db: DatabaseConnection,
-        writer: WriterOptions,
+        writer: DirectOptions,
+        readers: Readers,
         events: Arc<dyn Notifier>,
         pipeline: PipelineSettings,
         outbound: Arc<Outbound>,
@@ -98,6 +104,7 @@ impl Ledger {
             events,
             expiry_alarm,
             pipeline,
+            readers: Arc::new(readers),
             outbound,
         }
     }
@@ -117,7 +124,7 @@ impl Ledger {
 
     /// The balance now. An end user never seen has a balance of zero.
     pub async fn balance(&self, end_user_id: EndUserId) -> Result<Balance> {
-        let grants = store::load_open_grants(&self.db, &end_user_id).await?;
+        let grants = self.readers.open_grants(&end_user_id).await?;
         Ok(Balance::from_grants(end_user_id, &grants, self.clock.now()))
     }
 }

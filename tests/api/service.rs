@@ -142,3 +142,36 @@ async fn malformed_requests_are_client_errors(app: TestApp) {
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
 }
+
+/// Balance reads keep connections of their own: when PostgreSQL cuts every connection of the
+/// app (a restart, a proxy's timeout), the next reads are answered from new ones, with the
+/// balance the ledger holds, and no client sees the cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn balance_reads_survive_their_connections_being_cut() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 40 }))
+        .await;
+    // Several reads at once, so that several reader connections are kept.
+    let reads = (0..8).map(|_| app.balance(&user));
+    for balance in futures::future::join_all(reads).await {
+        assert_eq!(balance["available"], 40, "{balance}");
+    }
+    let admin = app.db().await;
+    use sea_orm::ConnectionTrait;
+    let cut = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .unwrap();
+    assert!(cut.len() >= 2, "the app's connections were cut");
+    let reads = (0..8).map(|_| app.balance(&user));
+    for balance in futures::future::join_all(reads).await {
+        assert_eq!(balance["available"], 40, "{balance}");
+    }
+}

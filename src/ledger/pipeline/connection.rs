@@ -12,30 +12,16 @@
 
 use std::sync::Arc;
 
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgTransactionManager};
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteTransactionManager};
-use sea_orm::sqlx::{self, ConnectOptions, PgConnection, SqliteConnection};
+use sea_orm::sqlx;
+use sea_orm::sqlx::postgres::PgTransactionManager;
+use sea_orm::sqlx::sqlite::SqliteTransactionManager;
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement, Values,
 };
 use sea_query_sqlx::SqlxValues;
 use sqlx_core::transaction::TransactionManager;
 
-/// How a lane opens its connection (`crate::db::writer_options` builds it from the pool's).
-#[derive(Clone, Debug)]
-pub enum WriterOptions {
-    Sqlite(SqliteConnectOptions),
-    Postgres(PgConnectOptions),
-}
-
-impl WriterOptions {
-    pub fn backend(&self) -> DbBackend {
-        match self {
-            Self::Sqlite(_) => DbBackend::Sqlite,
-            Self::Postgres(_) => DbBackend::Postgres,
-        }
-    }
-}
+use crate::ledger::direct::{DirectConnection as Raw, DirectOptions};
 
 #[derive(Clone, Copy)]
 enum Finish {
@@ -43,19 +29,14 @@ enum Finish {
     Rollback,
 }
 
-enum Raw {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
-}
-
 /// A lane's connection, opened on first use and again after any failure.
 pub(super) struct LaneConnection {
-    options: WriterOptions,
+    options: DirectOptions,
     held: Option<Raw>,
 }
 
 impl LaneConnection {
-    pub fn new(options: WriterOptions) -> Self {
+    pub fn new(options: DirectOptions) -> Self {
         Self {
             options,
             held: None,
@@ -112,11 +93,7 @@ impl LaneConnection {
     }
 
     async fn open(&self) -> Result<Raw, DbErr> {
-        let raw = match &self.options {
-            WriterOptions::Sqlite(options) => options.connect().await.map(Raw::Sqlite),
-            WriterOptions::Postgres(options) => options.connect().await.map(Raw::Postgres),
-        };
-        raw.map_err(|error| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error))))
+        self.options.connect().await
     }
 }
 

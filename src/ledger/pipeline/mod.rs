@@ -23,12 +23,12 @@ use std::sync::Arc;
 use sea_orm::DbBackend;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-pub use connection::WriterOptions;
 pub(in crate::ledger) use decide::{Decision, Write};
 
 use connection::LaneConnection;
 
 use super::clock::Clock;
+use super::direct::DirectOptions;
 use super::notifier::Notifier;
 use super::outbound::Outbound;
 use super::types::EndUserId;
@@ -80,7 +80,7 @@ impl WritePipeline {
     /// Starts the lanes (tasks on the current runtime); each opens a connection of its own
     /// with `writer` and keeps it (see `connection`).
     pub fn start(
-        writer: WriterOptions,
+        writer: DirectOptions,
         clock: Clock,
         events: Arc<dyn Notifier>,
         expiry_alarm: Arc<Notify>,
