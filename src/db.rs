@@ -30,15 +30,11 @@ const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
 /// page cache away whenever another connection has written, so the one writer keeping one
 /// connection keeps its cache, and it may as well be a large one.
 pub fn writer_options(shared: &DatabaseConnection) -> DirectOptions {
-    match shared.get_database_backend() {
-        DbBackend::Postgres => DirectOptions::Postgres(
-            (*shared.get_postgres_connection_pool().connect_options()).clone(),
+    match pool_options(shared).0 {
+        DirectOptions::Sqlite(options) => DirectOptions::Sqlite(
+            options.pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
         ),
-        _ => DirectOptions::Sqlite(
-            (*shared.get_sqlite_connection_pool().connect_options())
-                .clone()
-                .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
-        ),
+        postgres => postgres,
     }
 }
 
@@ -46,7 +42,13 @@ pub fn writer_options(shared: &DatabaseConnection) -> DirectOptions {
 /// two and at most eight. A read holds one for one statement, so a few serve many clients, and
 /// they come on top of the pool's.
 pub fn readers(shared: &DatabaseConnection) -> Readers {
-    let (options, pool_size) = match shared.get_database_backend() {
+    let (options, pool_size) = pool_options(shared);
+    Readers::new(options, (pool_size as usize / 4).clamp(2, 8))
+}
+
+/// The shared pool's connection options and size.
+fn pool_options(shared: &DatabaseConnection) -> (DirectOptions, u32) {
+    match shared.get_database_backend() {
         DbBackend::Postgres => {
             let pool = shared.get_postgres_connection_pool();
             (
@@ -61,8 +63,7 @@ pub fn readers(shared: &DatabaseConnection) -> Readers {
                 pool.options().get_max_connections(),
             )
         }
-    };
-    Readers::new(options, (pool_size as usize / 4).clamp(2, 8))
+    }
 }
 
 fn options(database_url: &str, max_connections: u32) -> ConnectOptions {

@@ -12,15 +12,11 @@ use super::types::{EndUserId, GrantSource};
 use crate::error::{Error, Result};
 
 /// The end user's grants that may still hold credits (as `store::load_open_grants`). The
-/// columns are listed so that decoding goes by position.
-const OPEN_GRANTS_POSTGRES: &str = "SELECT id, end_user_id, amount, remaining, source, \
+/// columns are listed so that decoding goes by position; sqlx reads `$1` on SQLite too.
+const OPEN_GRANTS: &str = "SELECT id, end_user_id, amount, remaining, source, \
      effective_at, expires_at, priority, description, metadata, created_at, voided_at, held, \
      cycle_id, reference, payment_reference, paid_amount, paid_currency \
      FROM grants WHERE end_user_id = $1 AND remaining > 0 AND voided_at IS NULL";
-const OPEN_GRANTS_SQLITE: &str = "SELECT id, end_user_id, amount, remaining, source, \
-     effective_at, expires_at, priority, description, metadata, created_at, voided_at, held, \
-     cycle_id, reference, payment_reference, paid_amount, paid_currency \
-     FROM grants WHERE end_user_id = ? AND remaining > 0 AND voided_at IS NULL";
 
 pub struct Readers {
     options: DirectOptions,
@@ -86,8 +82,8 @@ async fn open_grants(
     let end_user_id = end_user_id.as_str();
     // The same decoding for both databases' rows: the types differ, the positions do not.
     macro_rules! grants {
-        ($connection:expr, $sql:expr) => {{
-            let rows = sqlx::query($sql)
+        ($connection:expr) => {{
+            let rows = sqlx::query(OPEN_GRANTS)
                 .bind(end_user_id)
                 .fetch_all($connection)
                 .await
@@ -127,8 +123,8 @@ async fn open_grants(
         }};
     }
     match connection {
-        DirectConnection::Sqlite(connection) => grants!(connection, OPEN_GRANTS_SQLITE),
-        DirectConnection::Postgres(connection) => grants!(connection, OPEN_GRANTS_POSTGRES),
+        DirectConnection::Sqlite(connection) => grants!(connection),
+        DirectConnection::Postgres(connection) => grants!(connection),
     }
 }
 
