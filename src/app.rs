@@ -13,8 +13,7 @@ use crate::bundles::{self, Catalog};
 use crate::config::Config;
 use crate::db;
 use crate::events::BalanceEvents;
-use crate::graphql::build_schema;
-use crate::graphql::document_cache::DocumentCache;
+use crate::graphql::build_executor;
 use crate::http::{
     AppState, Limits, MetricsRoute, Services, WebSocketSettings, metrics_router, router,
 };
@@ -99,8 +98,7 @@ impl Application {
             .map_err(|error| anyhow::anyhow!("loading the secret keys: {}", error.detail()))?;
         tokio::spawn(run_refresher(keys.clone()));
         let state = AppState::new(Services {
-            documents: DocumentCache::default(),
-            schema: build_schema(
+            graphql: build_executor(
                 ledger.clone(),
                 events,
                 signer.clone(),

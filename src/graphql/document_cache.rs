@@ -1,7 +1,9 @@
-//! Parsed GraphQL documents, kept by their text: an application sends the same few documents
-//! over and over with different variables, and parsing one cost about a tenth of the server's
-//! CPU on a balance read (a profile of `bench/ledger.sh`). Validation and every schema
-//! extension still run on each request; only the parse is skipped.
+//! Documents parsed and checked, kept by their text: an application sends the same few
+//! documents over and over with different variables, and parsing one cost about a tenth of the
+//! server's CPU on a balance read (a profile of `bench/ledger.sh`). A document is kept only once
+//! it passed the checks that run before the schema (`nesting`, `input_fields`), so a document
+//! found here needs none of them again. Validation still runs in the schema on every request:
+//! it depends on the variables.
 //!
 //! Bounded twice: at most `CAPACITY` documents, least recently used out first, and only
 //! documents of at most `MAX_QUERY_BYTES` of text, so a client sending ever-new documents
@@ -9,9 +11,11 @@
 
 use std::sync::Mutex;
 
-use async_graphql::Request;
+use async_graphql::ServerError;
 use async_graphql::parser::types::ExecutableDocument;
 use hashlink::LruCache;
+
+use super::{error_codes, input_fields, nesting};
 
 /// Documents kept.
 pub const CAPACITY: usize = 256;
@@ -31,28 +35,19 @@ impl Default for DocumentCache {
 }
 
 impl DocumentCache {
-    /// Gives `request` its parsed document: a copy of the one parsed for the same text before,
-    /// or one parsed now (and kept). A document that is too long, nests too deeply to be parsed
-    /// safely (see `nesting`) or does not parse is left to the schema, which reports it as usual.
-    pub fn parse(&self, mut request: Request) -> Request {
-        let query = &request.query;
-        if query.len() > MAX_QUERY_BYTES {
-            return request;
+    /// `query` parsed and checked: a copy of the document kept for the same text, or one parsed
+    /// and checked now (and kept, when short enough). A document that nests too deeply, does not
+    /// parse or gives an input field twice gets the error the caller sees, coded.
+    pub fn parse(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
+        let cacheable = query.len() <= MAX_QUERY_BYTES;
+        if cacheable && let Some(document) = self.lock().get(query).cloned() {
+            return Ok(document);
         }
-        if let Some(document) = self.lock().get(query.as_str()).cloned() {
-            request.set_parsed_query(document);
-            return request;
+        let document = parse_and_check(query)?;
+        if cacheable {
+            self.lock().insert(query.to_owned(), document.clone());
         }
-        if super::nesting::first_excess_nesting(query, super::nesting::MAX_NESTING_DEPTH).is_some()
-        {
-            return request;
-        }
-        let query = query.clone();
-        if let Ok(document) = request.parsed_query() {
-            let document = document.clone();
-            self.lock().insert(query, document);
-        }
-        request
+        Ok(document)
     }
 
     #[cfg(test)]
@@ -73,34 +68,64 @@ impl DocumentCache {
     }
 }
 
+/// The checks every document passes before the schema sees it, in order: bracket nesting
+/// (before the recursive parser may overflow its stack), syntax, repeated input fields.
+fn parse_and_check(query: &str) -> Result<ExecutableDocument, ServerError> {
+    nesting::check(query)?;
+    let document = async_graphql::parser::parse_query(query)
+        .map_err(|error| error_codes::parse_failed(error.into()))?;
+    input_fields::check(query)?;
+    Ok(document)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const BALANCE: &str = "query($u: ID!) { balance(endUserId: $u) { available } }";
 
+    fn code(error: &ServerError) -> String {
+        let code = error.extensions.as_ref().and_then(|e| e.get("code"));
+        match code {
+            Some(async_graphql::Value::String(code)) => code.clone(),
+            other => panic!("no code: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_document_is_parsed_once_and_reused() {
         let cache = DocumentCache::default();
-        let mut first = cache.parse(Request::new(BALANCE));
+        let first = cache.parse(BALANCE).unwrap();
         assert_eq!(cache.len(), 1);
-        let mut second = cache.parse(Request::new(BALANCE));
+        let second = cache.parse(BALANCE).unwrap();
         assert_eq!(cache.len(), 1);
-        let (first, second) = (
-            first.parsed_query().unwrap(),
-            second.parsed_query().unwrap(),
-        );
         assert_eq!(format!("{first:?}"), format!("{second:?}"));
     }
 
     #[test]
-    fn long_broken_and_deeply_nested_documents_are_left_to_the_schema() {
+    fn refused_documents_are_coded_and_not_kept() {
+        let cache = DocumentCache::default();
+        let nested = format!("{{ a(x: {}1{}) }}", "[".repeat(1_000), "]".repeat(1_000));
+        let repeated = "{ a(x: {k: 1, k: 2}) }";
+        let cases = [
+            ("{ balance(", "GRAPHQL_PARSE_FAILED"),
+            (nested.as_str(), "GRAPHQL_PARSE_FAILED"),
+            (repeated, "GRAPHQL_VALIDATION_FAILED"),
+        ];
+        for (query, expected) in cases {
+            let error = cache.parse(query).unwrap_err();
+            assert_eq!(code(&error), expected, "{query:.40}");
+        }
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn long_documents_are_checked_but_not_kept() {
         let cache = DocumentCache::default();
         let long = format!("{{ __typename }}{}", " ".repeat(MAX_QUERY_BYTES));
-        let nested = format!("{{ a(x: {}1{}) }}", "[".repeat(1_000), "]".repeat(1_000));
-        for query in [long.as_str(), "{ balance(", nested.as_str()] {
-            let _ = cache.parse(Request::new(query));
-        }
+        assert!(cache.parse(&long).is_ok());
+        let long_repeated = format!("{{ a(x: {{k: 1, k: 2}}) }}{}", " ".repeat(MAX_QUERY_BYTES));
+        assert!(cache.parse(&long_repeated).is_err());
         assert_eq!(cache.len(), 0);
     }
 
@@ -109,10 +134,10 @@ mod tests {
         let cache = DocumentCache::default();
         let query = |n: usize| format!("{{ f{n} }}");
         for n in 0..CAPACITY {
-            let _ = cache.parse(Request::new(query(n)));
+            cache.parse(&query(n)).unwrap();
         }
-        let _ = cache.parse(Request::new(query(0)));
-        let _ = cache.parse(Request::new(query(CAPACITY)));
+        cache.parse(&query(0)).unwrap();
+        cache.parse(&query(CAPACITY)).unwrap();
         assert_eq!(cache.len(), CAPACITY);
         assert!(cache.holds(&query(0)), "used again just now");
         assert!(!cache.holds(&query(1)), "the least recently used");

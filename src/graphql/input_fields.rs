@@ -9,11 +9,8 @@
 //! The nesting guard has capped the depth of brackets at 64 before this runs.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Pos, ServerError, ServerResult, Variables};
+use async_graphql::{Pos, ServerError, ServerResult};
 
 use super::nesting::{skip_block_string, skip_string};
 
@@ -163,31 +160,11 @@ fn duplicate_error(document: &str, name: &str, offset: usize) -> ServerError {
     error
 }
 
-/// The schema extension that runs the scan on every document that parsed.
-pub struct UniqueInputFields;
-
-impl ExtensionFactory for UniqueInputFields {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(UniqueInputFieldsExtension)
-    }
-}
-
-struct UniqueInputFieldsExtension;
-
-#[async_trait::async_trait]
-impl Extension for UniqueInputFieldsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        match first_duplicate_field(query) {
-            Some((name, offset)) => Err(duplicate_error(query, name, offset)),
-            None => Ok(document),
-        }
+/// Refuses a document (one that parsed) giving an input field twice in one object value.
+pub fn check(document: &str) -> ServerResult<()> {
+    match first_duplicate_field(document) {
+        Some((name, offset)) => Err(duplicate_error(document, name, offset)),
+        None => Ok(()),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod document_cache;
 pub mod error_codes;
+pub mod executor;
 pub mod input_fields;
 pub mod mutation;
 pub mod nesting;
@@ -21,6 +22,7 @@ use crate::events::BalanceEvents;
 use crate::ledger::Ledger;
 use crate::stripe::Stripe;
 use crate::webhooks::Webhooks;
+pub use executor::GraphqlExecutor;
 use subscription::Subscription;
 
 pub type TallySchema = Schema<query::Query, mutation::Mutation, Subscription>;
@@ -37,27 +39,26 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, Subscription> {
     )
     .limit_depth(MAX_QUERY_DEPTH)
     .limit_complexity(MAX_QUERY_COMPLEXITY)
-    // Outermost, so it sees the codes ErrorCodes sets.
-    .extension(operation_metrics::OperationMetrics)
-    .extension(error_codes::ErrorCodes)
-    .extension(nesting::NestingLimit)
-    .extension(input_fields::UniqueInputFields)
+    // No extensions: with any, every field's resolution goes through their chain. What they
+    // would do is done around the schema, in `executor`.
 }
 
-pub fn build_schema(
+/// The schema behind its executor, the only way requests reach it.
+pub fn build_executor(
     ledger: Ledger,
     events: BalanceEvents,
     signer: TokenSigner,
     stripe: Stripe,
     webhooks: Webhooks,
-) -> TallySchema {
-    builder()
+) -> GraphqlExecutor {
+    let schema = builder()
         .data(ledger)
         .data(events)
         .data(signer)
         .data(stripe)
         .data(webhooks)
-        .finish()
+        .finish();
+    GraphqlExecutor::new(schema)
 }
 
 /// The SDL, as committed in `schema.graphql` and printed by `tally schema`.

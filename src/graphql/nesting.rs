@@ -3,15 +3,11 @@
 //! async-graphql's parser descends recursively into list values, object values and type
 //! references, and nothing bounds how deep: a 3 KB argument of 1,600 `[` overflows a worker
 //! thread's stack and aborts the whole process. The selection-set depth limit acts only after
-//! parsing, too late. So every document (POST, GET and WebSocket subscriptions alike, as all
-//! of them go through the schema's `parse_query` step) is first scanned here: a flat loop over
-//! its bytes that counts open `{`, `[` and `(` outside strings and comments.
+//! parsing, too late. So every document (POST, GET and WebSocket operations alike, as all of
+//! them go through `executor`) is first scanned here: a flat loop over its bytes that counts
+//! open `{`, `[` and `(` outside strings and comments.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{ServerError, ServerResult};
 
 /// Deepest bracket nesting a document may have. GraphiQL's introspection query needs about 12,
 /// a query at the selection-depth limit (16) with nested input objects a few dozen more.
@@ -101,31 +97,6 @@ pub fn check(document: &str) -> ServerResult<()> {
     match first_excess_nesting(document, MAX_NESTING_DEPTH) {
         Some(_) => Err(too_deep_error()),
         None => Ok(()),
-    }
-}
-
-/// The schema extension that runs `check` on every document, whichever way it arrived.
-pub struct NestingLimit;
-
-impl ExtensionFactory for NestingLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(NestingLimitExtension)
-    }
-}
-
-struct NestingLimitExtension;
-
-#[async_trait::async_trait]
-impl Extension for NestingLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        check(query)?;
-        next.run(ctx, query, variables).await
     }
 }
 

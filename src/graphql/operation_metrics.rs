@@ -1,116 +1,67 @@
-//! Counts and times every GraphQL request by operation and outcome, and names the operation and
-//! end user on the request's tracing span.
+//! Counts and times every GraphQL request by operation and outcome, and describes the operation
+//! and end user for the request's tracing span (`executor` records both).
 //!
 //! The operation is the root field (`subtractCredits`), or `multiple` when a document selects
 //! several: field names are fixed by the schema, so the label set stays bounded. Only documents
 //! that passed validation get their field name; others are `invalid`. The outcome is `ok` or
-//! the first error's `extensions.code`. Registered before `ErrorCodes`, so codes are set by the
-//! time this sees the response.
+//! the first error's `extensions.code`.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::Duration;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
-};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, Selection,
 };
-use async_graphql::{Name, Response, ServerResult, Value, Variables};
+use async_graphql::{Response, Value, Variables};
 
-use crate::observability::{metrics, request};
+use super::error_codes;
+use crate::observability::metrics;
 
-pub struct OperationMetrics;
-
-impl ExtensionFactory for OperationMetrics {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationMetricsExtension::default())
-    }
+/// What a request's operation is about.
+pub struct Described {
+    /// The root field, `multiple` or `none`.
+    pub operation: String,
+    /// The end user an argument names (`endUserId`, or `input.endUserId`), first 64 characters.
+    pub end_user: Option<String>,
 }
 
-/// What the document's operations are about, by operation name.
-struct Described {
-    name: Option<String>,
-    operation: String,
-    end_user: Option<String>,
-}
-
-#[derive(Default)]
-struct OperationMetricsExtension {
-    described: Mutex<Vec<Described>>,
-    /// Set once the chosen operation runs (so it passed validation).
-    chosen: Mutex<Option<String>>,
-}
-
-#[async_trait::async_trait]
-impl Extension for OperationMetricsExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let started = Instant::now();
-        let response = next.run(ctx).await;
-        let operation = self
-            .chosen
-            .lock()
-            .expect("operation lock")
-            .take()
-            .unwrap_or_else(|| "invalid".to_owned());
-        let outcome = match response.errors.first() {
-            None => "ok".to_owned(),
-            Some(error) => match error.extensions.as_ref().and_then(|e| e.get("code")) {
-                Some(Value::String(code)) => code.clone(),
-                _ => "INTERNAL_SERVER_ERROR".to_owned(),
-            },
-        };
-        metrics::graphql_request(&operation, &outcome, started.elapsed());
-        response
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let described = match &document.operations {
-            DocumentOperations::Single(operation) => {
-                vec![describe(None, &operation.node, variables)]
-            }
-            DocumentOperations::Multiple(operations) => operations
-                .iter()
-                .map(|(name, operation)| describe(Some(name), &operation.node, variables))
-                .collect(),
-        };
-        *self.described.lock().expect("described lock") = described;
-        Ok(document)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let chosen = {
-            let described = self.described.lock().expect("described lock");
-            described
-                .iter()
-                .find(|d| described.len() == 1 || d.name.as_deref() == operation_name)
-                .map(|d| (d.operation.clone(), d.end_user.clone()))
-        };
-        if let Some((operation, end_user)) = chosen {
-            request::record_operation(&operation, end_user.as_deref());
-            *self.chosen.lock().expect("operation lock") = Some(operation);
-        }
-        next.run(ctx, operation_name).await
-    }
-}
-
-fn describe(
-    name: Option<&Name>,
-    operation: &OperationDefinition,
+/// The operation `operation_name` selects in `document` (the only one, when there is one),
+/// described; `None` when the name selects nothing (the schema then refuses the request).
+pub fn chosen(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
     variables: &Variables,
-) -> Described {
+) -> Option<Described> {
+    let operation = match &document.operations {
+        DocumentOperations::Single(operation) => &operation.node,
+        DocumentOperations::Multiple(operations) if operations.len() == 1 => {
+            &operations.values().next()?.node
+        }
+        DocumentOperations::Multiple(operations) => &operations.get(operation_name?)?.node,
+    };
+    Some(describe(operation, variables))
+}
+
+/// Counts and times one answered request. `described` names the operation only when the
+/// schema ran it: a document it refused counts as `invalid`, so arbitrary field names never
+/// become labels. The answer's errors are coded by then (`error_codes::answered`).
+pub fn record(described: Option<&Described>, response: &Response, elapsed: Duration) {
+    let operation = match described {
+        Some(described) if !error_codes::refused_before_execution(response) => {
+            described.operation.as_str()
+        }
+        _ => "invalid",
+    };
+    let outcome = match response.errors.first() {
+        None => "ok",
+        Some(error) => match error.extensions.as_ref().and_then(|e| e.get("code")) {
+            Some(Value::String(code)) => code.as_str(),
+            _ => "INTERNAL_SERVER_ERROR",
+        },
+    };
+    metrics::graphql_request(operation, outcome, elapsed);
+}
+
+fn describe(operation: &OperationDefinition, variables: &Variables) -> Described {
     let mut fields: Vec<&str> = Vec::new();
     let mut end_user = None;
     for selection in &operation.selection_set.node.items {
@@ -143,7 +94,6 @@ fn describe(
         _ => "multiple".to_owned(),
     };
     Described {
-        name: name.map(|n| n.to_string()),
         operation,
         end_user: end_user.map(|id| id.chars().take(64).collect()),
     }

@@ -1,3 +1,4 @@
+use async_graphql::Executor;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql_axum::GraphQLResponse;
 use axum::body::Bytes;
@@ -96,9 +97,8 @@ async fn run(
             ]);
         }
     };
-    // Only a caller that got in reaches the document cache.
-    let request = state.documents.parse(request.data(caller));
-    state.schema.execute(request).await
+    // Only a caller that got in reaches the document cache (in the executor).
+    state.graphql.execute(request.data(caller)).await
 }
 
 fn has_query_parameter(query_string: &str) -> bool {

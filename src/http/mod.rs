@@ -21,8 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
-use crate::graphql::TallySchema;
-use crate::graphql::document_cache::DocumentCache;
+use crate::graphql::GraphqlExecutor;
 use crate::ledger::Ledger;
 use crate::observability;
 use crate::stripe::Stripe;
@@ -47,9 +46,8 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Services {
-    pub schema: TallySchema,
-    /// Parsed GraphQL documents, by their text.
-    pub documents: DocumentCache,
+    /// The GraphQL schema, behind the checks and answers around it.
+    pub graphql: GraphqlExecutor,
     pub db: DatabaseConnection,
     pub auth: Authenticator,
     pub ledger: Ledger,

@@ -100,7 +100,7 @@ async fn serve(
     let input = client_messages(stream, peer.last_heard.clone());
     let (auth, init_peer) = (state.auth.clone(), peer.clone());
     let on_init = move |payload| accept_connection(payload, header_credential, auth, init_peer);
-    let messages = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
+    let messages = async_graphql::http::WebSocket::new(state.graphql.clone(), input, protocol)
         .on_connection_init(on_init)
         .map(socket_message);
     relay(sink, messages, &state, &peer).await;

@@ -13,6 +13,7 @@ on_both_databases!(
     instants_outside_the_years_are_refused,
     input_fields_given_twice_are_refused,
     errors_per_answer_are_capped,
+    errors_the_schema_raises_are_coded_on_every_path,
     oversized_bodies_sent_concurrently_get_413,
 );
 
@@ -527,6 +528,59 @@ async fn errors_per_answer_are_capped(app: TestApp) {
             other => panic!("{protocol:?}: got {other:?}"),
         }
     }
+}
+
+/// Errors async-graphql raises itself, whichever stage finds them (its parse-time recursion
+/// check, validation, a variable's value, the operation name), carry the code a client expects,
+/// by POST and over both WebSocket protocols; nothing is written.
+async fn errors_the_schema_raises_are_coded_on_every_path(app: TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    // 40 selection sets deep: within the bracket limit, past async-graphql's recursion limit.
+    let deep = format!("{{ {}__typename{} }}", "a { ".repeat(40), " }".repeat(40));
+    let cases = [
+        (deep, json!({}), "GRAPHQL_PARSE_FAILED"),
+        (
+            "{ noSuchField }".to_owned(),
+            json!({}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            crate::helpers::SUBTRACT_CREDITS.to_owned(),
+            json!({ "input": { "endUserId": user, "amount": 1.5 } }),
+            "BAD_USER_INPUT",
+        ),
+    ];
+    for (document, variables, code) in &cases {
+        let body = app.graphql(document, variables.clone()).await;
+        assert_eq!(error_code(&body), *code, "POST {document:.60}: {body}");
+        for protocol in Protocol::BOTH {
+            let mut socket = Socket::connect(&app.address, protocol, ADMIN_KEY).await;
+            socket.subscribe("op", document, variables.clone()).await;
+            match socket.next_event(Duration::from_secs(10)).await {
+                Some(Event::Errors(errors)) => {
+                    let body = json!({ "errors": errors });
+                    assert_eq!(error_code(&body), *code, "{protocol:?} {document:.60}");
+                }
+                other => panic!("{protocol:?} {document:.60}: got {other:?}"),
+            }
+        }
+    }
+    // An operation name the document does not have.
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "query": "query A { __typename }", "operationName": "B" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(body["data"].is_null(), "{body}");
+    assert_eq!(app.available(&user).await, 10);
 }
 
 /// Bodies over `TALLY_MAX_BODY_BYTES` (64 KiB) sent at once on many connections: every one is

@@ -191,6 +191,37 @@ async fn counters_and_histograms_move_by_exactly_the_workload(harness: TestApp) 
         delta(&after_debits, &after, "tally_write_batches_total", &[]),
         0.0
     );
+
+    // Documents the schema never ran count as `invalid`, under their code: field names from
+    // a document that did not validate never become labels.
+    let broken = app.graphql("{ balance(", json!({})).await;
+    assert_eq!(
+        broken["errors"][0]["extensions"]["code"],
+        "GRAPHQL_PARSE_FAILED"
+    );
+    let unknown = app.graphql("{ noSuchField }", json!({})).await;
+    let code = &unknown["errors"][0]["extensions"]["code"];
+    assert_eq!(code, "GRAPHQL_VALIDATION_FAILED", "{unknown}");
+    let after_invalid = scrape(&app.address).await;
+    for outcome in ["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"] {
+        let invalid = [("operation", "invalid"), ("outcome", outcome)];
+        assert_eq!(
+            delta(
+                &after,
+                &after_invalid,
+                "tally_graphql_requests_total",
+                &invalid
+            ),
+            1.0,
+            "{outcome}"
+        );
+    }
+    let named = [("operation", "noSuchField")];
+    assert_eq!(
+        after_invalid.get("tally_graphql_request_duration_seconds_count", &named),
+        0.0
+    );
+
     assert!(after.get("tally_db_pool_max_connections", &[]) >= 1.0);
     assert!(after.get("tally_db_pool_connections", &[("state", "idle")]) >= 0.0);
 }
