@@ -219,8 +219,8 @@ impl Ledger {
         write.insert_entry(&entry).await?;
         keyed.record(&write, entry.id).await?;
         write.commit(&self.events).await?;
-        if grant.expires_at.is_some() {
-            self.expiry_alarm.notify_one();
+        if let Some(expires_at) = grant.expires_at {
+            self.expiry_alarm.falls_due(expires_at);
         }
         Ok(AddCreditsOutcome {
             grant,

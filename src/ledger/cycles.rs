@@ -170,7 +170,7 @@ impl Ledger {
             store::insert_cycle(&write.txn, &cycle).await?;
             let balance = Balance::from_grants(user.clone(), &write.grants, now);
             write.commit(&self.events).await?;
-            self.expiry_alarm.notify_one();
+            self.expiry_alarm.falls_due(cycle.current_period_end);
             Ok(CycleOutcome {
                 cycle,
                 balance,

@@ -4,7 +4,7 @@
 //!
 //! Every process runs `run_expiry_scheduler`. It sleeps until the soonest expiry (at most
 //! `MAX_SLEEP`, so grants added by other processes are not missed for long), and is woken early
-//! when this process adds a grant that expires. Expiring takes the account lock and re-reads the
+//! when this process adds something that falls due before that (`expiry_alarm`). Expiring takes the account lock and re-reads the
 //! grants, so processes racing for one grant record its expiry once. At start the first pass
 //! catches up with everything that expired while no process ran. Writes also record due
 //! expiries before anything else, so the ledger never shows a debit drawing on expired credits.
@@ -69,6 +69,7 @@ pub async fn run_expiry_scheduler(ledger: Ledger) {
     // Taken before the first pass: a move of the clock during a pass cuts the next nap short.
     let mut clock_moved = ledger.clock.alarm();
     loop {
+        ledger.expiry_alarm.pass_started();
         let sleep_for = match ledger.expire_all_due().await {
             Ok(Some(next)) => (next - ledger.clock.now())
                 .to_std()
@@ -80,9 +81,12 @@ pub async fn run_expiry_scheduler(ledger: Ledger) {
                 RETRY_AFTER_ERROR
             }
         };
+        let next_pass = ledger.clock.now()
+            + chrono::Duration::from_std(sleep_for).unwrap_or(chrono::Duration::zero());
+        ledger.expiry_alarm.pass_planned(next_pass);
         tokio::select! {
             () = clock_moved.sleep(sleep_for) => {}
-            () = ledger.expiry_alarm.notified() => {}
+            () = ledger.expiry_alarm.woken() => {}
         }
     }
 }

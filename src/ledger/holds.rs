@@ -161,7 +161,7 @@ impl Ledger {
             keyed.record(&write, entry.id).await?;
             let balance = Balance::from_grants(user.clone(), &write.grants, now);
             write.commit(&self.events).await?;
-            self.expiry_alarm.notify_one();
+            self.expiry_alarm.falls_due(hold.expires_at);
             Ok(HoldOutcome {
                 hold,
                 entry: Some(entry),

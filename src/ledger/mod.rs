@@ -17,6 +17,7 @@ mod direct;
 pub mod end_users;
 pub mod entry;
 mod expiry;
+mod expiry_alarm;
 pub mod expiry_plan;
 pub mod grant;
 pub mod history;
@@ -38,7 +39,6 @@ pub mod verify;
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::Notify;
 
 pub use add_credits::{AddCreditsOutcome, AddCreditsRequest};
 pub use balance::Balance;
@@ -55,6 +55,7 @@ pub use types::{EndUserId, EntryKind, GrantSource, MAX_CREDITS};
 
 use crate::error::{Result, is_unique_violation};
 use clock::Clock;
+use expiry_alarm::ExpiryAlarm;
 use notifier::Notifier;
 use outbound::Outbound;
 use pipeline::{PipelineSettings, WritePipeline};
@@ -66,8 +67,8 @@ pub struct Ledger {
     clock: Clock,
     /// Told of every committed change.
     events: Arc<dyn Notifier>,
-    /// Wakes the expiry scheduler when a grant that expires is added.
-    expiry_alarm: Arc<Notify>,
+    /// Wakes the expiry scheduler when a write adds something due before its next pass.
+    expiry_alarm: Arc<ExpiryAlarm>,
     /// Where debits and grants go: batched transactions (see `pipeline`).
     pipeline: WritePipeline,
     /// Where balances are read (see `readers`).
@@ -89,7 +90,7 @@ impl Ledger {
         outbound: Arc<Outbound>,
         clock: Clock,
     ) -> Self {
-        let expiry_alarm = Arc::new(Notify::new());
+        let expiry_alarm = Arc::new(ExpiryAlarm::default());
         let pipeline = WritePipeline::start(
             writer,
             clock.clone(),

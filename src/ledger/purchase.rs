@@ -179,6 +179,7 @@ impl Ledger {
             .find(|g| g.id == grant.id)
             .cloned()
             .expect("the new grant is loaded");
+        let expires_at = grant.expires_at;
         let recorded = Recorded::Granted {
             grant,
             entry,
@@ -187,8 +188,8 @@ impl Ledger {
         };
         receipt.record(&write.txn, &recorded).await?;
         write.commit(&self.events).await?;
-        if request.validity_days.is_some() {
-            self.expiry_alarm.notify_one();
+        if let Some(expires_at) = expires_at {
+            self.expiry_alarm.falls_due(expires_at);
         }
         Ok(PurchaseOutcome::Done(Box::new(recorded)))
     }

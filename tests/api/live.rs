@@ -15,7 +15,41 @@ on_both_databases!(
     end_user_tokens_read_only_their_own_user,
     sockets_need_a_credential_and_a_timely_init,
     a_stalled_subscriber_delays_nobody,
+    a_grant_expiring_before_the_schedulers_next_pass_wakes_it,
 );
+
+/// The scheduler sleeps up to 10 s between passes; a grant that expires sooner than that wakes
+/// it (a grant that expires later does not need to), so the expiry is recorded and pushed on
+/// time with no other write, in real time rather than by moving the clock.
+async fn a_grant_expiring_before_the_schedulers_next_pass_wakes_it(app: TestApp) {
+    let user = new_user();
+    // A later grant first: it must not stand in the way of the sooner one.
+    app.add_credits(json!({ "endUserId": user, "amount": 100, "validityDays": 30 }))
+        .await;
+    let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
+    socket
+        .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+        .await;
+    assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 100);
+    let soon = (app.now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    app.add_credits(json!({ "endUserId": user, "amount": 5, "expiresAt": soon }))
+        .await;
+    assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 105);
+    let started = std::time::Instant::now();
+    assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 100);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let expiries = app
+        .all_entries(&user)
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "EXPIRY")
+        .count();
+    assert_eq!(expiries, 1);
+}
 
 fn available(data: &Value) -> i64 {
     data["balanceChanged"]["available"]

@@ -96,8 +96,8 @@ impl Lane {
             .map(|(user, _)| user.clone())
             .collect();
         self.events.announce_committed(&users);
-        if changes.new_grants.iter().any(|g| g.expires_at.is_some()) {
-            self.expiry_alarm.notify_one();
+        if let Some(soonest) = changes.new_grants.iter().filter_map(|g| g.expires_at).min() {
+            self.expiry_alarm.falls_due(soonest);
         }
         if events > 0 {
             self.outbound.committed.notify_one();

@@ -21,7 +21,7 @@ mod sql;
 use std::sync::Arc;
 
 use sea_orm::DbBackend;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 pub(in crate::ledger) use decide::{Decision, Write};
 
@@ -29,6 +29,7 @@ use connection::LaneConnection;
 
 use super::clock::Clock;
 use super::direct::DirectOptions;
+use super::expiry_alarm::ExpiryAlarm;
 use super::notifier::Notifier;
 use super::outbound::Outbound;
 use super::types::EndUserId;
@@ -72,7 +73,7 @@ pub struct WritePipeline {
 struct Lane {
     clock: Clock,
     events: Arc<dyn Notifier>,
-    expiry_alarm: Arc<Notify>,
+    expiry_alarm: Arc<ExpiryAlarm>,
     outbound: Arc<Outbound>,
 }
 
@@ -83,7 +84,7 @@ impl WritePipeline {
         writer: DirectOptions,
         clock: Clock,
         events: Arc<dyn Notifier>,
-        expiry_alarm: Arc<Notify>,
+        expiry_alarm: Arc<ExpiryAlarm>,
         outbound: Arc<Outbound>,
         settings: PipelineSettings,
     ) -> Self {
