@@ -211,7 +211,8 @@ impl Config {
             0..=60_000,
         )?;
 
-        // 0: the default for the database (one lane on SQLite, four on PostgreSQL).
+        // 0: the default for the database (one lane on SQLite; on PostgreSQL one more than the
+        // cores, two to eight: `default_postgres_lanes`).
         let lanes = parse_number(&get, "TALLY_WRITE_LANES", 0, 0..=64)? as usize;
         let max_batch = parse_number(
             &get,

@@ -38,8 +38,8 @@ use crate::error::{Error, Result};
 /// How many lanes and how large a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct PipelineSettings {
-    /// Lanes per process; `None`: one on SQLite (one writer at a time anyway), four on
-    /// PostgreSQL (enough to keep the database busy while a batch commits).
+    /// Lanes per process; `None`: one on SQLite (one writer at a time anyway), and on
+    /// PostgreSQL `default_postgres_lanes`.
     pub lanes: Option<usize>,
     /// Most writes one batch takes.
     pub max_batch: usize,
@@ -55,6 +55,19 @@ impl Default for PipelineSettings {
 }
 
 pub const DEFAULT_MAX_BATCH: usize = 256;
+
+/// Lanes on PostgreSQL unless set: one more than the cores this process may use, two to eight.
+///
+/// Enough lanes keep the database busy while one batch waits for its commit; more than that
+/// split the same clients into smaller batches, each paying its five round trips and its
+/// commit for fewer writes. On a 2-core machine with PostgreSQL beside Tally, 32 clients spread
+/// over 10,000 end users measured 0.73× the database floor with one lane, 0.84× with two, 0.85×
+/// with three, 0.66× with four (the earlier fixed default) and 0.36× with eight. Tally's cores
+/// stand in for the database's, which are usually as many or more.
+pub fn default_postgres_lanes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    (cores + 1).clamp(2, 8)
+}
 /// Writes that may wait in one lane before callers wait to enqueue.
 const QUEUE_PER_LANE: usize = 4_096;
 
@@ -91,7 +104,7 @@ impl WritePipeline {
         let lanes = settings
             .lanes
             .unwrap_or(match writer.backend() {
-                DbBackend::Postgres => 4,
+                DbBackend::Postgres => default_postgres_lanes(),
                 _ => 1,
             })
             .max(1);
