@@ -26,11 +26,7 @@ async fn a_grant_expiring_before_the_schedulers_next_pass_wakes_it(app: TestApp)
     // A later grant first: it must not stand in the way of the sooner one.
     app.add_credits(json!({ "endUserId": user, "amount": 100, "validityDays": 30 }))
         .await;
-    let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
-    socket
-        .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
-        .await;
-    assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 100);
+    let mut socket = watching(&app, &user, 100).await;
     let soon = (app.now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
     app.add_credits(json!({ "endUserId": user, "amount": 5, "expiresAt": soon }))
         .await;
@@ -42,13 +38,23 @@ async fn a_grant_expiring_before_the_schedulers_next_pass_wakes_it(app: TestApp)
         "{:?}",
         started.elapsed()
     );
-    let expiries = app
-        .all_entries(&user)
-        .await
-        .iter()
-        .filter(|e| e["kind"] == "EXPIRY")
-        .count();
-    assert_eq!(expiries, 1);
+    assert_eq!(expiry_entries(&app, &user).await, 1);
+}
+
+/// A graphql-transport-ws socket subscribed to `user`'s balance, its snapshot (`available`)
+/// already read.
+async fn watching(app: &TestApp, user: &str, available_now: i64) -> Socket {
+    let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
+    socket
+        .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
+        .await;
+    assert_eq!(available(&socket.next_data(PUSH_WAIT).await), available_now);
+    socket
+}
+
+async fn expiry_entries(app: &TestApp, user: &str) -> usize {
+    let entries = app.all_entries(user).await;
+    entries.iter().filter(|e| e["kind"] == "EXPIRY").count()
 }
 
 fn available(data: &Value) -> i64 {
@@ -329,11 +335,7 @@ mod paced {
         let user = new_user();
         app.add_credits(json!({ "endUserId": user, "amount": 100 }))
             .await;
-        let mut socket = Socket::connect(&app.address, Protocol::TransportWs, ADMIN_KEY).await;
-        socket
-            .subscribe("1", BALANCE_CHANGED, json!({ "id": user }))
-            .await;
-        assert_eq!(available(&socket.next_data(PUSH_WAIT).await), 100);
+        let mut socket = watching(&app, &user, 100).await;
 
         // Three debits right after the snapshot: held until the interval is up, then sent as one
         // balance, the one after all three.
@@ -427,12 +429,7 @@ mod postgres_processes {
                 "pushed once"
             );
         }
-        let expiries = app
-            .all_entries(&user)
-            .await
-            .iter()
-            .filter(|e| e["kind"] == "EXPIRY")
-            .count();
+        let expiries = expiry_entries(&app, &user).await;
         assert_eq!(expiries, 1, "one expiry entry with two schedulers running");
         assert_ledger_replays(&app, &user).await;
     }
