@@ -47,23 +47,12 @@ pub fn readers(shared: &DatabaseConnection) -> Readers {
 }
 
 /// The shared pool's connection options and size, for the connections Tally holds itself.
-///
-/// On PostgreSQL those connections also turn sequential scans off. Each of their statements
-/// finds rows by an indexed key, is prepared once per connection, and after five runs keeps a
-/// generic plan; on a new database that plan is made while the tables are nearly empty, where
-/// a sequential scan looks cheapest, and it stays until autovacuum next analyzes the table
-/// (a minute or more). During the benchmark's seeding of 10,000 new end users, a batch's load
-/// planned that way took 1.5–15 ms instead of 0.03 ms and held the batch's locks meanwhile.
-/// With sequential scans off, the planner takes the index wherever one applies.
 fn pool_options(shared: &DatabaseConnection) -> (DirectOptions, u32) {
     match shared.get_database_backend() {
         DbBackend::Postgres => {
             let pool = shared.get_postgres_connection_pool();
-            let options = (*pool.connect_options())
-                .clone()
-                .options([("enable_seqscan", "off")]);
             (
-                DirectOptions::Postgres(options),
+                DirectOptions::Postgres((*pool.connect_options()).clone()),
                 pool.options().get_max_connections(),
             )
         }
