@@ -9,7 +9,7 @@
 //! documents of at most `MAX_QUERY_BYTES` of text, so a client sending ever-new documents
 //! costs a bounded amount of memory and evicts nobody for long.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::ServerError;
 use async_graphql::parser::types::ExecutableDocument;
@@ -23,7 +23,9 @@ pub const CAPACITY: usize = 256;
 pub const MAX_QUERY_BYTES: usize = 4_096;
 
 pub struct DocumentCache {
-    documents: Mutex<LruCache<String, ExecutableDocument>>,
+    /// Shared, so a hit holds the lock only to copy a pointer; the deep copy each request
+    /// needs (the schema takes its document by value) is made after the lock is released.
+    documents: Mutex<LruCache<String, Arc<ExecutableDocument>>>,
 }
 
 impl Default for DocumentCache {
@@ -40,12 +42,16 @@ impl DocumentCache {
     /// parse or gives an input field twice gets the error the caller sees, coded.
     pub fn parse(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
         let cacheable = query.len() <= MAX_QUERY_BYTES;
-        if cacheable && let Some(document) = self.lock().get(query).cloned() {
-            return Ok(document);
+        if cacheable {
+            let kept = self.lock().get(query).map(Arc::clone);
+            if let Some(document) = kept {
+                return Ok(ExecutableDocument::clone(&document));
+            }
         }
         let document = parse_and_check(query)?;
         if cacheable {
-            self.lock().insert(query.to_owned(), document.clone());
+            let kept = Arc::new(document.clone());
+            self.lock().insert(query.to_owned(), kept);
         }
         Ok(document)
     }
@@ -60,7 +66,7 @@ impl DocumentCache {
         self.lock().contains_key(query)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, ExecutableDocument>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Arc<ExecutableDocument>>> {
         // A panic while holding the lock leaves a map of whole documents: still usable.
         self.documents
             .lock()
