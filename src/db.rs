@@ -26,13 +26,20 @@ pub async fn connect(
 const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
 
 /// How the write pipeline opens the connections its lanes hold (`ledger::pipeline`): the
-/// shared pool's own options, and on SQLite a larger page cache. SQLite throws a connection's
-/// page cache away whenever another connection has written, so the one writer keeping one
-/// connection keeps its cache, and it may as well be a large one.
+/// shared pool's own options, and on SQLite a larger page cache and a later automatic
+/// checkpoint. SQLite throws a connection's page cache away whenever another connection has
+/// written, so the one writer keeping one connection keeps its cache, and it may as well be a
+/// large one. The pipeline checkpoints the log on a connection of its own; the lane's
+/// automatic checkpoint is only a backstop.
 pub fn writer_options(shared: &DatabaseConnection) -> DirectOptions {
     match pool_options(shared).0 {
         DirectOptions::Sqlite(options) => DirectOptions::Sqlite(
-            options.pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
+            options
+                .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}"))
+                .pragma(
+                    "wal_autocheckpoint",
+                    crate::ledger::pipeline::LANE_AUTOCHECKPOINT_PAGES.to_string(),
+                ),
         ),
         postgres => postgres,
     }

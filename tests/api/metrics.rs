@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::helpers::process::Process;
 use crate::helpers::ws::{Protocol, Socket};
-use crate::helpers::{ADMIN_KEY, TestApp, eventually};
+use crate::helpers::{ADMIN_KEY, Backend, TestApp, eventually, new_user};
 use serde_json::json;
 
 on_both_databases!(
@@ -21,6 +21,7 @@ on_both_databases!(
     metrics_can_have_their_own_listener,
     the_console_is_served_and_root_redirects_to_it,
     end_users_are_listed_most_recently_active_first,
+    the_sqlite_log_is_checkpointed_beside_the_writer,
 );
 
 /// One scrape: every sample by metric name and label set.
@@ -417,4 +418,34 @@ async fn end_users_are_listed_most_recently_active_first(app: TestApp) {
     let token = app.end_user_token(&a.to_string(), None).await;
     let refused = app.graphql_with_key(Some(&token), query, json!({})).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+}
+
+/// SQLite: after the write pipeline commits, a task of its own checkpoints the write-ahead log
+/// (the lane's connection would only do it past a high backstop). PostgreSQL has no such log
+/// to copy back.
+async fn the_sqlite_log_is_checkpointed_beside_the_writer(harness: TestApp) {
+    let (_process, app) = own_process(&harness).await;
+    let before = scrape(&app.address).await;
+    assert_eq!(before.get("tally_sqlite_wal_checkpoints_total", &[]), 0.0);
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    app.subtract_credits(json!({ "endUserId": user, "amount": 3 }))
+        .await;
+    match app.backend {
+        Backend::Sqlite => {
+            let after = eventually(Duration::from_secs(5), "a checkpoint", || async {
+                let after = scrape(&app.address).await;
+                (after.get("tally_sqlite_wal_checkpoints_total", &[]) >= 1.0).then_some(after)
+            })
+            .await;
+            // The log held the batches' pages when it was copied back.
+            assert!(after.get("tally_sqlite_wal_frames", &[]) >= 1.0);
+        }
+        Backend::Postgres => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let after = scrape(&app.address).await;
+            assert_eq!(after.get("tally_sqlite_wal_checkpoints_total", &[]), 0.0);
+        }
+    }
 }

@@ -86,6 +86,9 @@ impl Lane {
             .commit(txn)
             .await
             .map_err(|error| Failure::AtCommit(error.into()))?;
+        if let Some(wal_checkpoint) = &self.wal_checkpoint {
+            wal_checkpoint.committed();
+        }
         crate::ledger::metrics::batch_committed(jobs.len());
         crate::ledger::metrics::entries_committed(
             changes.entries.iter().map(|e| (e.kind, e.amount)),

@@ -17,6 +17,7 @@ mod batch;
 mod connection;
 mod decide;
 mod sql;
+mod wal_checkpoint;
 
 use std::sync::Arc;
 
@@ -24,8 +25,10 @@ use sea_orm::DbBackend;
 use tokio::sync::{mpsc, oneshot};
 
 pub(in crate::ledger) use decide::{Decision, Write};
+pub use wal_checkpoint::LANE_AUTOCHECKPOINT_PAGES;
 
 use connection::LaneConnection;
+use wal_checkpoint::WalCheckpoint;
 
 use super::clock::Clock;
 use super::direct::DirectOptions;
@@ -88,11 +91,14 @@ struct Lane {
     events: Arc<dyn Notifier>,
     expiry_alarm: Arc<ExpiryAlarm>,
     outbound: Arc<Outbound>,
+    /// SQLite: told of each commit, to copy the log back beside the lane.
+    wal_checkpoint: Option<WalCheckpoint>,
 }
 
 impl WritePipeline {
     /// Starts the lanes (tasks on the current runtime); each opens a connection of its own
-    /// with `writer` and keeps it (see `connection`).
+    /// with `writer` and keeps it (see `connection`). On SQLite also the task that checkpoints
+    /// the write-ahead log (see `wal_checkpoint`).
     pub fn start(
         writer: DirectOptions,
         clock: Clock,
@@ -109,11 +115,16 @@ impl WritePipeline {
             })
             .max(1);
         let max_batch = settings.max_batch.max(1);
+        let wal_checkpoint = match writer.backend() {
+            DbBackend::Sqlite => Some(WalCheckpoint::start(writer.clone())),
+            _ => None,
+        };
         let lane = Lane {
             clock,
             events,
             expiry_alarm,
             outbound,
+            wal_checkpoint,
         };
         let senders: Vec<mpsc::Sender<Job>> = (0..lanes)
             .map(|_| {
