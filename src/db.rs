@@ -10,7 +10,7 @@ use crate::ledger::{DirectOptions, Readers};
 
 /// How long a SQLite writer waits for the single write lock before giving up. Writes hold it
 /// for a millisecond or two, so only a pathological backlog reaches this.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Prepared statements kept per PostgreSQL connection.
 const STATEMENT_CACHE_CAPACITY: usize = 2_048;
@@ -23,26 +23,14 @@ pub async fn connect(
 }
 
 /// SQLite page cache of the write pipeline's connection (negative: KiB, as SQLite counts).
-const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
+pub const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
 
 /// How the write pipeline opens the connections its lanes hold (`ledger::pipeline`): the
-/// shared pool's own options, and on SQLite a larger page cache and a later automatic
-/// checkpoint. SQLite throws a connection's page cache away whenever another connection has
-/// written, so the one writer keeping one connection keeps its cache, and it may as well be a
-/// large one. The pipeline checkpoints the log on a connection of its own; the lane's
-/// automatic checkpoint is only a backstop.
+/// shared pool's own options. On SQLite the lane opens its connection itself, to that
+/// database, with the same durability, a larger page cache and a later automatic checkpoint
+/// (`ledger::pipeline::sqlite_sync::WriterSettings`).
 pub fn writer_options(shared: &DatabaseConnection) -> DirectOptions {
-    match pool_options(shared).0 {
-        DirectOptions::Sqlite(options) => DirectOptions::Sqlite(
-            options
-                .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}"))
-                .pragma(
-                    "wal_autocheckpoint",
-                    crate::ledger::pipeline::LANE_AUTOCHECKPOINT_PAGES.to_string(),
-                ),
-        ),
-        postgres => postgres,
-    }
+    pool_options(shared).0
 }
 
 /// Connections for balance reads (`ledger::readers`): a quarter of the pool's size, at least
@@ -91,7 +79,8 @@ fn options(database_url: &str, max_connections: u32) -> ConnectOptions {
         })
         .map_sqlx_sqlite_opts(|sqlite| {
             // WAL lets readers run beside the one writer; FULL sync makes an acknowledged
-            // write survive power loss too, not only a crash of the process.
+            // write survive power loss too, not only a crash of the process. (The write lane's
+            // own connection sets the same: `ledger::pipeline::sqlite_sync::WriterSettings`.)
             sqlite
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)

@@ -2,8 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::ConnectionTrait;
-
 use super::connection::{BatchTransaction, LaneConnection};
 use super::decide::Decision;
 use super::decide::{Batch, Changes, LoadedAccount};
@@ -124,7 +122,7 @@ impl Lane {
             &self.outbound,
             now,
         );
-        let writes = sql::batch_writes(txn.get_database_backend(), changes, &events, now);
+        let writes = sql::batch_writes(txn.backend(), changes, &events, now);
         sql::run_writes(txn, writes).await?;
         Ok(events.events.len())
     }
@@ -137,7 +135,7 @@ fn before(error: sea_orm::DbErr) -> Failure {
 /// Locks and loads the batch's accounts and decides every write in arrival order; also gives
 /// the accounts' alert rows, for the events.
 async fn decide(
-    txn: &impl ConnectionTrait,
+    txn: &BatchTransaction,
     jobs: &[Job],
     clock: &Clock,
 ) -> Result<(Vec<Decision>, Changes, HashMap<String, StoredAlerts>)> {

@@ -5,28 +5,44 @@
 //! that before it could start. On SQLite that was 0.85 ms of a 5 ms batch. A lane applies one
 //! batch at a time, so one connection is all it needs.
 //!
+//! On SQLite the lane drives its connection synchronously, on the lane's own thread
+//! (`sqlite_sync`); on PostgreSQL it is sqlx's, awaited on the runtime. A batch asks its
+//! transaction for exactly what it needs (run a statement, load the locked accounts, read stored
+//! idempotency keys, count a merged write's rows), each answered in the types the batch uses.
+//!
 //! The connection goes into each batch's transaction and comes back only when the commit or
 //! rollback succeeded. A transaction dropped any other way (an error, a panic) takes its
 //! connection with it, so a connection in an unknown state is never used again: the next batch
 //! opens a new one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use sea_orm::sqlx;
 use sea_orm::sqlx::postgres::PgTransactionManager;
-use sea_orm::sqlx::sqlite::SqliteTransactionManager;
+use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement, Values,
+    DbBackend, DbErr, FromQueryResult, QueryResult, RuntimeErr, Statement, TryGetable, Values,
 };
 use sea_query_sqlx::SqlxValues;
 use sqlx_core::transaction::TransactionManager;
 
-use crate::ledger::direct::{DirectConnection as Raw, DirectOptions};
+use super::sql::LockedRow;
+use super::sqlite_sync;
+use crate::entities::idempotency_key;
+use crate::error::Result;
+use crate::ledger::direct::{DirectConnection, DirectOptions};
 
 #[derive(Clone, Copy)]
 enum Finish {
     Commit,
     Rollback,
+}
+
+/// A lane's open connection.
+enum Raw {
+    /// Used only through `Mutex::get_mut` (never locked): the mutex only makes the connection
+    /// shareable by reference, as the PostgreSQL lanes' futures need to be.
+    Sqlite(Mutex<rusqlite::Connection>),
+    Postgres(PgConnection),
 }
 
 /// A lane's connection, opened on first use and again after any failure.
@@ -53,15 +69,17 @@ impl LaneConnection {
             Some(raw) => raw,
             None => self.open().await?,
         };
-        // The driver's own transaction commands, not `BEGIN` as a statement: on SQLite a
-        // statement's results come back from sqlx's worker thread through a channel, one more
-        // thread hop than a command's acknowledgement (about 0.1 ms each for `BEGIN` and
-        // `COMMIT`, measured on a lone client's debits).
-        let begun = match &mut raw {
-            Raw::Sqlite(conn) => SqliteTransactionManager::begin(conn, None).await,
-            Raw::Postgres(conn) => PgTransactionManager::begin(conn, None).await,
-        };
-        begun.map_err(exec_error)?;
+        match &mut raw {
+            // IMMEDIATE: the write lock from the start, so a batch that read never fails to
+            // become a writer because another process wrote in between.
+            Raw::Sqlite(conn) => {
+                sqlite_sync::execute(sqlite(conn), "BEGIN IMMEDIATE", &[]).map(drop)?
+            }
+            // The driver's own transaction command: no statement to prepare.
+            Raw::Postgres(conn) => PgTransactionManager::begin(conn, None)
+                .await
+                .map_err(exec_error)?,
+        }
         Ok(BatchTransaction {
             backend: self.backend(),
             raw: tokio::sync::Mutex::new(raw),
@@ -81,87 +99,131 @@ impl LaneConnection {
     /// Ends the transaction; the connection is kept only if that succeeded.
     async fn finish(&mut self, transaction: BatchTransaction, how: Finish) -> Result<(), DbErr> {
         let mut raw = transaction.raw.into_inner();
-        let finished = match (&mut raw, how) {
-            (Raw::Sqlite(conn), Finish::Commit) => SqliteTransactionManager::commit(conn).await,
-            (Raw::Sqlite(conn), Finish::Rollback) => SqliteTransactionManager::rollback(conn).await,
-            (Raw::Postgres(conn), Finish::Commit) => PgTransactionManager::commit(conn).await,
-            (Raw::Postgres(conn), Finish::Rollback) => PgTransactionManager::rollback(conn).await,
-        };
-        finished.map_err(exec_error)?;
+        match (&mut raw, how) {
+            (Raw::Sqlite(conn), Finish::Commit) => {
+                sqlite_sync::execute(sqlite(conn), "COMMIT", &[]).map(drop)?
+            }
+            (Raw::Sqlite(conn), Finish::Rollback) => {
+                sqlite_sync::execute(sqlite(conn), "ROLLBACK", &[]).map(drop)?
+            }
+            (Raw::Postgres(conn), Finish::Commit) => PgTransactionManager::commit(conn)
+                .await
+                .map_err(exec_error)?,
+            (Raw::Postgres(conn), Finish::Rollback) => PgTransactionManager::rollback(conn)
+                .await
+                .map_err(exec_error)?,
+        }
         self.held = Some(raw);
         Ok(())
     }
 
     async fn open(&self) -> Result<Raw, DbErr> {
-        self.options.connect().await
+        match &self.options {
+            DirectOptions::Sqlite(options) => {
+                sqlite_sync::open(options, &sqlite_sync::WriterSettings::default())
+                    .map(|conn| Raw::Sqlite(Mutex::new(conn)))
+            }
+            DirectOptions::Postgres(_) => match self.options.connect().await? {
+                DirectConnection::Postgres(conn) => Ok(Raw::Postgres(conn)),
+                DirectConnection::Sqlite(_) => Err(DbErr::Custom(
+                    "PostgreSQL options opened a SQLite connection".into(),
+                )),
+            },
+        }
     }
 }
 
-/// One batch's transaction on a lane's connection; the ORM's statements run on it as on any
-/// connection.
+/// The SQLite connection, by the exclusive access the caller already has.
+fn sqlite(conn: &mut Mutex<rusqlite::Connection>) -> &mut rusqlite::Connection {
+    // A poisoned mutex only means a panic while it was borrowed; the transaction of that panic
+    // was dropped with its connection (see the module's head), so this one is sound.
+    conn.get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One batch's transaction on a lane's connection.
 pub(super) struct BatchTransaction {
     backend: DbBackend,
     raw: tokio::sync::Mutex<Raw>,
 }
 
-#[async_trait::async_trait]
-impl ConnectionTrait for BatchTransaction {
-    fn get_database_backend(&self) -> DbBackend {
+impl BatchTransaction {
+    pub fn backend(&self) -> DbBackend {
         self.backend
     }
 
-    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let Statement { sql, values, .. } = stmt;
-        let arguments = SqlxValues(values.unwrap_or(Values(Vec::new())));
-        let query = sqlx::AssertSqlSafe(sql.as_str());
-        let result = match &mut *self.raw.lock().await {
-            Raw::Sqlite(conn) => sqlx::query_with(query, arguments)
-                .execute(conn)
-                .await
-                .map(ExecResult::from),
-            Raw::Postgres(conn) => sqlx::query_with(query, arguments)
-                .execute(conn)
-                .await
-                .map(ExecResult::from),
-        };
-        result.map_err(exec_error)
+    /// Whether each statement is a round trip to the database (PostgreSQL, over the network),
+    /// so that statements are worth merging into one; the SQLite lane runs them itself.
+    pub fn statements_cost_a_round_trip(&self) -> bool {
+        self.backend != DbBackend::Sqlite
     }
 
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        let query = sqlx::AssertSqlSafe(sql);
-        let result = match &mut *self.raw.lock().await {
-            Raw::Sqlite(conn) => sqlx::raw_sql(query)
-                .execute(conn)
-                .await
-                .map(ExecResult::from),
-            Raw::Postgres(conn) => sqlx::raw_sql(query)
-                .execute(conn)
-                .await
-                .map(ExecResult::from),
-        };
-        result.map_err(exec_error)
+    /// Runs a statement that returns no rows; the rows it changed.
+    pub async fn execute(&self, statement: Statement) -> Result<u64> {
+        let Statement { sql, values, .. } = statement;
+        let values = values.unwrap_or(Values(Vec::new()));
+        match &mut *self.raw.lock().await {
+            Raw::Sqlite(conn) => Ok(sqlite_sync::execute(sqlite(conn), &sql, &values.0)?),
+            Raw::Postgres(conn) => {
+                let query = sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values));
+                let done = query.execute(conn).await.map_err(exec_error)?;
+                Ok(done.rows_affected())
+            }
+        }
     }
 
-    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        Ok(self.query_all_raw(stmt).await?.into_iter().next())
+    /// The rows of `sql::load_locked`.
+    pub async fn load_locked(&self, statement: Statement) -> Result<Vec<LockedRow>> {
+        match &mut *self.raw.lock().await {
+            Raw::Sqlite(conn) => sqlite_sync::load_locked(sqlite(conn), &statement),
+            Raw::Postgres(conn) => postgres_rows(conn, statement)
+                .await?
+                .iter()
+                .map(|row| Ok(LockedRow::from_query_result(row, "")?))
+                .collect(),
+        }
     }
 
-    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let Statement { sql, values, .. } = stmt;
-        let arguments = SqlxValues(values.unwrap_or(Values(Vec::new())));
-        let query = sqlx::AssertSqlSafe(sql.as_str());
+    /// The idempotency keys a `SELECT` of that table found.
+    pub async fn stored_keys(&self, statement: Statement) -> Result<Vec<idempotency_key::Model>> {
+        match &mut *self.raw.lock().await {
+            Raw::Sqlite(conn) => sqlite_sync::stored_keys(sqlite(conn), &statement),
+            Raw::Postgres(conn) => postgres_rows(conn, statement)
+                .await?
+                .iter()
+                .map(|row| Ok(idempotency_key::Model::from_query_result(row, "")?))
+                .collect(),
+        }
+    }
+
+    /// PostgreSQL: the one row of a statement that answers counts (`sql::merged`).
+    pub async fn counts(&self, statement: Statement, columns: usize) -> Result<Vec<i64>> {
         let rows = match &mut *self.raw.lock().await {
-            Raw::Sqlite(conn) => sqlx::query_with(query, arguments)
-                .fetch_all(conn)
-                .await
-                .map(|rows| rows.into_iter().map(QueryResult::from).collect()),
-            Raw::Postgres(conn) => sqlx::query_with(query, arguments)
-                .fetch_all(conn)
-                .await
-                .map(|rows| rows.into_iter().map(QueryResult::from).collect()),
+            Raw::Postgres(conn) => postgres_rows(conn, statement).await?,
+            Raw::Sqlite(_) => {
+                return Err(DbErr::Custom("merged writes are PostgreSQL's".into()).into());
+            }
         };
-        rows.map_err(|error| DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))))
+        let row = rows
+            .first()
+            .ok_or_else(|| DbErr::Custom("a merged write answered no row".into()))?;
+        (0..columns)
+            .map(|index| Ok(i64::try_get_by_index(row, index).map_err(DbErr::from)?))
+            .collect()
     }
+}
+
+async fn postgres_rows(
+    conn: &mut PgConnection,
+    statement: Statement,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let Statement { sql, values, .. } = statement;
+    let values = SqlxValues(values.unwrap_or(Values(Vec::new())));
+    sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), values)
+        .fetch_all(conn)
+        .await
+        .map(|rows| rows.into_iter().map(QueryResult::from).collect())
+        .map_err(|error| DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))))
 }
 
 /// The error the ORM itself gives for a failed statement, so callers classify it as they

@@ -17,6 +17,7 @@ mod batch;
 mod connection;
 mod decide;
 mod sql;
+mod sqlite_sync;
 mod wal_checkpoint;
 
 use std::sync::Arc;
@@ -25,7 +26,6 @@ use sea_orm::DbBackend;
 use tokio::sync::{mpsc, oneshot};
 
 pub(in crate::ledger) use decide::{Decision, Write};
-pub use wal_checkpoint::LANE_AUTOCHECKPOINT_PAGES;
 
 use connection::LaneConnection;
 use wal_checkpoint::WalCheckpoint;
@@ -127,10 +127,17 @@ impl WritePipeline {
             wal_checkpoint,
         };
         let senders: Vec<mpsc::Sender<Job>> = (0..lanes)
-            .map(|_| {
+            .map(|index| {
                 let (sender, receiver) = mpsc::channel(QUEUE_PER_LANE);
                 let connection = LaneConnection::new(writer.clone());
-                tokio::spawn(run_lane(lane.clone(), connection, receiver, max_batch));
+                let running = run_lane(lane.clone(), connection, receiver, max_batch);
+                match writer.backend() {
+                    // The SQLite lane blocks its thread while SQLite works: a thread of its own.
+                    DbBackend::Sqlite => spawn_on_own_thread(index, running),
+                    _ => {
+                        tokio::spawn(running);
+                    }
+                }
                 sender
             })
             .collect();
@@ -155,6 +162,26 @@ impl WritePipeline {
             // The batch panicked: whether it committed is unknown, so it is not retried here.
             Error::Internal("a write batch failed; retry with the same idempotency key".into())
         })?
+    }
+}
+
+/// Runs a lane on a thread of its own, with a runtime of its own for its waits (its queue).
+/// It ends with the lane: when every sender of its queue is gone.
+fn spawn_on_own_thread(index: usize, lane: impl Future<Output = ()> + Send + 'static) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("tally-write-lane-{index}"))
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(lane),
+                Err(error) => tracing::error!(%error, "the write lane's runtime did not start"),
+            }
+        });
+    if let Err(error) = spawned {
+        // Its queue's receiver is gone with it: writes are refused, not left waiting.
+        tracing::error!(%error, "the write lane's thread did not start");
     }
 }
 

@@ -2,19 +2,20 @@
 //! (chunked only where a statement would pass the databases' bind-parameter limits: 32,766 on
 //! SQLite, 65,535 on PostgreSQL). The two hand-written updates exist because an
 //! `UPDATE … FROM (VALUES …)` list is one statement where the ORM would need a `CASE` per row;
-//! both databases run them in the tests. The writes that follow the decisions go to the
-//! database in one request (`run_writes`).
+//! both databases run them in the tests. On PostgreSQL the writes that follow the decisions go
+//! to the database in one request (`run_writes`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryResult, QueryTrait, Statement, Value,
+    ActiveValue::Set, ColumnTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryResult, QueryTrait, Statement, Value,
 };
 use uuid::Uuid;
 
+use super::connection::BatchTransaction;
 use super::decide::{Changes, LoadedAccount, StoredKey};
 use crate::entities::{account, grant, idempotency_key, ledger_allocation, ledger_entry};
 use crate::error::{Error, Result};
@@ -40,15 +41,15 @@ pub struct Loaded {
 /// The load cannot be part of the lock's statement on PostgreSQL: it must see what the
 /// transactions that held these locks before wrote, and a statement's snapshot is taken when
 /// it starts, before the lock waited. (On SQLite the two as one text measured no faster, within
-/// the benchmark's noise, and sqlx 0.9 hangs the connection when a kept text of several
-/// statements returning rows fails to prepare again, so they are two requests there too.)
+/// the benchmark's noise when each was a request to sqlx's worker thread; the lane now runs
+/// SQLite's statements itself.)
 pub async fn lock_and_load(
-    txn: &impl ConnectionTrait,
+    txn: &BatchTransaction,
     users: &[EndUserId],
     now: DateTime<Utc>,
 ) -> Result<Loaded> {
     debug_assert!(users.windows(2).all(|pair| pair[0] < pair[1]));
-    let backend = txn.get_database_backend();
+    let backend = txn.backend();
     let mut rows = Vec::new();
     for chunk in users.chunks(ROWS_PER_STATEMENT) {
         let lock = account::Entity::insert_many(chunk.iter().map(|user| account::ActiveModel {
@@ -63,9 +64,9 @@ pub async fn lock_and_load(
                 .to_owned(),
         )
         .build(backend);
-        let locked = txn.execute_raw(lock).await?;
-        check_rows(chunk.len() as u64, locked.rows_affected())?;
-        rows.extend(txn.query_all_raw(load_locked(backend, chunk)).await?);
+        let locked = txn.execute(lock).await?;
+        check_rows(chunk.len() as u64, locked)?;
+        rows.extend(txn.load_locked(load_locked(backend, chunk)).await?);
     }
     loaded(users, rows)
 }
@@ -79,7 +80,7 @@ pub async fn lock_and_load(
 /// batch (it halved the rate of a bulk seed) until autovacuum's next analysis. With the list on
 /// each table, the plan uses each one's index whatever the statistics. SQLite plans every join
 /// on an indexed column as a lookup anyway.
-fn load_locked(backend: DbBackend, users: &[EndUserId]) -> Statement {
+pub(super) fn load_locked(backend: DbBackend, users: &[EndUserId]) -> Statement {
     let (alerts_in, grants_in, placeholders) = match backend {
         DbBackend::Postgres => {
             let list = (1..=users.len())
@@ -112,29 +113,59 @@ fn load_locked(backend: DbBackend, users: &[EndUserId]) -> Statement {
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// One row of `load_locked`: a locked account, its alert row's columns (all `None` when it has
+/// none), and one of its open grants (`None` when it has none).
+pub struct LockedRow {
+    pub end_user_id: String,
+    pub last_seq: i64,
+    pub alert_thresholds: Option<serde_json::Value>,
+    pub alert_fired: Option<serde_json::Value>,
+    pub alert_depleted: Option<bool>,
+    pub grant: Option<grant::Model>,
+}
+
+impl FromQueryResult for LockedRow {
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        let grant_id: Option<Uuid> = row.try_get(pre, "id")?;
+        Ok(Self {
+            end_user_id: row.try_get(pre, "locked_end_user_id")?,
+            last_seq: row.try_get(pre, "locked_last_seq")?,
+            alert_thresholds: row.try_get(pre, "alert_thresholds")?,
+            alert_fired: row.try_get(pre, "alert_fired")?,
+            alert_depleted: row.try_get(pre, "alert_depleted")?,
+            grant: match grant_id {
+                Some(_) => Some(grant::Model::from_query_result(row, pre)?),
+                None => None,
+            },
+        })
+    }
+}
+
 /// The accounts of `users`, in order, from the rows of `load_locked`.
-fn loaded(users: &[EndUserId], rows: Vec<QueryResult>) -> Result<Loaded> {
+fn loaded(users: &[EndUserId], rows: Vec<LockedRow>) -> Result<Loaded> {
     let mut last_seqs: HashMap<String, i64> = HashMap::with_capacity(users.len());
     let mut alerts: HashMap<String, StoredAlerts> = HashMap::new();
     let mut grants_of: HashMap<String, Vec<Grant>> = HashMap::with_capacity(users.len());
     for row in rows {
-        let user: String = row.try_get("", "locked_end_user_id")?;
+        let user = row.end_user_id;
         if !last_seqs.contains_key(&user) {
-            let fired: Option<serde_json::Value> = row.try_get("", "alert_fired")?;
-            if let Some(fired) = fired {
-                let thresholds: Option<serde_json::Value> = row.try_get("", "alert_thresholds")?;
-                let depleted: bool = row.try_get("", "alert_depleted")?;
+            if let Some(fired) = &row.alert_fired {
                 alerts.insert(
                     user.clone(),
-                    StoredAlerts::from_columns(thresholds.as_ref(), &fired, depleted),
+                    StoredAlerts::from_columns(
+                        row.alert_thresholds.as_ref(),
+                        fired,
+                        row.alert_depleted.unwrap_or(false),
+                    ),
                 );
             }
-            last_seqs.insert(user.clone(), row.try_get("", "locked_last_seq")?);
+            last_seqs.insert(user.clone(), row.last_seq);
         }
-        let grant_id: Option<Uuid> = row.try_get("", "id")?;
-        if grant_id.is_some() {
-            let grant = Grant::from_model(grant::Model::from_query_result(&row, "")?)?;
-            grants_of.entry(user).or_default().push(grant);
+        if let Some(grant) = row.grant {
+            grants_of
+                .entry(user)
+                .or_default()
+                .push(Grant::from_model(grant)?);
         }
     }
     let accounts = users
@@ -155,15 +186,15 @@ fn loaded(users: &[EndUserId], rows: Vec<QueryResult>) -> Result<Loaded> {
 
 /// The idempotency keys among `keys` that earlier writes recorded.
 pub async fn stored_keys(
-    txn: &impl ConnectionTrait,
+    txn: &BatchTransaction,
     keys: &[&str],
 ) -> Result<HashMap<String, StoredKey>> {
     let mut stored = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let rows = idempotency_key::Entity::find()
+        let find = idempotency_key::Entity::find()
             .filter(idempotency_key::Column::Key.is_in(chunk.iter().copied()))
-            .all(txn)
-            .await?;
+            .build(txn.backend());
+        let rows = txn.stored_keys(find).await?;
         stored.extend(rows.into_iter().map(|row| {
             (
                 row.key,
@@ -294,38 +325,23 @@ fn set_last_seqs(backend: DbBackend, last_seqs: &[(EndUserId, i64)], writes: &mu
     }
 }
 
-/// Runs `writes` with one request to the database where it can: each request is a round trip
-/// the lane waits for while it holds its accounts' locks (on PostgreSQL over the network, on
-/// SQLite to sqlx's worker thread and back). PostgreSQL: one statement when they fit (see
-/// `merged`). SQLite: one text of several statements, which sqlx runs in one go binding each
-/// statement's parameters in turn; it reports the rows they changed together, and that sum is
-/// checked (an insert or an update by a list of distinct keys never changes more rows than it
-/// lists, so a right sum means every part wrote what it planned).
-pub async fn run_writes(txn: &impl ConnectionTrait, writes: Vec<Write>) -> Result<()> {
-    let backend = txn.get_database_backend();
-    if backend == DbBackend::Sqlite && writes.len() > 1 {
-        let expected_rows: u64 = writes.iter().map(|write| write.expected_rows).sum();
-        let result = txn
-            .execute_raw(joined(writes.into_iter().map(|write| write.statement)))
-            .await?;
-        return check_rows(expected_rows, result.rows_affected());
-    }
+/// Runs `writes`, each checked for the rows it touched. Where each statement is a round trip the
+/// lane waits for while it holds its accounts' locks (PostgreSQL, over the network), they go as
+/// one statement when they fit (see `merged`). The SQLite lane runs statements on its own
+/// thread (`sqlite_sync`), where one after another costs no more than one.
+pub async fn run_writes(txn: &BatchTransaction, writes: Vec<Write>) -> Result<()> {
     let parameters: usize = writes.iter().map(Write::parameters).sum();
-    if backend == DbBackend::Postgres && writes.len() > 1 && parameters <= MAX_PG_PARAMETERS {
+    if txn.statements_cost_a_round_trip() && writes.len() > 1 && parameters <= MAX_PG_PARAMETERS {
         let expected: Vec<u64> = writes.iter().map(|w| w.expected_rows).collect();
-        let row = txn
-            .query_one_raw(merged(writes))
-            .await?
-            .ok_or_else(|| Error::Internal("a merged write answered no row".into()))?;
-        for (index, expected_rows) in expected.into_iter().enumerate() {
-            let rows: i64 = row.try_get_by_index(index)?;
+        let counts = txn.counts(merged(writes), expected.len()).await?;
+        for (expected_rows, rows) in expected.into_iter().zip(counts) {
             check_rows(expected_rows, rows as u64)?;
         }
         return Ok(());
     }
     for write in writes {
-        let result = txn.execute_raw(write.statement).await?;
-        check_rows(write.expected_rows, result.rows_affected())?;
+        let rows = txn.execute(write.statement).await?;
+        check_rows(write.expected_rows, rows)?;
     }
     Ok(())
 }
@@ -374,20 +390,6 @@ fn merged(writes: Vec<Write>) -> Statement {
     sql.push_str(" SELECT ");
     sql.push_str(&counts.join(", "));
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
-/// SQLite statements (`?` parameters) as one text, run in order.
-fn joined(statements: impl IntoIterator<Item = Statement>) -> Statement {
-    let mut sql = String::new();
-    let mut values = Vec::new();
-    for statement in statements {
-        if !sql.is_empty() {
-            sql.push_str("; ");
-        }
-        sql.push_str(&statement.sql);
-        values.extend(statement.values.map(|v| v.0).unwrap_or_default());
-    }
-    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
 /// Appends `statement` with each `$n` parameter moved up by `offset`. The statements merged
@@ -476,35 +478,6 @@ mod tests {
         let values: Vec<Value> = statement.values.unwrap().0;
         assert_eq!(values.len(), 6);
         assert_eq!(values[4], Value::from(5i64));
-    }
-
-    #[test]
-    fn joined_sqlite_writes_keep_their_order_and_their_parameters_in_turn() {
-        let writes = vec![
-            Write::exactly(
-                Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    "INSERT INTO t (a) VALUES (?), (?)",
-                    [1i64.into(), 2i64.into()],
-                ),
-                2,
-            ),
-            Write::exactly(
-                Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    "UPDATE u SET x = ? WHERE id = ?",
-                    [3i64.into(), 4i64.into()],
-                ),
-                1,
-            ),
-        ];
-        let statement = joined(writes.into_iter().map(|write| write.statement));
-        assert_eq!(
-            statement.sql,
-            "INSERT INTO t (a) VALUES (?), (?); UPDATE u SET x = ? WHERE id = ?"
-        );
-        let values: Vec<Value> = statement.values.unwrap().0;
-        assert_eq!(values, [1i64, 2, 3, 4].map(Value::from).to_vec());
     }
 
     #[test]
