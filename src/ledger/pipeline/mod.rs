@@ -96,9 +96,10 @@ struct Lane {
 }
 
 impl WritePipeline {
-    /// Starts the lanes (tasks on the current runtime); each opens a connection of its own
-    /// with `writer` and keeps it (see `connection`). On SQLite also the task that checkpoints
-    /// the write-ahead log (see `wal_checkpoint`).
+    /// Starts the lanes (on PostgreSQL tasks on the current runtime; on SQLite each on a thread
+    /// of its own, see `sqlite_sync`); each opens a connection of its own with `writer` and
+    /// keeps it (see `connection`). On SQLite also the task that checkpoints the write-ahead log
+    /// (see `wal_checkpoint`).
     pub fn start(
         writer: DirectOptions,
         clock: Clock,
