@@ -12,6 +12,7 @@ mod m20261202_000006_end_user_ids;
 mod m20261203_000007_webhooks;
 mod m20261204_000008_held_checks;
 mod m20261205_000009_grant_index_without_remaining;
+mod m20261206_000010_lean_ledger_appends;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_webhooks::Migration),
             Box::new(m20261204_000008_held_checks::Migration),
             Box::new(m20261205_000009_grant_index_without_remaining::Migration),
+            Box::new(m20261206_000010_lean_ledger_appends::Migration),
         ]
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! It reads everything into memory: run it against a replica or off-peak on large ledgers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
@@ -51,6 +51,12 @@ fn problems_in(stored: &Stored) -> Vec<String> {
     let mut problems = grant_problems(&stored.grants, &taken_from, &held_on);
     problems.extend(hold_problems(&open_holds, &earmarked_by_hold));
     problems.extend(entry_problems(&stored.entries, &allocated_by_entry));
+    problems.extend(orphan_allocations(
+        &stored.grants,
+        &stored.entries,
+        &taken_from,
+        &allocated_by_entry,
+    ));
     problems.extend(sequence_problems(&stored.entries, &stored.accounts));
     problems
 }
@@ -153,6 +159,35 @@ fn entry_problems(entries: &[ledger_entry::Model], allocated_by_entry: &CreditsB
             ));
         }
     }
+    problems
+}
+
+/// Allocations whose grant or entry does not exist. (On PostgreSQL no foreign key stops them:
+/// see the migration `m20261206_000010_lean_ledger_appends`.)
+fn orphan_allocations(
+    grants: &[grant::Model],
+    entries: &[ledger_entry::Model],
+    taken_from: &CreditsBy,
+    allocated_by_entry: &CreditsBy,
+) -> Vec<String> {
+    let grant_ids: HashSet<Uuid> = grants.iter().map(|g| g.id).collect();
+    let entry_ids: HashSet<Uuid> = entries.iter().map(|e| e.id).collect();
+    let mut problems: Vec<String> = taken_from
+        .iter()
+        .filter(|(id, _)| !grant_ids.contains(id))
+        .map(|(id, amount)| {
+            format!("grant {id}: allocations take {amount} from a grant that does not exist")
+        })
+        .collect();
+    problems.extend(
+        allocated_by_entry
+            .iter()
+            .filter(|(id, _)| !entry_ids.contains(id))
+            .map(|(id, amount)| {
+                format!("entry {id}: allocations of {amount} for an entry that does not exist")
+            }),
+    );
+    problems.sort_unstable();
     problems
 }
 
@@ -314,6 +349,27 @@ mod tests {
         assert_eq!(
             problems_in(&stored),
             vec!["end user u: entries without an account".to_owned()]
+        );
+
+        let mut stored = consistent();
+        let missing_grant = stored.grants.remove(0).id;
+        let problems = problems_in(&stored);
+        assert_eq!(
+            problems,
+            vec![format!(
+                "grant {missing_grant}: allocations take 2 from a grant that does not exist"
+            )]
+        );
+
+        let mut stored = consistent();
+        let missing_entry = stored.entries.remove(2).id;
+        stored.accounts[0].last_seq = 2;
+        let problems = problems_in(&stored);
+        assert_eq!(
+            problems,
+            vec![format!(
+                "entry {missing_entry}: allocations of -1 for an entry that does not exist"
+            )]
         );
 
         let mut stored = consistent();

@@ -9,10 +9,11 @@ use crate::helpers::*;
 const WAIT: Duration = Duration::from_secs(10);
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use tally::entities::grant;
+use tally::entities::{grant, ledger_allocation};
 
 on_both_databases!(
     holds_reserve_then_capture_or_release,
@@ -27,6 +28,7 @@ on_both_databases!(
     two_instances_renew_a_period_once,
     history_filters_and_balance_at_past_instants,
     verify_is_clean_after_a_mixed_run_and_reports_planted_differences,
+    an_allocation_of_a_missing_grant_is_refused_or_reported,
     a_used_up_cycle_renews_on_time,
     captures_and_releases_take_idempotency_keys,
     the_database_refuses_holds_beyond_what_a_grant_has_left,
@@ -822,6 +824,48 @@ async fn verify_is_clean_after_a_mixed_run_and_reports_planted_differences(app: 
     let (ok, stdout) = run_verify(&app);
     assert!(!ok, "verify must fail: {stdout}");
     assert!(stdout.contains("remaining"), "{stdout}");
+}
+
+/// PostgreSQL has no foreign key from allocations to grants (it cost a query per debit; see the
+/// migration `m20261206_000010_lean_ledger_appends`): `tally verify` reports what one would
+/// have refused. SQLite keeps the key and refuses the row.
+async fn an_allocation_of_a_missing_grant_is_refused_or_reported(app: TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    let debit = app
+        .subtract_credits(json!({ "endUserId": user, "amount": 3 }))
+        .await;
+    let entry_id: uuid::Uuid = debit["entry"]["id"].as_str().unwrap().parse().unwrap();
+    assert_verify_clean(&app);
+
+    let missing_grant = uuid::Uuid::now_v7();
+    let planted = ledger_allocation::Entity::insert(ledger_allocation::ActiveModel {
+        entry_id: Set(entry_id),
+        grant_id: Set(missing_grant),
+        amount: Set(1),
+        position: Set(1),
+    })
+    .exec(&app.db().await)
+    .await;
+    match app.backend {
+        Backend::Sqlite => {
+            let error = planted.expect_err("SQLite's foreign key refuses the allocation");
+            assert!(error.to_string().contains("FOREIGN KEY"), "{error}");
+            assert_verify_clean(&app);
+        }
+        Backend::Postgres => {
+            planted.expect("PostgreSQL has no foreign key on allocations");
+            let (ok, stdout) = run_verify(&app);
+            assert!(!ok, "verify must fail: {stdout}");
+            assert!(
+                stdout.contains(&format!(
+                    "grant {missing_grant}: allocations take 1 from a grant that does not exist"
+                )),
+                "{stdout}"
+            );
+        }
+    }
 }
 
 /// A cycle whose current grant is used up still renews on time, by the scheduler.
