@@ -19,6 +19,7 @@ on_both_databases!(
     writes_queued_behind_a_lock_answer_as_a_serial_run,
     mixed_writers_on_two_instances_conserve_credits,
     a_killed_process_loses_no_acknowledged_write,
+    last_active_at_is_the_time_of_the_latest_write,
 );
 
 /// How long a test waits for a write to reach the queue.
@@ -309,4 +310,47 @@ async fn a_killed_process_loses_no_acknowledged_write(app: TestApp) {
         assert_eq!(app.available(user).await, 1_000_000 - 3 * debits_per_user);
     }
     assert_verify_clean(&app);
+}
+
+/// A batch locks an existing account without rewriting it; the account's `lastActiveAt` moves
+/// with the entries the batch writes for it, and a refused write leaves it where it was.
+async fn last_active_at_is_the_time_of_the_latest_write(app: TestApp) {
+    const QUERY: &str =
+        "query($u: ID) { endUsers(endUserId: $u, first: 1) { edges { node { lastActiveAt } } } }";
+    let last_active_at = |user: String| {
+        let app = &app;
+        async move {
+            let page = app.ok(QUERY, json!({ "u": user })).await;
+            let at = page["edges"][0]["node"]["lastActiveAt"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(at).unwrap()
+        }
+    };
+    let user = new_user();
+    let before = app.now();
+    app.add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    let granted_at = last_active_at(user.clone()).await;
+    assert!(
+        before <= granted_at && granted_at <= app.now(),
+        "{granted_at}"
+    );
+
+    app.advance_clock(chrono::Duration::hours(1));
+    let before = app.now();
+    app.subtract_credits(json!({ "endUserId": user, "amount": 3 }))
+        .await;
+    let debited_at = last_active_at(user.clone()).await;
+    assert!(
+        before <= debited_at && debited_at <= app.now(),
+        "{debited_at}"
+    );
+
+    app.advance_clock(chrono::Duration::hours(1));
+    let (query, variables) = debit(&user, 100, None);
+    let refused = app.graphql(query, variables).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "INSUFFICIENT_CREDITS",
+        "{refused}"
+    );
+    assert_eq!(last_active_at(user.clone()).await, debited_at);
 }

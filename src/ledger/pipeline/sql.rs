@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QueryResult, QueryTrait, Statement, Value,
@@ -59,13 +59,18 @@ pub async fn lock_and_load(
             updated_at: Set(now),
         }))
         .on_conflict(
+            // An existing account is locked and left as it is (`WHERE false`: no update, so no
+            // new row version; both databases still lock the row, PostgreSQL as
+            // `FOR NO KEY UPDATE`). Its `updated_at` moves with its `last_seq`, when the batch
+            // writes an entry of it (`set_last_seqs`).
             OnConflict::column(account::Column::EndUserId)
                 .update_column(account::Column::UpdatedAt)
+                .action_and_where(Expr::cust("false"))
                 .to_owned(),
         )
         .build(backend);
-        let locked = txn.execute(lock).await?;
-        check_rows(chunk.len() as u64, locked)?;
+        // Only the new accounts count as changed rows; `loaded` checks that every one is there.
+        txn.execute(lock).await?;
         rows.extend(txn.load_locked(load_locked(backend, chunk)).await?);
     }
     loaded(users, rows)
@@ -271,7 +276,7 @@ pub fn batch_writes(
         }));
         writes.push(Write::exactly(insert.build(backend), chunk.len()));
     }
-    set_last_seqs(backend, &changes.last_seqs, &mut writes);
+    set_last_seqs(backend, &changes.last_seqs, now, &mut writes);
     let alerts = outbound::alert_state_statements(backend, &events.changed, now);
     let outbox = outbound::event_statements(backend, &events.events);
     writes.extend(
@@ -289,7 +294,7 @@ pub fn batch_writes(
 fn take_from_grants(backend: DbBackend, taken: &BTreeMap<Uuid, i64>, writes: &mut Vec<Write>) {
     let taken: Vec<(Uuid, i64)> = taken.iter().map(|(id, amount)| (*id, *amount)).collect();
     for chunk in taken.chunks(ROWS_PER_STATEMENT) {
-        let (values, rows) = values_list(backend, chunk, "uuid", "bigint");
+        let (values, rows) = values_list(backend, chunk, "uuid", "bigint", 0);
         let sql = format!(
             "UPDATE grants SET remaining = grants.remaining - v.amount \
              FROM (SELECT {columns} FROM (VALUES {rows}) AS t) AS v \
@@ -303,20 +308,32 @@ fn take_from_grants(backend: DbBackend, taken: &BTreeMap<Uuid, i64>, writes: &mu
     }
 }
 
-/// Records each account's newest sequence number, in one statement.
-fn set_last_seqs(backend: DbBackend, last_seqs: &[(EndUserId, i64)], writes: &mut Vec<Write>) {
+/// Records each account's newest sequence number and the time of its latest write, in one
+/// statement.
+fn set_last_seqs(
+    backend: DbBackend,
+    last_seqs: &[(EndUserId, i64)],
+    now: DateTime<Utc>,
+    writes: &mut Vec<Write>,
+) {
     let pairs: Vec<(&str, i64)> = last_seqs
         .iter()
         .map(|(user, seq)| (user.as_str(), *seq))
         .collect();
     for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let (values, rows) = values_list(backend, chunk, "text", "bigint");
+        // The time is the first parameter (SQLite numbers `?` in the order of the text).
+        let (list, rows) = values_list(backend, chunk, "text", "bigint", 1);
+        let now_parameter = match backend {
+            DbBackend::Postgres => "$1::timestamptz",
+            _ => "?",
+        };
         let sql = format!(
-            "UPDATE accounts SET last_seq = v.seq \
+            "UPDATE accounts SET last_seq = v.seq, updated_at = {now_parameter} \
              FROM (SELECT {columns} FROM (VALUES {rows}) AS t) AS v \
              WHERE accounts.end_user_id = v.id",
             columns = value_columns("id", "seq"),
         );
+        let values = std::iter::once(Value::from(now)).chain(list);
         // Every account of the batch exists (the batch locked it) and appears once.
         writes.push(Write::exactly(
             Statement::from_sql_and_values(backend, sql, values),
@@ -413,12 +430,14 @@ fn push_renumbered(sql: &mut String, statement: &str, offset: usize) {
     }
 }
 
-/// `(?, ?), (?, ?)…` (PostgreSQL: `($1::uuid, $2::bigint), …`) and the values to bind.
+/// `(?, ?), (?, ?)…` (PostgreSQL: `($1::uuid, $2::bigint), …`, numbered after the statement's
+/// first `before` parameters) and the values to bind.
 fn values_list<Id: Clone + Into<Value>>(
     backend: DbBackend,
     pairs: &[(Id, i64)],
     first_type: &str,
     second_type: &str,
+    before: usize,
 ) -> (Vec<Value>, String) {
     let mut values = Vec::with_capacity(pairs.len() * 2);
     let mut rows = String::with_capacity(pairs.len() * 24);
@@ -428,7 +447,7 @@ fn values_list<Id: Clone + Into<Value>>(
         }
         match backend {
             DbBackend::Postgres => {
-                let n = index * 2;
+                let n = before + index * 2;
                 rows.push_str(&format!(
                     "(${}::{first_type}, ${}::{second_type})",
                     n + 1,
