@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ledger::clock::Clock;
-use crate::ledger::pipeline::{DEFAULT_MAX_BATCH, PipelineSettings};
+use crate::ledger::pipeline::{DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_MAX_BATCH, PipelineSettings};
 use crate::webhooks::settings::WebhookSettings;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tally.db?mode=rwc";
@@ -220,9 +220,16 @@ impl Config {
             DEFAULT_MAX_BATCH as u64,
             1..=10_000,
         )? as usize;
+        let batches_in_flight = parse_number(
+            &get,
+            "TALLY_BATCHES_IN_FLIGHT",
+            DEFAULT_BATCHES_IN_FLIGHT as u64,
+            1..=16,
+        )? as usize;
         let pipeline = PipelineSettings {
             lanes: (lanes > 0).then_some(lanes),
             max_batch,
+            batches_in_flight,
         };
 
         let stripe = parse_stripe(&get)?;

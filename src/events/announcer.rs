@@ -1,6 +1,13 @@
 //! PostgreSQL: sends what writers committed as `NOTIFY`, outside their transactions (see the
-//! module above for why). Whatever queued while one notification was being sent goes out
-//! together in the next, as few payloads as fit.
+//! module above for why). Whatever queued while one notification was being sent, or during the
+//! pause after it, goes out together in the next, as few payloads as fit.
+//!
+//! Why the pause (`MIN_ROUND_INTERVAL`): a transaction that notifies gets a transaction id, so
+//! each `NOTIFY` is a commit record and a write-ahead-log flush of its own, queued behind and
+//! ahead of the write batches' own flushes. Sent after every batch, they took 6–7% of the
+//! debit rate of 32 clients spread over 10,000 end users (PostgreSQL's CPU per debit 10%
+//! higher, measured against a `pg_notify` that does nothing). A change after a quiet spell still
+//! goes out at once.
 
 use std::time::Duration;
 
@@ -15,6 +22,9 @@ const MAX_PER_ROUND: usize = 4_096;
 /// Tries per payload before giving up on it (the database is unreachable).
 const ATTEMPTS: u32 = 3;
 const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The least time from one round's start to the next's: at most 100 rounds a second, each
+/// delayed by at most this, well within a subscriber's own pacing (50 ms by default).
+const MIN_ROUND_INTERVAL: Duration = Duration::from_millis(10);
 
 pub async fn announce(
     events: BalanceEvents,
@@ -23,6 +33,7 @@ pub async fn announce(
 ) {
     let mut round = Vec::with_capacity(MAX_PER_ROUND);
     while queued.recv_many(&mut round, MAX_PER_ROUND).await > 0 {
+        let next_round = tokio::time::Instant::now() + MIN_ROUND_INTERVAL;
         round.sort_unstable();
         round.dedup();
         for payload in notification_payloads(&round) {
@@ -36,6 +47,7 @@ pub async fn announce(
             }
         }
         round.clear();
+        tokio::time::sleep_until(next_round).await;
     }
 }
 

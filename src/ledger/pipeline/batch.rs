@@ -2,6 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use tokio::sync::oneshot;
+
 use super::connection::{BatchTransaction, LaneConnection};
 use super::decide::Decision;
 use super::decide::{Batch, Changes, LoadedAccount};
@@ -22,8 +24,15 @@ enum Failure {
 }
 
 impl Lane {
-    pub(super) async fn apply(&self, connection: &mut LaneConnection, jobs: Vec<Job>) {
-        match self.try_apply(connection, &jobs).await {
+    /// Applies `jobs` and answers each. `locked` is told (or dropped) once the batch holds every
+    /// lock it takes, or has failed: from then on the lane may start its next batch.
+    pub(super) async fn apply(
+        &self,
+        connection: &mut LaneConnection,
+        jobs: Vec<Job>,
+        locked: oneshot::Sender<()>,
+    ) {
+        match self.try_apply(connection, &jobs, locked).await {
             Ok(replies) => {
                 for (job, reply) in jobs.into_iter().zip(replies) {
                     let _ = job.reply.send(Ok(reply));
@@ -59,9 +68,10 @@ impl Lane {
         &self,
         connection: &mut LaneConnection,
         jobs: &[Job],
+        locked: oneshot::Sender<()>,
     ) -> Result<Vec<Decision>, Failure> {
         let txn = connection.begin().await.map_err(before)?;
-        let (replies, changes, alerts) = match decide(&txn, jobs, &self.clock).await {
+        let (replies, changes, alerts) = match decide(&txn, jobs, &self.clock, locked).await {
             Ok(decided) => decided,
             Err(error) => {
                 let _ = connection.rollback(txn).await;
@@ -138,6 +148,7 @@ async fn decide(
     txn: &BatchTransaction,
     jobs: &[Job],
     clock: &Clock,
+    locked: oneshot::Sender<()>,
 ) -> Result<(Vec<Decision>, Changes, HashMap<String, StoredAlerts>)> {
     let mut users: Vec<EndUserId> = jobs
         .iter()
@@ -145,7 +156,12 @@ async fn decide(
         .collect();
     users.sort_unstable();
     users.dedup();
-    let sql::Loaded { accounts, alerts } = sql::lock_and_load(txn, &users, clock.now()).await?;
+    // Once every account of the batch is locked, a later batch of this lane may start: wherever
+    // it shares an end user with this one, it waits for these locks (see `super`).
+    let sql::Loaded { accounts, alerts } = sql::lock_and_load(txn, &users, clock.now(), || {
+        let _ = locked.send(());
+    })
+    .await?;
     // The batch's clock, read once every lock is held.
     let now = clock.now();
     let (simple, deferred): (Vec<LoadedAccount>, Vec<LoadedAccount>) = accounts

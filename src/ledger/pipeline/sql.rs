@@ -34,9 +34,9 @@ pub struct Loaded {
 }
 
 /// Locks the accounts of `users` (sorted, distinct) in one statement, creating the missing ones,
-/// then loads each one's newest sequence number, open grants and alert row with one more. The
-/// fixed order means two batches (on any processes) that share accounts lock them in the same
-/// order and cannot deadlock.
+/// tells `locked`, then loads each one's newest sequence number, open grants and alert row with
+/// one more. The fixed order means two batches (on any processes) that share accounts lock them
+/// in the same order and cannot deadlock.
 ///
 /// The load cannot be part of the lock's statement on PostgreSQL: it must see what the
 /// transactions that held these locks before wrote, and a statement's snapshot is taken when
@@ -47,10 +47,10 @@ pub async fn lock_and_load(
     txn: &BatchTransaction,
     users: &[EndUserId],
     now: DateTime<Utc>,
+    locked: impl FnOnce(),
 ) -> Result<Loaded> {
     debug_assert!(users.windows(2).all(|pair| pair[0] < pair[1]));
     let backend = txn.backend();
-    let mut rows = Vec::new();
     for chunk in users.chunks(ROWS_PER_STATEMENT) {
         let lock = account::Entity::insert_many(chunk.iter().map(|user| account::ActiveModel {
             end_user_id: Set(user.to_string()),
@@ -71,6 +71,10 @@ pub async fn lock_and_load(
         .build(backend);
         // Only the new accounts count as changed rows; `loaded` checks that every one is there.
         txn.execute(lock).await?;
+    }
+    locked();
+    let mut rows = Vec::new();
+    for chunk in users.chunks(ROWS_PER_STATEMENT) {
         rows.extend(txn.load_locked(load_locked(backend, chunk)).await?);
     }
     loaded(users, rows)

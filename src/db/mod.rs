@@ -1,5 +1,7 @@
 //! Opening the database and bringing its schema up to date.
 
+pub mod tcp_nodelay;
+
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -62,6 +64,10 @@ fn pool_options(shared: &DatabaseConnection) -> (DirectOptions, u32) {
 }
 
 fn options(database_url: &str, max_connections: u32) -> ConnectOptions {
+    let postgres_port = database_url
+        .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
+        .ok()
+        .map(|options| options.get_port());
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
         .max_connections(max_connections)
@@ -76,6 +82,16 @@ fn options(database_url: &str, max_connections: u32) -> ConnectOptions {
             // prepared once per connection: keep enough of them that batches of every size stay
             // prepared (sqlx keeps 100 by default, fewer than the shapes a busy server sees).
             postgres.statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
+        })
+        .map_sqlx_postgres_pool_opts(move |pool| {
+            pool.after_connect(move |_, _| {
+                Box::pin(async move {
+                    if let Some(port) = postgres_port {
+                        tcp_nodelay::set_on_connections_to(port);
+                    }
+                    Ok(())
+                })
+            })
         })
         .map_sqlx_sqlite_opts(|sqlite| {
             // WAL lets readers run beside the one writer; FULL sync makes an acknowledged
