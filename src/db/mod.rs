@@ -64,9 +64,10 @@ fn pool_options(shared: &DatabaseConnection) -> (DirectOptions, u32) {
 }
 
 fn options(database_url: &str, max_connections: u32) -> ConnectOptions {
-    let postgres_port = database_url
-        .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
-        .ok()
+    // Parsed only if it is PostgreSQL's: sqlx warns of every parameter it does not know.
+    let postgres_port = (DbBackend::Postgres.is_prefix_of(database_url))
+        .then(|| database_url.parse::<sea_orm::sqlx::postgres::PgConnectOptions>())
+        .and_then(Result::ok)
         .map(|options| options.get_port());
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
