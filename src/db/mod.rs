@@ -84,6 +84,8 @@ fn options(database_url: &str, max_connections: u32) -> ConnectOptions {
             // prepared (sqlx keeps 100 by default, fewer than the shapes a busy server sees).
             postgres.statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
         })
+        // Sets the pool's one `after_connect`; sea-orm's own would set a schema search path,
+        // which Tally never asks for.
         .map_sqlx_postgres_pool_opts(move |pool| {
             pool.after_connect(move |_, _| {
                 Box::pin(async move {

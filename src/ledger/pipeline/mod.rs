@@ -231,7 +231,7 @@ async fn run_lane(
         if receiver.recv_many(&mut jobs, max_batch).await == 0 {
             break;
         }
-        let batch = std::mem::replace(&mut jobs, Vec::with_capacity(max_batch));
+        let batch = std::mem::take(&mut jobs);
         let (locked, holds_its_locks) = oneshot::channel();
         let lane = lane.clone();
         let freed = freed.clone();
