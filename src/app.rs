@@ -74,7 +74,7 @@ impl Application {
         let outbound = Arc::new(Outbound::new(config.webhooks.default_thresholds.clone()));
         let ledger = Ledger::new(
             db.clone(),
-            db::writer_options(&db),
+            db::writer_options(&db).map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?,
             db::readers(&db),
             Arc::new(events.clone()),
             config.pipeline,

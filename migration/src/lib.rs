@@ -13,6 +13,7 @@ mod m20261203_000007_webhooks;
 mod m20261204_000008_held_checks;
 mod m20261205_000009_grant_index_without_remaining;
 mod m20261206_000010_lean_ledger_appends;
+mod m20261207_000011_batch_row_check;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_held_checks::Migration),
             Box::new(m20261205_000009_grant_index_without_remaining::Migration),
             Box::new(m20261206_000010_lean_ledger_appends::Migration),
+            Box::new(m20261207_000011_batch_row_check::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! Opening the database and bringing its schema up to date.
 
+pub mod pipelined_connect;
 pub mod tcp_nodelay;
 
 use std::time::Duration;
@@ -8,7 +9,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 
-use crate::ledger::{DirectOptions, Readers};
+use crate::ledger::{DirectOptions, Readers, WriterOptions};
 
 /// How long a SQLite writer waits for the single write lock before giving up. Writes hold it
 /// for a millisecond or two, so only a pathological backlog reaches this.
@@ -30,9 +31,15 @@ pub const SQLITE_WRITER_CACHE_KIB: i64 = 65_536;
 /// How the write pipeline opens the connections its lanes hold (`ledger::pipeline`): the
 /// shared pool's own options. On SQLite the lane opens its connection itself, to that
 /// database, with the same durability, a larger page cache and a later automatic checkpoint
-/// (`ledger::pipeline::sqlite_sync::WriterSettings`).
-pub fn writer_options(shared: &DatabaseConnection) -> DirectOptions {
-    pool_options(shared).0
+/// (`ledger::pipeline::sqlite_sync::WriterSettings`); on PostgreSQL through tokio-postgres
+/// (`pipelined_connect`). The error names a setting those connections cannot use.
+pub fn writer_options(shared: &DatabaseConnection) -> Result<WriterOptions, String> {
+    match pool_options(shared).0 {
+        DirectOptions::Sqlite(options) => Ok(WriterOptions::Sqlite(options)),
+        DirectOptions::Postgres(options) => {
+            pipelined_connect::PipelinedOptions::from_pool(&options).map(WriterOptions::Postgres)
+        }
+    }
 }
 
 /// Connections for balance reads (`ledger::readers`): a quarter of the pool's size, at least

@@ -46,6 +46,7 @@ pub use direct::DirectOptions;
 pub use entry::Entry;
 pub use expiry::run_expiry_scheduler;
 pub use grant::{Grant, Payment};
+pub use pipeline::WriterOptions;
 pub use purchase::{
     PurchaseOutcome, PurchaseRequest, Receipt, Recorded, RefundRequest, clawback_target,
 };
@@ -83,7 +84,7 @@ impl Ledger {
     /// requests.
     pub fn new(
         db: DatabaseConnection,
-        writer: DirectOptions,
+        writer: WriterOptions,
         readers: Readers,
         events: Arc<dyn Notifier>,
         pipeline: PipelineSettings,

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use tokio::sync::oneshot;
 
-use super::connection::{BatchTransaction, LaneConnection};
+use super::connection::{BatchTransaction, Failure, LaneConnection};
 use super::decide::Decision;
 use super::decide::{Batch, Changes, LoadedAccount};
 use super::{Job, Lane, sql};
@@ -13,15 +13,6 @@ use crate::ledger::clock::Clock;
 use crate::ledger::grant::Grant;
 use crate::ledger::outbound::{self, StoredAlerts};
 use crate::ledger::types::EndUserId;
-
-/// Why a batch did not commit.
-enum Failure {
-    /// Nothing was written: every write may safely run again on its own.
-    BeforeCommit(Error),
-    /// The commit itself failed: it may or may not have happened, so nothing is retried; the
-    /// callers are told, and their idempotency keys make their own retries safe.
-    AtCommit(Error),
-}
 
 impl Lane {
     /// Applies `jobs` and answers each. `locked` is told (or dropped) once the batch holds every
@@ -70,8 +61,11 @@ impl Lane {
         jobs: &[Job],
         locked: oneshot::Sender<()>,
     ) -> Result<Vec<Decision>, Failure> {
-        let txn = connection.begin().await.map_err(before)?;
-        let (replies, changes, alerts) = match decide(&txn, jobs, &self.clock, locked).await {
+        let mut txn = connection
+            .begin()
+            .await
+            .map_err(|error| Failure::BeforeCommit(error.into()))?;
+        let (replies, changes, alerts) = match decide(&mut txn, jobs, &self.clock, locked).await {
             Ok(decided) => decided,
             Err(error) => {
                 let _ = connection.rollback(txn).await;
@@ -80,20 +74,14 @@ impl Lane {
         };
         if changes.is_empty() {
             // Refusals and replays only: the new accounts the lock created go with the rollback.
-            connection.rollback(txn).await.map_err(before)?;
+            connection
+                .rollback(txn)
+                .await
+                .map_err(|error| Failure::BeforeCommit(error.into()))?;
             return Ok(replies);
         }
-        let events = match self.write(&txn, &changes, &alerts).await {
-            Ok(events) => events,
-            Err(error) => {
-                let _ = connection.rollback(txn).await;
-                return Err(Failure::BeforeCommit(error));
-            }
-        };
-        connection
-            .commit(txn)
-            .await
-            .map_err(|error| Failure::AtCommit(error.into()))?;
+        let (writes, events) = self.plan_writes(txn.backend(), &changes, &alerts);
+        connection.write_and_commit(txn, writes).await?;
         if let Some(wal_checkpoint) = &self.wal_checkpoint {
             wal_checkpoint.committed();
         }
@@ -116,14 +104,14 @@ impl Lane {
         Ok(replies)
     }
 
-    /// Writes the batch's changes and their outbound events, in one request where the database
-    /// allows (see `sql::run_writes`); returns how many events.
-    async fn write(
+    /// The batch's writes with their outbound events (see `sql::batch_writes`), and how many
+    /// events.
+    fn plan_writes(
         &self,
-        txn: &BatchTransaction,
+        backend: sea_orm::DbBackend,
         changes: &Changes,
         alerts: &HashMap<String, StoredAlerts>,
-    ) -> Result<usize> {
+    ) -> (Vec<sql::Write>, usize) {
         let now = self.clock.now();
         let events = outbound::plan_batch(
             &changes.entries,
@@ -132,20 +120,15 @@ impl Lane {
             &self.outbound,
             now,
         );
-        let writes = sql::batch_writes(txn.backend(), changes, &events, now);
-        sql::run_writes(txn, writes).await?;
-        Ok(events.events.len())
+        let writes = sql::batch_writes(backend, changes, &events, now);
+        (writes, events.events.len())
     }
-}
-
-fn before(error: sea_orm::DbErr) -> Failure {
-    Failure::BeforeCommit(error.into())
 }
 
 /// Locks and loads the batch's accounts and decides every write in arrival order; also gives
 /// the accounts' alert rows, for the events.
 async fn decide(
-    txn: &BatchTransaction,
+    txn: &mut BatchTransaction,
     jobs: &[Job],
     clock: &Clock,
     locked: oneshot::Sender<()>,
@@ -156,29 +139,25 @@ async fn decide(
         .collect();
     users.sort_unstable();
     users.dedup();
+    // Read with the locks: a deferred account's writes run elsewhere, so its keys are read
+    // for nothing, which costs less than a round trip of their own once the deferrals are known.
+    let keys: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job.write.idempotency_key().map(|key| key.as_str()))
+        .collect();
     // Once every account of the batch is locked, a later batch of this lane may start: wherever
     // it shares an end user with this one, it waits for these locks (see `super`).
-    let sql::Loaded { accounts, alerts } = sql::lock_and_load(txn, &users, clock.now(), || {
-        let _ = locked.send(());
-    })
-    .await?;
+    let (sql::Loaded { accounts, alerts }, stored) =
+        sql::lock_and_load(txn, &users, &keys, clock.now(), || {
+            let _ = locked.send(());
+        })
+        .await?;
     // The batch's clock, read once every lock is held.
     let now = clock.now();
     let (simple, deferred): (Vec<LoadedAccount>, Vec<LoadedAccount>) = accounts
         .into_iter()
         .partition(|account| !needs_settling(&account.grants, now));
     let deferred: HashSet<&EndUserId> = deferred.iter().map(|a| &a.end_user_id).collect();
-
-    let keys: Vec<&str> = jobs
-        .iter()
-        .filter(|job| !deferred.contains(job.write.end_user_id()))
-        .filter_map(|job| job.write.idempotency_key().map(|key| key.as_str()))
-        .collect();
-    let stored = if keys.is_empty() {
-        Default::default()
-    } else {
-        sql::stored_keys(txn, &keys).await?
-    };
 
     let mut batch = Batch::new(simple, stored, now);
     let replies = jobs

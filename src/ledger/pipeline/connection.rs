@@ -6,131 +6,157 @@
 //! batch at a time, so one connection is all it needs.
 //!
 //! On SQLite the lane drives its connection synchronously, on the lane's own thread
-//! (`sqlite_sync`); on PostgreSQL it is sqlx's, awaited on the runtime. A batch asks its
-//! transaction for exactly what it needs (run a statement, load the locked accounts, read stored
-//! idempotency keys, count a merged write's rows), each answered in the types the batch uses.
+//! (`sqlite_sync`); on PostgreSQL it is tokio-postgres's, pipelined (`postgres`). A batch asks
+//! for exactly what it needs (lock and load its accounts with their stored idempotency keys,
+//! then write and commit), each answered in the types the batch uses.
 //!
 //! The connection goes into each batch's transaction and comes back only when the commit or
 //! rollback succeeded. A transaction dropped any other way (an error, a panic) takes its
 //! connection with it, so a connection in an unknown state is never used again: the next batch
 //! opens a new one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use sea_orm::sqlx::postgres::PgTransactionManager;
-use sea_orm::sqlx::{self, PgConnection};
-use sea_orm::{
-    DbBackend, DbErr, FromQueryResult, QueryResult, RuntimeErr, Statement, TryGetable, Values,
-};
-use sea_query_sqlx::SqlxValues;
-use sqlx_core::transaction::TransactionManager;
+use chrono::{DateTime, Utc};
+use sea_orm::{DbBackend, DbErr};
 
-use super::sql::LockedRow;
-use super::sqlite_sync;
+use super::postgres::PostgresLane;
+use super::sql::{self, LockedRow};
+use super::{WriterOptions, sqlite_sync};
 use crate::entities::idempotency_key;
-use crate::error::Result;
-use crate::ledger::direct::{DirectConnection, DirectOptions};
+use crate::error::{Error, Result};
+use crate::ledger::types::EndUserId;
 
-#[derive(Clone, Copy)]
-enum Finish {
-    Commit,
-    Rollback,
+/// Why a batch did not commit.
+pub(super) enum Failure {
+    /// Nothing was written: every write may safely run again on its own.
+    BeforeCommit(Error),
+    /// The commit itself failed, or the connection broke while it may have happened: nothing is
+    /// retried; the callers are told, and their idempotency keys make their own retries safe.
+    AtCommit(Error),
+}
+
+fn before(error: impl Into<Error>) -> Failure {
+    Failure::BeforeCommit(error.into())
 }
 
 /// A lane's open connection.
 enum Raw {
     /// Used only through `Mutex::get_mut` (never locked): the mutex only makes the connection
-    /// shareable by reference, as the PostgreSQL lanes' futures need to be.
+    /// shareable by reference, as the lanes' futures need to be.
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(PgConnection),
+    Postgres(PostgresLane),
 }
 
 /// A lane's connection, opened on first use and again after any failure.
 pub(super) struct LaneConnection {
-    options: DirectOptions,
+    options: WriterOptions,
     held: Option<Raw>,
 }
 
 impl LaneConnection {
-    pub fn new(options: DirectOptions) -> Self {
+    pub fn new(options: WriterOptions) -> Self {
         Self {
             options,
             held: None,
         }
     }
 
-    pub fn backend(&self) -> DbBackend {
-        self.options.backend()
-    }
-
-    /// Begins a transaction on the held connection (opening one first if there is none).
+    /// Begins a batch on the held connection (opening one first if there is none). On SQLite
+    /// the transaction begins here; on PostgreSQL with the lock (`BatchTransaction::lock_and_load`).
     pub async fn begin(&mut self) -> Result<BatchTransaction, DbErr> {
         let mut raw = match self.held.take() {
             Some(raw) => raw,
             None => self.open().await?,
         };
-        match &mut raw {
+        if let Raw::Sqlite(conn) = &mut raw {
             // IMMEDIATE: the write lock from the start, so a batch that read never fails to
             // become a writer because another process wrote in between.
-            Raw::Sqlite(conn) => {
-                sqlite_sync::execute(sqlite(conn), "BEGIN IMMEDIATE", &[]).map(drop)?
-            }
-            // The driver's own transaction command: no statement to prepare.
-            Raw::Postgres(conn) => PgTransactionManager::begin(conn, None)
-                .await
-                .map_err(exec_error)?,
+            sqlite_sync::execute(sqlite(conn), "BEGIN IMMEDIATE", &[])?;
         }
-        Ok(BatchTransaction {
-            backend: self.backend(),
-            raw: tokio::sync::Mutex::new(raw),
-        })
+        Ok(BatchTransaction { raw })
     }
 
-    /// Commits, and keeps the connection for the next batch.
-    pub async fn commit(&mut self, transaction: BatchTransaction) -> Result<(), DbErr> {
-        self.finish(transaction, Finish::Commit).await
-    }
-
-    /// Rolls back, and keeps the connection for the next batch.
+    /// Rolls back, and keeps the connection for the next batch if that succeeded.
     pub async fn rollback(&mut self, transaction: BatchTransaction) -> Result<(), DbErr> {
-        self.finish(transaction, Finish::Rollback).await
-    }
-
-    /// Ends the transaction; the connection is kept only if that succeeded.
-    async fn finish(&mut self, transaction: BatchTransaction, how: Finish) -> Result<(), DbErr> {
-        let mut raw = transaction.raw.into_inner();
-        match (&mut raw, how) {
-            (Raw::Sqlite(conn), Finish::Commit) => {
-                sqlite_sync::execute(sqlite(conn), "COMMIT", &[]).map(drop)?
-            }
-            (Raw::Sqlite(conn), Finish::Rollback) => {
-                sqlite_sync::execute(sqlite(conn), "ROLLBACK", &[]).map(drop)?
-            }
-            (Raw::Postgres(conn), Finish::Commit) => PgTransactionManager::commit(conn)
-                .await
-                .map_err(exec_error)?,
-            (Raw::Postgres(conn), Finish::Rollback) => PgTransactionManager::rollback(conn)
-                .await
-                .map_err(exec_error)?,
+        let mut raw = transaction.raw;
+        match &mut raw {
+            Raw::Sqlite(conn) => sqlite_sync::execute(sqlite(conn), "ROLLBACK", &[]).map(drop)?,
+            // Also where the batch failed before its `BEGIN` ran: PostgreSQL only warns then.
+            Raw::Postgres(lane) => lane.rollback().await?,
         }
         self.held = Some(raw);
         Ok(())
     }
 
+    /// Runs the batch's writes and commits; keeps the connection for the next batch unless the
+    /// outcome is unknown. On `Failure::BeforeCommit` nothing of the batch was written.
+    pub async fn write_and_commit(
+        &mut self,
+        mut transaction: BatchTransaction,
+        writes: Vec<sql::Write>,
+    ) -> Result<(), Failure> {
+        let written = match &mut transaction.raw {
+            Raw::Sqlite(conn) => sqlite_writes(sqlite(conn), writes),
+            Raw::Postgres(lane) => postgres_writes(lane, writes).await,
+        };
+        match written {
+            Ok(()) => {
+                self.held = Some(transaction.raw);
+                Ok(())
+            }
+            Err(Failure::BeforeCommit(error)) => {
+                // Nothing written; the transaction may still be open (PostgreSQL ends it at the
+                // commit it was sent with, when the writes failed there).
+                let _ = self.rollback(transaction).await;
+                Err(Failure::BeforeCommit(error))
+            }
+            // The connection goes with the transaction: its state is unknown.
+            Err(at_commit) => Err(at_commit),
+        }
+    }
+
     async fn open(&self) -> Result<Raw, DbErr> {
         match &self.options {
-            DirectOptions::Sqlite(options) => {
+            WriterOptions::Sqlite(options) => {
                 sqlite_sync::open(options, &sqlite_sync::WriterSettings::default())
                     .map(|conn| Raw::Sqlite(Mutex::new(conn)))
             }
-            DirectOptions::Postgres(_) => match self.options.connect().await? {
-                DirectConnection::Postgres(conn) => Ok(Raw::Postgres(conn)),
-                DirectConnection::Sqlite(_) => Err(DbErr::Custom(
-                    "PostgreSQL options opened a SQLite connection".into(),
-                )),
-            },
+            WriterOptions::Postgres(options) => {
+                PostgresLane::open(options).await.map(Raw::Postgres)
+            }
         }
     }
+}
+
+/// SQLite: each write in turn, checked for its rows, then the commit.
+fn sqlite_writes(conn: &mut rusqlite::Connection, writes: Vec<sql::Write>) -> Result<(), Failure> {
+    for write in writes {
+        let (statement, expected_rows) = write.into_parts();
+        let values = statement.values.map(|values| values.0).unwrap_or_default();
+        let rows = sqlite_sync::execute(conn, &statement.sql, &values).map_err(before)?;
+        sql::check_rows(expected_rows, rows).map_err(before)?;
+    }
+    sqlite_sync::execute(conn, "COMMIT", &[])
+        .map(drop)
+        .map_err(|error| Failure::AtCommit(error.into()))
+}
+
+/// PostgreSQL: the writes as one statement sent with the commit (`postgres`), unless they pass
+/// the limit of one statement's parameters; then each in turn, and the commit.
+async fn postgres_writes(lane: &mut PostgresLane, writes: Vec<sql::Write>) -> Result<(), Failure> {
+    let writes = match sql::merged_checked(writes) {
+        Ok(merged) => return lane.write_and_commit(merged).await,
+        Err(too_many_parameters) => too_many_parameters,
+    };
+    for write in writes {
+        let (statement, expected_rows) = write.into_parts();
+        let rows = lane.execute(statement).await.map_err(before)?;
+        sql::check_rows(expected_rows, rows).map_err(before)?;
+    }
+    lane.commit()
+        .await
+        .map_err(|error| Failure::AtCommit(error.into()))
 }
 
 /// The SQLite connection, by the exclusive access the caller already has.
@@ -143,91 +169,61 @@ fn sqlite(conn: &mut Mutex<rusqlite::Connection>) -> &mut rusqlite::Connection {
 
 /// One batch's transaction on a lane's connection.
 pub(super) struct BatchTransaction {
-    backend: DbBackend,
-    raw: tokio::sync::Mutex<Raw>,
+    raw: Raw,
+}
+
+/// What locking a batch's accounts read: their rows (see `sql::load_locked`) and the stored
+/// idempotency keys among the batch's.
+pub(super) struct LockedAndLoaded {
+    pub rows: Vec<LockedRow>,
+    pub keys: Vec<idempotency_key::Model>,
 }
 
 impl BatchTransaction {
     pub fn backend(&self) -> DbBackend {
-        self.backend
+        match self.raw {
+            Raw::Sqlite(_) => DbBackend::Sqlite,
+            Raw::Postgres(_) => DbBackend::Postgres,
+        }
     }
 
-    /// Whether each statement is a round trip to the database (PostgreSQL, over the network),
-    /// so that statements are worth merging into one; the SQLite lane runs them itself.
-    pub fn statements_cost_a_round_trip(&self) -> bool {
-        self.backend != DbBackend::Sqlite
-    }
-
-    /// Runs a statement that returns no rows; the rows it changed.
-    pub async fn execute(&self, statement: Statement) -> Result<u64> {
-        let Statement { sql, values, .. } = statement;
-        let values = values.unwrap_or(Values(Vec::new()));
-        match &mut *self.raw.lock().await {
-            Raw::Sqlite(conn) => Ok(sqlite_sync::execute(sqlite(conn), &sql, &values.0)?),
-            Raw::Postgres(conn) => {
-                let query = sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values));
-                let done = query.execute(conn).await.map_err(exec_error)?;
-                Ok(done.rows_affected())
+    /// Locks the accounts of `users` (sorted, distinct) in that order, creating the missing
+    /// ones, tells `locked`, then loads them and reads which of `keys` are stored.
+    pub async fn lock_and_load(
+        &mut self,
+        users: &[EndUserId],
+        keys: &[&str],
+        now: DateTime<Utc>,
+        locked: impl FnOnce(),
+    ) -> Result<LockedAndLoaded> {
+        match &mut self.raw {
+            Raw::Sqlite(conn) => {
+                let conn = sqlite(conn);
+                for statement in sql::lock_statements(DbBackend::Sqlite, users, now) {
+                    let values = statement.values.map(|values| values.0).unwrap_or_default();
+                    // Only the new accounts count as changed rows; `sql::loaded` checks that
+                    // every one is there.
+                    sqlite_sync::execute(conn, &statement.sql, &values)?;
+                }
+                locked();
+                let mut rows = Vec::new();
+                for statement in sql::load_statements(DbBackend::Sqlite, users) {
+                    rows.extend(sqlite_sync::load_locked(conn, &statement)?);
+                }
+                let mut stored = Vec::new();
+                for statement in sql::key_statements(DbBackend::Sqlite, keys) {
+                    stored.extend(sqlite_sync::stored_keys(conn, &statement)?);
+                }
+                Ok(LockedAndLoaded { rows, keys: stored })
+            }
+            Raw::Postgres(lane) => {
+                let users: Vec<&str> = users.iter().map(EndUserId::as_str).collect();
+                let read = lane.begin_lock_and_load(&users, keys, now, locked).await?;
+                Ok(LockedAndLoaded {
+                    rows: read.rows,
+                    keys: read.keys,
+                })
             }
         }
     }
-
-    /// The rows of `sql::load_locked`.
-    pub async fn load_locked(&self, statement: Statement) -> Result<Vec<LockedRow>> {
-        match &mut *self.raw.lock().await {
-            Raw::Sqlite(conn) => sqlite_sync::load_locked(sqlite(conn), &statement),
-            Raw::Postgres(conn) => postgres_rows(conn, statement)
-                .await?
-                .iter()
-                .map(|row| Ok(LockedRow::from_query_result(row, "")?))
-                .collect(),
-        }
-    }
-
-    /// The idempotency keys a `SELECT` of that table found.
-    pub async fn stored_keys(&self, statement: Statement) -> Result<Vec<idempotency_key::Model>> {
-        match &mut *self.raw.lock().await {
-            Raw::Sqlite(conn) => sqlite_sync::stored_keys(sqlite(conn), &statement),
-            Raw::Postgres(conn) => postgres_rows(conn, statement)
-                .await?
-                .iter()
-                .map(|row| Ok(idempotency_key::Model::from_query_result(row, "")?))
-                .collect(),
-        }
-    }
-
-    /// PostgreSQL: the one row of a statement that answers counts (`sql::merged`).
-    pub async fn counts(&self, statement: Statement, columns: usize) -> Result<Vec<i64>> {
-        let rows = match &mut *self.raw.lock().await {
-            Raw::Postgres(conn) => postgres_rows(conn, statement).await?,
-            Raw::Sqlite(_) => {
-                return Err(DbErr::Custom("merged writes are PostgreSQL's".into()).into());
-            }
-        };
-        let row = rows
-            .first()
-            .ok_or_else(|| DbErr::Custom("a merged write answered no row".into()))?;
-        (0..columns)
-            .map(|index| Ok(i64::try_get_by_index(row, index).map_err(DbErr::from)?))
-            .collect()
-    }
-}
-
-async fn postgres_rows(
-    conn: &mut PgConnection,
-    statement: Statement,
-) -> Result<Vec<QueryResult>, DbErr> {
-    let Statement { sql, values, .. } = statement;
-    let values = SqlxValues(values.unwrap_or(Values(Vec::new())));
-    sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), values)
-        .fetch_all(conn)
-        .await
-        .map(|rows| rows.into_iter().map(QueryResult::from).collect())
-        .map_err(|error| DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))))
-}
-
-/// The error the ORM itself gives for a failed statement, so callers classify it as they
-/// would any other (a unique violation, a deadlock).
-fn exec_error(error: sqlx::Error) -> DbErr {
-    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(error)))
 }

@@ -26,6 +26,7 @@
 mod batch;
 mod connection;
 mod decide;
+mod postgres;
 mod sql;
 mod sqlite_sync;
 mod wal_checkpoint;
@@ -46,7 +47,25 @@ use super::expiry_alarm::ExpiryAlarm;
 use super::notifier::Notifier;
 use super::outbound::Outbound;
 use super::types::EndUserId;
+use crate::db::pipelined_connect::PipelinedOptions;
 use crate::error::{Error, Result};
+
+/// How the lanes open their connections: on SQLite sqlx's options for the database file (the lane
+/// opens it with rusqlite, see `sqlite_sync`); on PostgreSQL tokio-postgres's (see `postgres`).
+#[derive(Clone, Debug)]
+pub enum WriterOptions {
+    Sqlite(sea_orm::sqlx::sqlite::SqliteConnectOptions),
+    Postgres(PipelinedOptions),
+}
+
+impl WriterOptions {
+    pub fn backend(&self) -> DbBackend {
+        match self {
+            Self::Sqlite(_) => DbBackend::Sqlite,
+            Self::Postgres(_) => DbBackend::Postgres,
+        }
+    }
+}
 
 /// How many lanes and how large a batch.
 #[derive(Clone, Copy, Debug)]
@@ -120,7 +139,7 @@ impl WritePipeline {
     /// keeps it (see `connection`). On SQLite also the task that checkpoints the write-ahead log
     /// (see `wal_checkpoint`).
     pub fn start(
-        writer: DirectOptions,
+        writer: WriterOptions,
         clock: Clock,
         events: Arc<dyn Notifier>,
         expiry_alarm: Arc<ExpiryAlarm>,
@@ -140,9 +159,11 @@ impl WritePipeline {
             DbBackend::Sqlite => 1,
             _ => settings.batches_in_flight.max(1),
         };
-        let wal_checkpoint = match writer.backend() {
-            DbBackend::Sqlite => Some(WalCheckpoint::start(writer.clone())),
-            _ => None,
+        let wal_checkpoint = match &writer {
+            WriterOptions::Sqlite(options) => {
+                Some(WalCheckpoint::start(DirectOptions::Sqlite(options.clone())))
+            }
+            WriterOptions::Postgres(_) => None,
         };
         let lane = Lane {
             clock,
@@ -215,7 +236,7 @@ fn spawn_on_own_thread(index: usize, lane: impl Future<Output = ()> + Send + 'st
 /// `in_flight` batches (and connections) at once.
 async fn run_lane(
     lane: Lane,
-    options: DirectOptions,
+    options: WriterOptions,
     mut receiver: mpsc::Receiver<Job>,
     max_batch: usize,
     in_flight: usize,

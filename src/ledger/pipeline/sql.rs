@@ -3,15 +3,16 @@
 //! SQLite, 65,535 on PostgreSQL). The two hand-written updates exist because an
 //! `UPDATE … FROM (VALUES …)` list is one statement where the ORM would need a `CASE` per row;
 //! both databases run them in the tests. On PostgreSQL the writes that follow the decisions go
-//! to the database in one request (`run_writes`).
+//! to the database as one statement (`merged_checked`), with the commit (see `postgres`), and
+//! the lock and load are statements of their own there (also `postgres`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryResult, QueryTrait, Statement, Value,
+    ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait, Statement,
+    Value,
 };
 use uuid::Uuid;
 
@@ -33,88 +34,99 @@ pub struct Loaded {
     pub alerts: HashMap<String, StoredAlerts>,
 }
 
-/// Locks the accounts of `users` (sorted, distinct) in one statement, creating the missing ones,
-/// tells `locked`, then loads each one's newest sequence number, open grants and alert row with
-/// one more. The fixed order means two batches (on any processes) that share accounts lock them
-/// in the same order and cannot deadlock.
+/// Locks the accounts of `users` (sorted, distinct) in that order, creating the missing ones,
+/// tells `locked`, then loads each one's newest sequence number, open grants and alert row, and
+/// which of `keys` earlier writes stored. The fixed order means two batches (on any processes)
+/// that share accounts lock them in the same order and cannot deadlock.
 ///
 /// The load cannot be part of the lock's statement on PostgreSQL: it must see what the
 /// transactions that held these locks before wrote, and a statement's snapshot is taken when
-/// it starts, before the lock waited. (On SQLite the two as one text measured no faster, within
-/// the benchmark's noise when each was a request to sqlx's worker thread; the lane now runs
-/// SQLite's statements itself.)
+/// it starts, before the lock waited.
 pub async fn lock_and_load(
-    txn: &BatchTransaction,
+    txn: &mut BatchTransaction,
     users: &[EndUserId],
+    keys: &[&str],
     now: DateTime<Utc>,
     locked: impl FnOnce(),
-) -> Result<Loaded> {
+) -> Result<(Loaded, HashMap<String, StoredKey>)> {
     debug_assert!(users.windows(2).all(|pair| pair[0] < pair[1]));
-    let backend = txn.backend();
-    for chunk in users.chunks(ROWS_PER_STATEMENT) {
-        let lock = account::Entity::insert_many(chunk.iter().map(|user| account::ActiveModel {
-            end_user_id: Set(user.to_string()),
-            last_seq: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }))
-        .on_conflict(
-            // An existing account is locked and left as it is (`WHERE false`: no update, so no
-            // new row version; both databases still lock the row, PostgreSQL as
-            // `FOR NO KEY UPDATE`). Its `updated_at` moves with its `last_seq`, when the batch
-            // writes an entry of it (`set_last_seqs`).
-            OnConflict::column(account::Column::EndUserId)
-                .update_column(account::Column::UpdatedAt)
-                .action_and_where(Expr::cust("false"))
-                .to_owned(),
-        )
-        .build(backend);
-        // Only the new accounts count as changed rows; `loaded` checks that every one is there.
-        txn.execute(lock).await?;
-    }
-    locked();
-    let mut rows = Vec::new();
-    for chunk in users.chunks(ROWS_PER_STATEMENT) {
-        rows.extend(txn.load_locked(load_locked(backend, chunk)).await?);
-    }
-    loaded(users, rows)
+    let read = txn.lock_and_load(users, keys, now, locked).await?;
+    let stored = read
+        .keys
+        .into_iter()
+        .map(|row| {
+            (
+                row.key,
+                StoredKey {
+                    operation: row.operation,
+                    request_hash: row.request_hash,
+                    entry_id: row.entry_id,
+                },
+            )
+        })
+        .collect();
+    Ok((loaded(users, read.rows)?, stored))
+}
+
+/// SQLite: the statements that lock (and create) the accounts of `users`, in order.
+pub(super) fn lock_statements(
+    backend: DbBackend,
+    users: &[EndUserId],
+    now: DateTime<Utc>,
+) -> Vec<Statement> {
+    users
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            account::Entity::insert_many(chunk.iter().map(|user| account::ActiveModel {
+                end_user_id: Set(user.to_string()),
+                last_seq: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }))
+            .on_conflict(
+                // An existing account is locked and left as it is (`WHERE false`: no update).
+                // Its `updated_at` moves with its `last_seq`, when the batch writes an entry of
+                // it (`set_last_seqs`).
+                OnConflict::column(account::Column::EndUserId)
+                    .update_column(account::Column::UpdatedAt)
+                    .action_and_where(Expr::cust("false"))
+                    .to_owned(),
+            )
+            .build(backend)
+        })
+        .collect()
+}
+
+/// SQLite: the statements that load the locked accounts of `users` (`load_locked`).
+pub(super) fn load_statements(backend: DbBackend, users: &[EndUserId]) -> Vec<Statement> {
+    users
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| load_locked(backend, chunk))
+        .collect()
+}
+
+/// SQLite: the statements that read which of `keys` are stored.
+pub(super) fn key_statements(backend: DbBackend, keys: &[&str]) -> Vec<Statement> {
+    keys.chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            idempotency_key::Entity::find()
+                .filter(idempotency_key::Column::Key.is_in(chunk.iter().copied()))
+                .build(backend)
+        })
+        .collect()
 }
 
 /// Each account of `users` (locked) with its alert row, once per open grant (once with no
-/// grant when it has none).
-///
-/// On PostgreSQL every table is filtered by the list itself, not only joined to the accounts:
-/// a lane's statements are prepared once and may be planned while the tables are nearly empty
-/// (a new database), and such a generic plan for the bare join reads all of `grants` for every
-/// batch (it halved the rate of a bulk seed) until autovacuum's next analysis. With the list on
-/// each table, the plan uses each one's index whatever the statistics. SQLite plans every join
-/// on an indexed column as a lookup anyway.
+/// grant when it has none). SQLite plans every join on an indexed column as a lookup.
 pub(super) fn load_locked(backend: DbBackend, users: &[EndUserId]) -> Statement {
-    let (alerts_in, grants_in, placeholders) = match backend {
-        DbBackend::Postgres => {
-            let list = (1..=users.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            (
-                format!(" AND b.end_user_id IN ({list})"),
-                format!(" AND g.end_user_id IN ({list})"),
-                list,
-            )
-        }
-        _ => (
-            String::new(),
-            String::new(),
-            vec!["?"; users.len()].join(", "),
-        ),
-    };
+    let placeholders = vec!["?"; users.len()].join(", ");
     let sql = format!(
         "SELECT a.end_user_id AS locked_end_user_id, a.last_seq AS locked_last_seq, \
          b.thresholds AS alert_thresholds, b.fired AS alert_fired, b.depleted AS alert_depleted, \
          g.* \
          FROM accounts a \
-         LEFT JOIN balance_alerts b ON b.end_user_id = a.end_user_id{alerts_in} \
-         LEFT JOIN grants g ON g.end_user_id = a.end_user_id{grants_in} \
+         LEFT JOIN balance_alerts b ON b.end_user_id = a.end_user_id \
+         LEFT JOIN grants g ON g.end_user_id = a.end_user_id \
          AND g.remaining > 0 AND g.voided_at IS NULL \
          WHERE a.end_user_id IN ({placeholders})"
     );
@@ -131,23 +143,6 @@ pub struct LockedRow {
     pub alert_fired: Option<serde_json::Value>,
     pub alert_depleted: Option<bool>,
     pub grant: Option<grant::Model>,
-}
-
-impl FromQueryResult for LockedRow {
-    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
-        let grant_id: Option<Uuid> = row.try_get(pre, "id")?;
-        Ok(Self {
-            end_user_id: row.try_get(pre, "locked_end_user_id")?,
-            last_seq: row.try_get(pre, "locked_last_seq")?,
-            alert_thresholds: row.try_get(pre, "alert_thresholds")?,
-            alert_fired: row.try_get(pre, "alert_fired")?,
-            alert_depleted: row.try_get(pre, "alert_depleted")?,
-            grant: match grant_id {
-                Some(_) => Some(grant::Model::from_query_result(row, pre)?),
-                None => None,
-            },
-        })
-    }
 }
 
 /// The accounts of `users`, in order, from the rows of `load_locked`.
@@ -193,31 +188,6 @@ fn loaded(users: &[EndUserId], rows: Vec<LockedRow>) -> Result<Loaded> {
     Ok(Loaded { accounts, alerts })
 }
 
-/// The idempotency keys among `keys` that earlier writes recorded.
-pub async fn stored_keys(
-    txn: &BatchTransaction,
-    keys: &[&str],
-) -> Result<HashMap<String, StoredKey>> {
-    let mut stored = HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let find = idempotency_key::Entity::find()
-            .filter(idempotency_key::Column::Key.is_in(chunk.iter().copied()))
-            .build(txn.backend());
-        let rows = txn.stored_keys(find).await?;
-        stored.extend(rows.into_iter().map(|row| {
-            (
-                row.key,
-                StoredKey {
-                    operation: row.operation,
-                    request_hash: row.request_hash,
-                    entry_id: row.entry_id,
-                },
-            )
-        }));
-    }
-    Ok(stored)
-}
-
 /// One of a batch's writes, built but not yet run, and how many rows it must touch (a stale
 /// plan must fail loudly, not write less).
 pub struct Write {
@@ -231,6 +201,11 @@ impl Write {
             statement,
             expected_rows: rows as u64,
         }
+    }
+
+    /// The statement, and the rows it must touch.
+    pub fn into_parts(self) -> (Statement, u64) {
+        (self.statement, self.expected_rows)
     }
 }
 
@@ -346,25 +321,15 @@ fn set_last_seqs(
     }
 }
 
-/// Runs `writes`, each checked for the rows it touched. Where each statement is a round trip the
-/// lane waits for while it holds its accounts' locks (PostgreSQL, over the network), they go as
-/// one statement when they fit (see `merged`). The SQLite lane runs statements on its own
-/// thread (`sqlite_sync`), where one after another costs no more than one.
-pub async fn run_writes(txn: &BatchTransaction, writes: Vec<Write>) -> Result<()> {
+/// PostgreSQL: `writes` as one statement that fails unless every part touched the rows it must
+/// (`merged`), when they fit in one statement's parameters; else `writes` back, to run one by
+/// one.
+pub fn merged_checked(writes: Vec<Write>) -> std::result::Result<Statement, Vec<Write>> {
     let parameters: usize = writes.iter().map(Write::parameters).sum();
-    if txn.statements_cost_a_round_trip() && writes.len() > 1 && parameters <= MAX_PG_PARAMETERS {
-        let expected: Vec<u64> = writes.iter().map(|w| w.expected_rows).collect();
-        let counts = txn.counts(merged(writes), expected.len()).await?;
-        for (expected_rows, rows) in expected.into_iter().zip(counts) {
-            check_rows(expected_rows, rows as u64)?;
-        }
-        return Ok(());
+    if writes.is_empty() || parameters > MAX_PG_PARAMETERS {
+        return Err(writes);
     }
-    for write in writes {
-        let rows = txn.execute(write.statement).await?;
-        check_rows(write.expected_rows, rows)?;
-    }
-    Ok(())
+    Ok(merged(writes))
 }
 
 /// PostgreSQL's limit on one statement's bind parameters.
@@ -379,7 +344,7 @@ impl Write {
     }
 }
 
-fn check_rows(expected_rows: u64, rows: u64) -> Result<()> {
+pub fn check_rows(expected_rows: u64, rows: u64) -> Result<()> {
     if rows != expected_rows {
         return Err(Error::Internal(format!(
             "a batch's plan was stale: {rows} of {expected_rows} rows written"
@@ -389,8 +354,10 @@ fn check_rows(expected_rows: u64, rows: u64) -> Result<()> {
 }
 
 /// PostgreSQL statements (`$n` parameters, no literals) as one: each becomes a data-modifying
-/// `WITH` part, `RETURNING 1` so that the final `SELECT` can count the rows each touched, in
-/// order. The parts see one snapshot and none sees another's rows, which a batch's writes never
+/// `WITH` part, `RETURNING 1` so that the final `SELECT` can count the rows each touched and
+/// hand the counts, with the planned ones, to `tally_assert_rows` (a migration's), which fails
+/// the statement, and so the transaction, unless they are equal. The check is in the statement
+/// because the commit is sent with it, before its answer comes back (see `postgres`). The parts see one snapshot and none sees another's rows, which a batch's writes never
 /// need: each part writes rows of its own (new grants are inserted with what the batch took
 /// from them already taken, see `decide`), and the foreign keys from allocations to entries and
 /// new grants are checked at the end of the statement, once every part has run.
@@ -398,6 +365,7 @@ fn merged(writes: Vec<Write>) -> Statement {
     let mut sql = String::from("WITH ");
     let mut values = Vec::new();
     let mut counts = Vec::with_capacity(writes.len());
+    let mut planned = Vec::with_capacity(writes.len());
     for (index, write) in writes.into_iter().enumerate() {
         if index > 0 {
             sql.push_str(", ");
@@ -407,9 +375,13 @@ fn merged(writes: Vec<Write>) -> Statement {
         sql.push_str(" RETURNING 1)");
         values.extend(write.statement.values.map(|v| v.0).unwrap_or_default());
         counts.push(format!("(SELECT count(*) FROM w{index})"));
+        planned.push(write.expected_rows.to_string());
     }
-    sql.push_str(" SELECT ");
-    sql.push_str(&counts.join(", "));
+    sql.push_str(&format!(
+        " SELECT tally_assert_rows(ARRAY[{}], ARRAY[{}]::bigint[])",
+        counts.join(", "),
+        planned.join(", ")
+    ));
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
@@ -476,7 +448,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merged_writes_number_their_parameters_in_order_and_count_each_part() {
+    fn merged_writes_number_their_parameters_in_order_and_check_each_part_s_rows() {
         let first = Write::exactly(
             Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -496,7 +468,7 @@ mod tests {
         let statement = merged(vec![first, second]);
         assert_eq!(
             statement.sql,
-            r#"WITH w0 AS (INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4) RETURNING 1), w1 AS (UPDATE u SET x = $5 WHERE id = $6 AND y = $14 RETURNING 1) SELECT (SELECT count(*) FROM w0), (SELECT count(*) FROM w1)"#
+            r#"WITH w0 AS (INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4) RETURNING 1), w1 AS (UPDATE u SET x = $5 WHERE id = $6 AND y = $14 RETURNING 1) SELECT tally_assert_rows(ARRAY[(SELECT count(*) FROM w0), (SELECT count(*) FROM w1)], ARRAY[2, 1]::bigint[])"#
         );
         let values: Vec<Value> = statement.values.unwrap().0;
         assert_eq!(values.len(), 6);
@@ -507,42 +479,5 @@ mod tests {
     fn a_part_that_wrote_other_than_planned_fails_the_batch() {
         assert!(check_rows(3, 3).is_ok());
         assert!(check_rows(3, 2).is_err());
-    }
-}
-
-#[cfg(test)]
-mod load_tests {
-    use super::*;
-
-    #[test]
-    fn on_postgres_the_load_filters_every_table_by_the_list_itself() {
-        let users = [
-            EndUserId::from_stored("a".into()),
-            EndUserId::from_stored("b".into()),
-        ];
-        let statement = load_locked(DbBackend::Postgres, &users);
-        assert!(
-            statement.sql.contains("b.end_user_id IN ($1, $2)"),
-            "{}",
-            statement.sql
-        );
-        assert!(
-            statement.sql.contains("g.end_user_id IN ($1, $2)"),
-            "{}",
-            statement.sql
-        );
-        assert!(
-            statement.sql.ends_with("a.end_user_id IN ($1, $2)"),
-            "{}",
-            statement.sql
-        );
-        assert_eq!(statement.values.unwrap().0.len(), 2);
-        let sqlite = load_locked(DbBackend::Sqlite, &users);
-        assert!(
-            sqlite.sql.ends_with("a.end_user_id IN (?, ?)"),
-            "{}",
-            sqlite.sql
-        );
-        assert_eq!(sqlite.sql.matches('?').count(), 2);
     }
 }

@@ -325,7 +325,7 @@ mod tests {
 
     use super::*;
     use crate::entities::account;
-    use crate::ledger::direct::DirectOptions;
+    use crate::ledger::WriterOptions;
     use crate::ledger::types::EndUserId;
 
     fn a_grant(end_user_id: &str, reference: &str) -> grant::Model {
@@ -360,7 +360,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let pool = crate::db::connect(&url, 2).await.unwrap();
         crate::db::migrate(&pool).await.unwrap();
-        let DirectOptions::Sqlite(options) = crate::db::writer_options(&pool) else {
+        let Ok(WriterOptions::Sqlite(options)) = crate::db::writer_options(&pool) else {
             panic!("a SQLite URL gives SQLite options");
         };
         let lane = open(&options, &WriterSettings::default()).unwrap();

@@ -1,0 +1,377 @@
+//! How the PostgreSQL write lanes open their connections: through tokio-postgres, which
+//! pipelines (see `ledger::pipeline::postgres`), with the settings sqlx resolved for the pool.
+//!
+//! The settings come from the pool's own options, so the lanes reach the same database as
+//! everything else, whatever gave them: the URL, `PG*` environment variables, `~/.pgpass`. sqlx
+//! writes them back as a URL (`to_url_lossy`), read here, plus the application name and the
+//! startup `options`, which that URL leaves out.
+//!
+//! TLS follows sqlx's reading of `sslmode`, so that one URL means the same to every connection
+//! Tally opens: `disable` never, `allow` and `prefer` when the server offers it, `require` always;
+//! these three accept any certificate. `verify-ca` checks the certificate against `sslrootcert`
+//! (else the web PKI roots sqlx also uses), and `verify-full` the host name too. `sslcert` and
+//! `sslkey` give a client certificate. A Unix socket never uses TLS.
+
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use sea_orm::sqlx::ConnectOptions;
+use sea_orm::sqlx::postgres::PgConnectOptions;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Everything a write lane needs to open a PostgreSQL connection of its own.
+#[derive(Clone)]
+pub struct PipelinedOptions {
+    config: tokio_postgres::Config,
+    /// `None`: `sslmode=disable`.
+    tls: Option<MakeRustlsConnect>,
+    /// The database's TCP port (none over a Unix socket), for `TCP_NODELAY`.
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Debug for PipelinedOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `tokio_postgres::Config`'s own `Debug` redacts the password.
+        f.debug_struct("PipelinedOptions")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl PipelinedOptions {
+    /// The pool's settings as the lanes' (see the module's head); an error names what could not
+    /// be used (an unreadable certificate file, say).
+    pub fn from_pool(pool: &PgConnectOptions) -> Result<Self, String> {
+        let url = pool.to_url_lossy();
+        let mut config = tokio_postgres::Config::new();
+        let mut mode = "prefer".to_owned();
+        let (mut root_cert, mut client_cert, mut client_key) = (None, None, None);
+        for (key, value) in url.query_pairs() {
+            match &*key {
+                "sslmode" => mode = value.into_owned(),
+                "sslrootcert" => root_cert = Some(value.into_owned()),
+                "sslcert" => client_cert = Some(value.into_owned()),
+                "sslkey" => client_key = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let port = match pool.get_socket() {
+            Some(socket) => {
+                // sqlx keeps the socket's directory or its full path; tokio-postgres wants the
+                // directory and names the file after the port, as libpq does.
+                let directory = match socket.file_name() {
+                    Some(name) if name.to_string_lossy().starts_with(".s.PGSQL.") => {
+                        socket.parent().unwrap_or(socket)
+                    }
+                    _ => socket,
+                };
+                config.host_path(directory);
+                None
+            }
+            None => {
+                config.host(pool.get_host());
+                Some(pool.get_port())
+            }
+        };
+        config.port(pool.get_port()).user(pool.get_username());
+        if let Some(password) = url.password() {
+            let password = percent_decoded(password)?;
+            config.password(password);
+        }
+        if let Some(database) = pool.get_database() {
+            config.dbname(database);
+        }
+        if let Some(name) = pool.get_application_name() {
+            config.application_name(name);
+        }
+        if let Some(options) = pool.get_options() {
+            config.options(options);
+        }
+        let verify = match mode.as_str() {
+            "disable" => None,
+            "allow" | "prefer" => Some(Verify::Nothing),
+            "require" => Some(Verify::Nothing),
+            "verify-ca" => Some(Verify::Chain),
+            "verify-full" => Some(Verify::ChainAndName),
+            other => return Err(format!("sslmode {other} is not one PostgreSQL knows")),
+        };
+        config.ssl_mode(match mode.as_str() {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        let tls = match verify {
+            None => None,
+            Some(verify) => {
+                let roots = root_cert.as_deref().map(certificates).transpose()?;
+                let identity = match (client_cert, client_key) {
+                    (Some(cert), Some(key)) => Some((certificates(&cert)?, private_key(&key)?)),
+                    (None, None) => None,
+                    _ => return Err("sslcert and sslkey go together".into()),
+                };
+                Some(MakeRustlsConnect::new(client_config(
+                    verify, roots, identity,
+                )?))
+            }
+        };
+        Ok(Self { config, tls, port })
+    }
+
+    /// Opens a connection; its I/O runs in a task of its own until the client is dropped.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(connection);
+                client
+            }
+            None => {
+                let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client
+            }
+        };
+        Ok(client)
+    }
+}
+
+fn percent_decoded(text: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| "the database password is not UTF-8".to_owned())
+}
+
+/// What a server's certificate must prove.
+#[derive(Clone, Copy)]
+enum Verify {
+    Nothing,
+    Chain,
+    ChainAndName,
+}
+
+fn client_config(
+    verify: Verify,
+    roots: Option<Vec<CertificateDer<'static>>>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match verify {
+        Verify::Nothing => Arc::new(AnyCertificate(provider.signature_verification_algorithms)),
+        Verify::Chain | Verify::ChainAndName => {
+            let mut store = RootCertStore::empty();
+            match roots {
+                Some(roots) => {
+                    for root in roots {
+                        store
+                            .add(root)
+                            .map_err(|error| format!("sslrootcert: {error}"))?;
+                    }
+                }
+                None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            let chain = WebPkiServerVerifier::builder_with_provider(store.into(), provider.clone())
+                .build()
+                .map_err(|error| format!("sslrootcert: {error}"))?;
+            match verify {
+                Verify::Chain => Arc::new(ChainOnly(chain)),
+                _ => chain,
+            }
+        }
+    };
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match identity {
+        Some((certs, key)) => builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|error| format!("sslcert/sslkey: {error}")),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The certificates of a file, or of PEM text given inline (sqlx writes a file as `file: PATH`).
+fn certificates(input: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let read = match input.strip_prefix("file: ") {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| format!("{path}: {error}")),
+        None => CertificateDer::pem_slice_iter(input.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("an inline certificate: {error}")),
+    }?;
+    if read.is_empty() {
+        return Err(format!("no certificate in {input}"));
+    }
+    Ok(read)
+}
+
+fn private_key(input: &str) -> Result<PrivateKeyDer<'static>, String> {
+    match input.strip_prefix("file: ") {
+        Some(path) => {
+            PrivateKeyDer::from_pem_file(path).map_err(|error| format!("{path}: {error}"))
+        }
+        None => PrivateKeyDer::from_pem_slice(input.as_bytes())
+            .map_err(|error| format!("an inline key: {error}")),
+    }
+}
+
+/// `allow`, `prefer`, `require`: any certificate, as libpq and sqlx accept there; the
+/// handshake's signatures are still checked, so the connection is encrypted to whoever holds
+/// the certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to a trusted root; the name in it need not be the host's.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(url: &str) -> Result<PipelinedOptions, String> {
+        PipelinedOptions::from_pool(&url.parse().expect("a URL sqlx reads"))
+    }
+
+    #[test]
+    fn reads_what_sqlx_resolved_from_the_url() {
+        let read = options(
+            "postgres://ann:p%40ss%2Bword@db.example:6543/ledger?sslmode=disable&application_name=tally",
+        )
+        .unwrap();
+        assert!(read.tls.is_none());
+        assert_eq!(read.port, Some(6543));
+        let config = &read.config;
+        assert_eq!(config.get_user(), Some("ann"));
+        assert_eq!(config.get_password(), Some(&b"p@ss+word"[..]));
+        assert_eq!(config.get_dbname(), Some("ledger"));
+        assert_eq!(config.get_ports(), &[6543]);
+        assert_eq!(config.get_application_name(), Some("tally"));
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn every_sslmode_sqlx_knows_has_a_meaning_here() {
+        for (mode, expected) in [
+            ("allow", SslMode::Prefer),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::Require),
+            ("verify-full", SslMode::Require),
+        ] {
+            let read = options(&format!("postgres://u@localhost/d?sslmode={mode}")).unwrap();
+            assert_eq!(read.config.get_ssl_mode(), expected, "{mode}");
+            assert!(read.tls.is_some(), "{mode}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_root_certificate_is_named() {
+        let error =
+            options("postgres://u@localhost/d?sslmode=verify-ca&sslrootcert=/nonexistent.pem")
+                .expect_err("an error");
+        assert!(error.contains("/nonexistent.pem"), "{error}");
+    }
+
+    #[test]
+    fn a_unix_socket_is_a_directory_and_has_no_port_to_tune() {
+        let read = options("postgres://u@%2Fvar%2Frun%2Fpostgresql/d").unwrap();
+        assert_eq!(read.port, None);
+        assert_eq!(
+            read.config.get_hosts(),
+            &[tokio_postgres::config::Host::Unix(
+                "/var/run/postgresql".into()
+            )]
+        );
+    }
+}
