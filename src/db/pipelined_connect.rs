@@ -27,14 +27,15 @@ use sea_orm::sqlx::postgres::PgConnectOptions;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+/// The lanes' `application_name` when the URL gives none.
+pub const DEFAULT_APPLICATION_NAME: &str = "tally-write-lane";
+
 /// Everything a write lane needs to open a PostgreSQL connection of its own.
 #[derive(Clone)]
 pub struct PipelinedOptions {
     config: tokio_postgres::Config,
     /// `None`: `sslmode=disable`.
     tls: Option<MakeRustlsConnect>,
-    /// The database's TCP port (none over a Unix socket), for `TCP_NODELAY`.
-    pub port: Option<u16>,
 }
 
 impl std::fmt::Debug for PipelinedOptions {
@@ -64,7 +65,7 @@ impl PipelinedOptions {
                 _ => {}
             }
         }
-        let port = match pool.get_socket() {
+        match pool.get_socket() {
             Some(socket) => {
                 // sqlx keeps the socket's directory or its full path; tokio-postgres wants the
                 // directory and names the file after the port, as libpq does.
@@ -75,13 +76,11 @@ impl PipelinedOptions {
                     _ => socket,
                 };
                 config.host_path(directory);
-                None
             }
             None => {
                 config.host(pool.get_host());
-                Some(pool.get_port())
             }
-        };
+        }
         config.port(pool.get_port()).user(pool.get_username());
         if let Some(password) = url.password() {
             let password = percent_decoded(password)?;
@@ -90,9 +89,12 @@ impl PipelinedOptions {
         if let Some(database) = pool.get_database() {
             config.dbname(database);
         }
-        if let Some(name) = pool.get_application_name() {
-            config.application_name(name);
-        }
+        // Named, unless the URL names every connection: operators see the lanes as such in
+        // `pg_stat_activity`.
+        config.application_name(
+            pool.get_application_name()
+                .unwrap_or(DEFAULT_APPLICATION_NAME),
+        );
         if let Some(options) = pool.get_options() {
             config.options(options);
         }
@@ -123,7 +125,7 @@ impl PipelinedOptions {
                 )?))
             }
         };
-        Ok(Self { config, tls, port })
+        Ok(Self { config, tls })
     }
 
     /// Opens a connection; its I/O runs in a task of its own until the client is dropped.
@@ -330,7 +332,6 @@ mod tests {
         )
         .unwrap();
         assert!(read.tls.is_none());
-        assert_eq!(read.port, Some(6543));
         let config = &read.config;
         assert_eq!(config.get_user(), Some("ann"));
         assert_eq!(config.get_password(), Some(&b"p@ss+word"[..]));
@@ -338,6 +339,11 @@ mod tests {
         assert_eq!(config.get_ports(), &[6543]);
         assert_eq!(config.get_application_name(), Some("tally"));
         assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        let unnamed = options("postgres://u@localhost/d").unwrap();
+        assert_eq!(
+            unnamed.config.get_application_name(),
+            Some(DEFAULT_APPLICATION_NAME)
+        );
     }
 
     #[test]
@@ -364,9 +370,8 @@ mod tests {
     }
 
     #[test]
-    fn a_unix_socket_is_a_directory_and_has_no_port_to_tune() {
+    fn a_unix_socket_is_a_directory() {
         let read = options("postgres://u@%2Fvar%2Frun%2Fpostgresql/d").unwrap();
-        assert_eq!(read.port, None);
         assert_eq!(
             read.config.get_hosts(),
             &[tokio_postgres::config::Host::Unix(

@@ -12,6 +12,7 @@
 //! process's TCP sockets connected to the database's port are found in `/proc/self/fd` and the
 //! option is set on each (again on those that had it: harmless). Where that directory does not
 //! exist (not Linux), nothing is done. Remove this module once sqlx sets the option again.
+//! (The write lanes' connections are tokio-postgres's, which sets it itself.)
 
 use std::mem::{size_of, zeroed};
 

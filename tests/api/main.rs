@@ -19,6 +19,7 @@ mod live;
 mod metrics;
 mod model;
 mod pipeline;
+mod postgres_lanes;
 mod redaction;
 mod refused_writes;
 mod rest;

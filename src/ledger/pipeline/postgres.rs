@@ -76,12 +76,8 @@ impl PostgresLane {
     /// Connects, sets the session up as the other connections Tally holds (see
     /// `ledger::direct`), and prepares the fixed statements.
     pub async fn open(options: &PipelinedOptions) -> Result<Self, DbErr> {
+        // tokio-postgres sets `TCP_NODELAY` itself (see `crate::db::tcp_nodelay` for sqlx's).
         let client = options.connect().await.map_err(connection_error)?;
-        if let Some(port) = options.port {
-            // tokio-postgres sets it on the sockets it opens; this keeps the promise explicit
-            // should that ever change, as it did for sqlx.
-            crate::db::tcp_nodelay::set_on_connections_to(port);
-        }
         client
             .batch_execute("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
             .await

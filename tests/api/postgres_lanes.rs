@@ -1,0 +1,186 @@
+//! PostgreSQL only: the write lanes' own connections (tokio-postgres, pipelined). They follow the
+//! URL's TLS mode as the pool does, come back after PostgreSQL cuts them, and a batch whose
+//! writes touch other rows than planned commits nothing although its commit was already sent.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// Starts Tally on a fresh PostgreSQL database whose URL carries `parameters`.
+async fn spawn_with_url_parameters(parameters: &'static str) -> Option<TestApp> {
+    TestApp::spawn_with(
+        Backend::Postgres,
+        std::sync::Arc::new(move |config: &mut tally::Config| {
+            let separator = if config.database_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            config.database_url = format!("{}{separator}{parameters}", config.database_url);
+        }),
+    )
+    .await
+}
+
+/// The app's connections to its database (not the test's own): (with TLS, without), counted
+/// by the application name the test's URL gave them.
+async fn app_connections_by_tls(app: &TestApp, application_name: &str) -> (i64, i64) {
+    let admin = app.db().await;
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = current_database() AND a.application_name = $1",
+            [application_name.into()],
+        ))
+        .await
+        .unwrap()
+        .expect("one row");
+    (
+        row.try_get_by_index(0).unwrap(),
+        row.try_get_by_index(1).unwrap(),
+    )
+}
+
+/// Debits through the lanes until the lane has a connection, and checks the balance.
+async fn write_through_the_lanes(app: &TestApp) {
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
+    let debit = app
+        .subtract_credits(json!({ "endUserId": user, "amount": 3 }))
+        .await;
+    assert!(debit["entry"]["id"].is_string(), "{debit}");
+    assert_eq!(app.available(&user).await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_write_lanes_use_tls_as_the_url_says() {
+    let Some(plain) =
+        spawn_with_url_parameters("sslmode=disable&application_name=tally-plain").await
+    else {
+        return;
+    };
+    write_through_the_lanes(&plain).await;
+    let (tls, no_tls) = app_connections_by_tls(&plain, "tally-plain").await;
+    assert_eq!(tls, 0, "sslmode=disable: no connection uses TLS");
+    // The pool's, the lane's, the readers'.
+    assert!(no_tls >= 2, "{no_tls} connections");
+
+    let Some(required) =
+        spawn_with_url_parameters("sslmode=require&application_name=tally-tls").await
+    else {
+        return;
+    };
+    write_through_the_lanes(&required).await;
+    let (tls, no_tls) = app_connections_by_tls(&required, "tally-tls").await;
+    assert_eq!(no_tls, 0, "sslmode=require: every connection uses TLS");
+    assert!(tls >= 2, "{tls} connections");
+}
+
+/// When PostgreSQL cuts a lane's connections (a restart, a proxy's timeout), the next writes
+/// are answered: the batch that meets the cut is retried one write at a time, and the lane
+/// opens a new connection. (The lanes name their connections when the URL does not.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_survive_their_lane_connections_being_cut() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 40 }))
+        .await;
+    let lanes = |sql: &'static str| {
+        let app = &app;
+        async move {
+            app.db()
+                .await
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    format!(
+                        "{sql} FROM pg_stat_activity WHERE datname = current_database() \
+                         AND application_name = 'tally-write-lane'"
+                    ),
+                ))
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert!(
+        lanes("SELECT pg_terminate_backend(pid)").await >= 1,
+        "a lane's connection was cut"
+    );
+    let debits = (0..8).map(|_| app.subtract_credits(json!({ "endUserId": user, "amount": 5 })));
+    for debit in futures::future::join_all(debits).await {
+        assert!(debit["entry"]["id"].is_string(), "{debit}");
+    }
+    assert_eq!(app.available(&user).await, 0);
+    // One more batch, whatever the first after the cut held.
+    app.add_credits(json!({ "endUserId": user, "amount": 2 }))
+        .await;
+    assert_eq!(app.available(&user).await, 2);
+    assert!(lanes("SELECT pid").await >= 1, "the lane connected again");
+    assert_verify_clean(&app);
+}
+
+/// A lane sends a batch's writes and its commit together. When the writes touch other rows than
+/// the batch planned, `tally_assert_rows` fails the statement, and the commit that follows rolls
+/// the whole transaction back: nothing of it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_that_differ_from_their_plan_commit_nothing() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let user = new_user();
+    let db = app.db().await;
+    // As planned: the transaction commits.
+    let planned = db.begin().await.unwrap();
+    planned
+        .execute_unprepared(&format!(
+            "WITH w0 AS (INSERT INTO accounts (end_user_id, last_seq, created_at, updated_at) \
+             VALUES ('{user}', 0, now(), now()) RETURNING 1) \
+             SELECT tally_assert_rows(ARRAY[(SELECT count(*) FROM w0)], ARRAY[1]::bigint[])"
+        ))
+        .await
+        .unwrap();
+    planned.commit().await.unwrap();
+
+    // Not as planned: the statement fails, and the commit sent after it rolls back.
+    let other = new_user();
+    let stale = db.begin().await.unwrap();
+    stale
+        .execute_unprepared(&format!(
+            "UPDATE accounts SET last_seq = 7 WHERE end_user_id = '{user}'"
+        ))
+        .await
+        .unwrap();
+    let error = stale
+        .execute_unprepared(&format!(
+            "WITH w0 AS (INSERT INTO accounts (end_user_id, last_seq, created_at, updated_at) \
+             VALUES ('{other}', 0, now(), now()) RETURNING 1) \
+             SELECT tally_assert_rows(ARRAY[(SELECT count(*) FROM w0)], ARRAY[2]::bigint[])"
+        ))
+        .await
+        .expect_err("a stale plan fails")
+        .to_string();
+    assert!(error.contains("plan was stale"), "{error}");
+    stale.commit().await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT end_user_id, last_seq FROM accounts \
+                 WHERE end_user_id IN ('{user}', '{other}')"
+            ),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only the planned account exists");
+    let last_seq: i64 = rows[0].try_get("", "last_seq").unwrap();
+    assert_eq!(
+        last_seq, 0,
+        "the failed transaction's update was rolled back"
+    );
+}
