@@ -6,11 +6,12 @@
 //! writes them back as a URL (`to_url_lossy`), read here, plus the application name and the
 //! startup `options`, which that URL leaves out.
 //!
-//! TLS follows sqlx's reading of `sslmode`, so that one URL means the same to every connection
-//! Tally opens: `disable` never, `allow` and `prefer` when the server offers it, `require` always;
-//! these three accept any certificate. `verify-ca` checks the certificate against `sslrootcert`
-//! (else the web PKI roots sqlx also uses), and `verify-full` the host name too. `sslcert` and
-//! `sslkey` give a client certificate. A Unix socket never uses TLS.
+//! TLS follows sqlx 0.9's reading of `sslmode`, so that one URL means the same to every
+//! connection Tally opens: `disable` and `allow` never (sqlx does not implement `allow`'s
+//! fallback to TLS), `prefer` when the server offers it, `require` always; these accept any
+//! certificate. `verify-ca` checks the certificate against the web PKI roots and `sslrootcert`,
+//! and `verify-full` the host name too. `sslcert` and `sslkey` give a client certificate. A Unix
+//! socket never uses TLS.
 
 use std::sync::Arc;
 
@@ -99,18 +100,18 @@ impl PipelinedOptions {
             config.options(options);
         }
         let verify = match mode.as_str() {
-            "disable" => None,
-            "allow" | "prefer" => Some(Verify::Nothing),
-            "require" => Some(Verify::Nothing),
+            "disable" | "allow" => None,
+            "prefer" | "require" => Some(Verify::Nothing),
             "verify-ca" => Some(Verify::Chain),
             "verify-full" => Some(Verify::ChainAndName),
             other => return Err(format!("sslmode {other} is not one PostgreSQL knows")),
         };
         config.ssl_mode(match mode.as_str() {
-            "disable" => SslMode::Disable,
-            "allow" | "prefer" => SslMode::Prefer,
+            "disable" | "allow" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
             _ => SslMode::Require,
         });
+        config.connect_timeout(CONNECT_TIMEOUT);
         let tls = match verify {
             None => None,
             Some(verify) => {
@@ -133,16 +134,27 @@ impl PipelinedOptions {
         let client = match &self.tls {
             Some(tls) => {
                 let (client, connection) = self.config.connect(tls.clone()).await?;
-                tokio::spawn(connection);
+                tokio::spawn(log_the_end_of(connection));
                 client
             }
             None => {
                 let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-                tokio::spawn(connection);
+                tokio::spawn(log_the_end_of(connection));
                 client
             }
         };
         Ok(client)
+    }
+}
+
+/// As long as a lane waits to open a connection (the pool waits as long for one of its own).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Drives a connection's I/O; a connection that ends with an error (the server went away, a
+/// broken network) is logged: the lane's batch on it fails and is retried write by write.
+async fn log_the_end_of(connection: impl Future<Output = Result<(), tokio_postgres::Error>>) {
+    if let Err(error) = connection.await {
+        tracing::warn!(%error, "a write lane's PostgreSQL connection ended");
     }
 }
 
@@ -170,16 +182,13 @@ fn client_config(
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
         Verify::Nothing => Arc::new(AnyCertificate(provider.signature_verification_algorithms)),
         Verify::Chain | Verify::ChainAndName => {
+            // The web PKI roots and the named one, as sqlx trusts.
             let mut store = RootCertStore::empty();
-            match roots {
-                Some(roots) => {
-                    for root in roots {
-                        store
-                            .add(root)
-                            .map_err(|error| format!("sslrootcert: {error}"))?;
-                    }
-                }
-                None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            for root in roots.unwrap_or_default() {
+                store
+                    .add(root)
+                    .map_err(|error| format!("sslrootcert: {error}"))?;
             }
             let chain = WebPkiServerVerifier::builder_with_provider(store.into(), provider.clone())
                 .build()
@@ -348,8 +357,10 @@ mod tests {
 
     #[test]
     fn every_sslmode_sqlx_knows_has_a_meaning_here() {
+        let allow = options("postgres://u@localhost/d?sslmode=allow").unwrap();
+        assert_eq!(allow.config.get_ssl_mode(), SslMode::Disable, "as sqlx");
+        assert!(allow.tls.is_none());
         for (mode, expected) in [
-            ("allow", SslMode::Prefer),
             ("prefer", SslMode::Prefer),
             ("require", SslMode::Require),
             ("verify-ca", SslMode::Require),

@@ -2,7 +2,7 @@
 //! URL's TLS mode as the pool does, come back after PostgreSQL cuts them, and a batch whose
 //! writes touch other rows than planned commits nothing although its commit was already sent.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -125,62 +125,58 @@ async fn writes_survive_their_lane_connections_being_cut() {
     assert_verify_clean(&app);
 }
 
-/// A lane sends a batch's writes and its commit together. When the writes touch other rows than
-/// the batch planned, `tally_assert_rows` fails the statement, and the commit that follows rolls
-/// the whole transaction back: nothing of it is written.
+/// A lane sends a batch's writes and its commit together. Here a trigger the test plants makes
+/// PostgreSQL skip every entry a lane's connection inserts (and count each skip in a sequence,
+/// which no rollback undoes), so the batch's writes touch fewer rows than it planned:
+/// `tally_assert_rows` fails the statement, the commit sent behind it rolls everything back, and
+/// the debit runs again on its own through the pool, whole. Had the lane's commit gone through,
+/// the grant would have given credits to an entry that does not exist, which `tally verify`
+/// reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn writes_that_differ_from_their_plan_commit_nothing() {
+async fn a_batch_whose_writes_miss_their_plan_commits_nothing() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;
     };
     let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 10 }))
+        .await;
     let db = app.db().await;
-    // As planned: the transaction commits.
-    let planned = db.begin().await.unwrap();
-    planned
-        .execute_unprepared(&format!(
-            "WITH w0 AS (INSERT INTO accounts (end_user_id, last_seq, created_at, updated_at) \
-             VALUES ('{user}', 0, now(), now()) RETURNING 1) \
-             SELECT tally_assert_rows(ARRAY[(SELECT count(*) FROM w0)], ARRAY[1]::bigint[])"
-        ))
-        .await
-        .unwrap();
-    planned.commit().await.unwrap();
+    db.execute_unprepared(
+        "CREATE SEQUENCE lane_entry_skips; \
+         CREATE FUNCTION skip_lane_entries() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF current_setting('application_name') = 'tally-write-lane' THEN \
+             PERFORM nextval('lane_entry_skips'); \
+             RETURN NULL; \
+           END IF; \
+           RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER skip_lane_entries BEFORE INSERT ON ledger_entries \
+         FOR EACH ROW EXECUTE FUNCTION skip_lane_entries();",
+    )
+    .await
+    .unwrap();
 
-    // Not as planned: the statement fails, and the commit sent after it rolls back.
-    let other = new_user();
-    let stale = db.begin().await.unwrap();
-    stale
-        .execute_unprepared(&format!(
-            "UPDATE accounts SET last_seq = 7 WHERE end_user_id = '{user}'"
-        ))
-        .await
-        .unwrap();
-    let error = stale
-        .execute_unprepared(&format!(
-            "WITH w0 AS (INSERT INTO accounts (end_user_id, last_seq, created_at, updated_at) \
-             VALUES ('{other}', 0, now(), now()) RETURNING 1) \
-             SELECT tally_assert_rows(ARRAY[(SELECT count(*) FROM w0)], ARRAY[2]::bigint[])"
-        ))
-        .await
-        .expect_err("a stale plan fails")
-        .to_string();
-    assert!(error.contains("plan was stale"), "{error}");
-    stale.commit().await.unwrap();
-    let rows = db
-        .query_all_raw(Statement::from_string(
+    let debit = app
+        .subtract_credits(json!({ "endUserId": user, "amount": 3 }))
+        .await;
+    assert!(debit["entry"]["id"].is_string(), "{debit}");
+    let skipped = db
+        .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            format!(
-                "SELECT end_user_id, last_seq FROM accounts \
-                 WHERE end_user_id IN ('{user}', '{other}')"
-            ),
+            "SELECT is_called FROM lane_entry_skips",
         ))
         .await
-        .unwrap();
-    assert_eq!(rows.len(), 1, "only the planned account exists");
-    let last_seq: i64 = rows[0].try_get("", "last_seq").unwrap();
-    assert_eq!(
-        last_seq, 0,
-        "the failed transaction's update was rolled back"
-    );
+        .unwrap()
+        .expect("one row");
+    let skipped: bool = skipped.try_get_by_index(0).unwrap();
+    assert!(skipped, "the lane's batch met the trigger");
+    assert_eq!(app.available(&user).await, 7);
+    let entries = app.all_entries(&user).await;
+    let debits: Vec<_> = entries
+        .iter()
+        .filter(|entry| entry["kind"] == "DEBIT")
+        .collect();
+    assert_eq!(debits.len(), 1, "{entries:?}");
+    assert_verify_clean(&app);
 }

@@ -68,7 +68,7 @@ impl Lane {
         let (replies, changes, alerts) = match decide(&mut txn, jobs, &self.clock, locked).await {
             Ok(decided) => decided,
             Err(error) => {
-                let _ = connection.rollback(txn).await;
+                connection.abandon(txn).await;
                 return Err(Failure::BeforeCommit(error));
             }
         };

@@ -89,6 +89,16 @@ impl LaneConnection {
         Ok(())
     }
 
+    /// Ends a batch that failed before its commit. SQLite rolls back and keeps the connection.
+    /// PostgreSQL drops it, and the server rolls back: what failed may be the connection's own
+    /// state (a prepared statement whose result a migration of another process changed fails
+    /// every run until it is prepared again), and a new connection costs less than finding out.
+    pub async fn abandon(&mut self, transaction: BatchTransaction) {
+        if let Raw::Sqlite(_) = transaction.raw {
+            let _ = self.rollback(transaction).await;
+        }
+    }
+
     /// Runs the batch's writes and commits; keeps the connection for the next batch unless the
     /// outcome is unknown. On `Failure::BeforeCommit` nothing of the batch was written.
     pub async fn write_and_commit(
@@ -108,7 +118,7 @@ impl LaneConnection {
             Err(Failure::BeforeCommit(error)) => {
                 // Nothing written; the transaction may still be open (PostgreSQL ends it at the
                 // commit it was sent with, when the writes failed there).
-                let _ = self.rollback(transaction).await;
+                self.abandon(transaction).await;
                 Err(Failure::BeforeCommit(error))
             }
             // The connection goes with the transaction: its state is unknown.

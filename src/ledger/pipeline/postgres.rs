@@ -142,20 +142,30 @@ impl PostgresLane {
     /// Flight 2: runs `writes` (one statement that checks its own row counts, see
     /// `sql::merged`) and commits.
     pub async fn write_and_commit(&mut self, writes: OrmStatement) -> Result<(), Failure> {
+        let before = |error| Failure::BeforeCommit(query_error(error).into());
         let statement = self
             .prepared(&writes.sql)
             .await
             .map_err(|error| Failure::BeforeCommit(error.into()))?;
         let values = bind(writes.values);
         let params = values.as_params();
-        let commit = self.client.batch_execute("COMMIT");
-        let (written, committed) = tokio::join!(self.client.execute(&statement, &params), commit);
+        let mut written = std::pin::pin!(self.client.execute(&statement, &params));
+        // Its first poll sends the request, unless the client refuses it first (a value it
+        // cannot encode, a closed connection): then the commit must not follow.
+        if let std::task::Poll::Ready(answered) = futures::poll!(written.as_mut()) {
+            // (An answer at once, which tokio-postgres never gives, still leaves the commit to
+            // send.)
+            answered.map_err(before)?;
+            return self
+                .commit()
+                .await
+                .map_err(|error| Failure::AtCommit(error.into()));
+        }
+        let (written, committed) = tokio::join!(written, self.client.batch_execute("COMMIT"));
         match written {
             // The server refused the writes: the transaction was aborted, and the commit
             // rolled it back.
-            Err(error) if error.as_db_error().is_some() => {
-                Err(Failure::BeforeCommit(query_error(error).into()))
-            }
+            Err(error) if error.as_db_error().is_some() => Err(before(error)),
             // No answer: whether the commit happened is unknown.
             Err(error) => Err(Failure::AtCommit(connection_error(error).into())),
             Ok(_) => committed.map_err(|error| Failure::AtCommit(query_error(error).into())),

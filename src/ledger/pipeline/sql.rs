@@ -357,10 +357,11 @@ pub fn check_rows(expected_rows: u64, rows: u64) -> Result<()> {
 /// `WITH` part, `RETURNING 1` so that the final `SELECT` can count the rows each touched and
 /// hand the counts, with the planned ones, to `tally_assert_rows` (a migration's), which fails
 /// the statement, and so the transaction, unless they are equal. The check is in the statement
-/// because the commit is sent with it, before its answer comes back (see `postgres`). The parts see one snapshot and none sees another's rows, which a batch's writes never
-/// need: each part writes rows of its own (new grants are inserted with what the batch took
-/// from them already taken, see `decide`), and the foreign keys from allocations to entries and
-/// new grants are checked at the end of the statement, once every part has run.
+/// because the commit is sent with it, before its answer comes back (see `postgres`). The parts
+/// see one snapshot and none sees another's rows, which a batch's writes never need: each part
+/// writes rows of its own (new grants are inserted with what the batch took from them already
+/// taken, see `decide`), and no foreign key joins the tables they append to on PostgreSQL
+/// (migration `m20261206_000010_lean_ledger_appends`).
 fn merged(writes: Vec<Write>) -> Statement {
     let mut sql = String::from("WITH ");
     let mut values = Vec::new();
