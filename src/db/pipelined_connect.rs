@@ -179,8 +179,8 @@ fn client_config(
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match verify {
-        Verify::Nothing => Arc::new(AnyCertificate(provider.signature_verification_algorithms)),
+    let chain = match verify {
+        Verify::Nothing => None,
         Verify::Chain | Verify::ChainAndName => {
             // The web PKI roots and the named one, as sqlx trusts.
             let mut store = RootCertStore::empty();
@@ -193,12 +193,14 @@ fn client_config(
             let chain = WebPkiServerVerifier::builder_with_provider(store.into(), provider.clone())
                 .build()
                 .map_err(|error| format!("sslrootcert: {error}"))?;
-            match verify {
-                Verify::Chain => Arc::new(ChainOnly(chain)),
-                _ => chain,
-            }
+            Some(chain)
         }
     };
+    let verifier = Arc::new(ServerCertificate {
+        chain,
+        name_too: matches!(verify, Verify::ChainAndName),
+        signatures: provider.signature_verification_algorithms,
+    });
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?
@@ -238,52 +240,18 @@ fn private_key(input: &str) -> Result<PrivateKeyDer<'static>, String> {
     }
 }
 
-/// `allow`, `prefer`, `require`: any certificate, as libpq and sqlx accept there; the
-/// handshake's signatures are still checked, so the connection is encrypted to whoever holds
-/// the certificate's key.
+/// What the server's certificate must prove, by `sslmode`. `prefer` and `require` (no `chain`):
+/// nothing, as libpq and sqlx accept there. `verify-ca`: a chain to a trusted root, whatever
+/// name it carries. `verify-full`: that and the host's name. The handshake's signatures are
+/// checked in every mode, so the connection is encrypted to whoever holds the certificate's key.
 #[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct ServerCertificate {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    name_too: bool,
+    signatures: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name in it need not be the host's.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ServerCertificate {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -292,14 +260,15 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        // The chain is checked before the name, so a name error means the chain was good.
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
+            )) if !self.name_too => Ok(ServerCertVerified::assertion()),
+            verified => verified,
         }
     }
 
@@ -309,7 +278,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.signatures)
     }
 
     fn verify_tls13_signature(
@@ -318,11 +287,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.signatures)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.signatures.supported_schemes()
     }
 }
 
@@ -389,5 +358,59 @@ mod tests {
                 "/var/run/postgresql".into()
             )]
         );
+    }
+}
+
+/// Against the PostgreSQL server of `TEST_DATABASE_URL` (skipped without one), on this machine
+/// at 127.0.0.1, whose certificate no public root signs and which does not name 127.0.0.1: each
+/// mode checks what it says and no more.
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+
+    /// Opens a lane's connection to that server with `parameters` added to its URL, and runs a
+    /// query on it.
+    async fn connect(base: &str, parameters: &str) -> Result<(), String> {
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}{parameters}");
+        let pool: PgConnectOptions = url.parse().map_err(|e| format!("{e}"))?;
+        let options = PipelinedOptions::from_pool(&pool)?;
+        let client = options.connect().await.map_err(|e| format!("{e:?}"))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_certificate_is_checked_as_far_as_the_mode_says() {
+        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("skipped: set TEST_DATABASE_URL");
+            return;
+        };
+        connect(&base, "sslmode=disable").await.unwrap();
+        connect(&base, "sslmode=require").await.unwrap();
+        for mode in ["verify-ca", "verify-full"] {
+            let error = connect(&base, &format!("sslmode={mode}"))
+                .await
+                .expect_err(mode);
+            assert!(error.contains("UnknownIssuer"), "{mode}: {error}");
+        }
+        // The server's own (self-signed) certificate as the root.
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client.query_one("SHOW ssl_cert_file", &[]).await.unwrap();
+        let root: String = row.get(0);
+        let trusted = format!("sslrootcert={root}");
+        connect(&base, &format!("sslmode=verify-ca&{trusted}"))
+            .await
+            .expect("verify-ca: the chain, not the name");
+        let error = connect(&base, &format!("sslmode=verify-full&{trusted}"))
+            .await
+            .expect_err("verify-full: 127.0.0.1 is not the certificate's name");
+        assert!(error.contains("NotValidForName"), "{error}");
     }
 }
