@@ -58,26 +58,35 @@ async fn write_through_the_lanes(app: &TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_write_lanes_use_tls_as_the_url_says() {
-    let Some(plain) =
-        spawn_with_url_parameters("sslmode=disable&application_name=tally-plain").await
-    else {
-        return;
-    };
-    write_through_the_lanes(&plain).await;
-    let (tls, no_tls) = app_connections_by_tls(&plain, "tally-plain").await;
-    assert_eq!(tls, 0, "sslmode=disable: no connection uses TLS");
-    // The pool's, the lane's, the readers'.
-    assert!(no_tls >= 2, "{no_tls} connections");
-
-    let Some(required) =
-        spawn_with_url_parameters("sslmode=require&application_name=tally-tls").await
-    else {
-        return;
-    };
-    write_through_the_lanes(&required).await;
-    let (tls, no_tls) = app_connections_by_tls(&required, "tally-tls").await;
-    assert_eq!(no_tls, 0, "sslmode=require: every connection uses TLS");
-    assert!(tls >= 2, "{tls} connections");
+    for (parameters, name, tls_expected) in [
+        (
+            "sslmode=disable&application_name=tally-plain",
+            "tally-plain",
+            false,
+        ),
+        (
+            "sslmode=require&application_name=tally-tls",
+            "tally-tls",
+            true,
+        ),
+    ] {
+        let Some(app) = spawn_with_url_parameters(parameters).await else {
+            return;
+        };
+        write_through_the_lanes(&app).await;
+        let (tls, no_tls) = app_connections_by_tls(&app, name).await;
+        let (expected, other) = if tls_expected {
+            (tls, no_tls)
+        } else {
+            (no_tls, tls)
+        };
+        assert_eq!(
+            other, 0,
+            "{parameters}: every connection alike ({tls} with TLS, {no_tls} without)"
+        );
+        // The pool's, the lane's, the readers'.
+        assert!(expected >= 2, "{parameters}: {expected} connections");
+    }
 }
 
 /// When PostgreSQL cuts a lane's connections (a restart, a proxy's timeout), the next writes
