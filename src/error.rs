@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -213,9 +213,40 @@ pub fn is_unique_violation(error: &Error) -> bool {
     )
 }
 
+/// True when a statement failed because its connection is gone: the server ended it (SQLSTATE
+/// class 57P: an administrator's command, a crash, a shutdown) or the socket broke. Where that
+/// statement was a transaction's `BEGIN`, nothing happened and it may run again elsewhere.
+pub fn is_cut_connection(error: &DbErr) -> bool {
+    use sea_orm::sqlx;
+    let (DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))
+    | DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))) = error
+    else {
+        return false;
+    };
+    match sqlx_error.as_ref() {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(database) => {
+            database.code().is_some_and(|code| code.starts_with("57P"))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn only_a_gone_connection_counts_as_cut() {
+        use sea_orm::sqlx;
+        let wrap = |error: sqlx::Error| DbErr::Query(RuntimeErr::SqlxError(Arc::new(error)));
+        let broken = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_cut_connection(&wrap(sqlx::Error::Io(broken))));
+        assert!(!is_cut_connection(&wrap(sqlx::Error::RowNotFound)));
+        assert!(!is_cut_connection(&DbErr::Custom("no such table".into())));
+    }
 
     #[test]
     fn internal_errors_show_nothing_but_their_code() {

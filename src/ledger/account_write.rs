@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 
 use super::burn_down::{Allocation, active_balance};
 use super::capture_plan::{CaptureSplit, split_capture};
@@ -44,7 +44,7 @@ pub struct AccountWrite {
 
 impl Ledger {
     pub(super) async fn begin_write(&self, end_user_id: &EndUserId) -> Result<AccountWrite> {
-        let txn = self.db.begin().await?;
+        let txn = begin_on_a_live_connection(&self.db).await?;
         let reserved =
             store::lock_account_and_reserve_seq(&txn, end_user_id, self.clock.now()).await?;
         Ok(AccountWrite {
@@ -60,6 +60,31 @@ impl Ledger {
             outbound: self.outbound.clone(),
             clock: self.clock.clone(),
         })
+    }
+}
+
+/// Most pooled connections one write tries before it reports the failure: the pool's default
+/// size and one more.
+const MAX_BEGIN_ATTEMPTS: usize = 17;
+
+/// Begins a transaction on a pooled connection. A connection the database cut while it sat in
+/// the pool (a PostgreSQL restart, a proxy's idle timeout) fails at its first statement,
+/// `BEGIN`, which changes nothing: the write begins again on another, so that no client sees the
+/// cut. (sqlx tests each connection on its way back to the pool and drops one that fails, so
+/// the next try takes another.)
+async fn begin_on_a_live_connection(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    let mut attempts = 1;
+    loop {
+        match db.begin().await {
+            Ok(txn) => return Ok(txn),
+            Err(error)
+                if attempts < MAX_BEGIN_ATTEMPTS && crate::error::is_cut_connection(&error) =>
+            {
+                tracing::debug!(error = %error, attempts, "a pooled connection was cut; beginning on another");
+                attempts += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 

@@ -189,3 +189,36 @@ async fn a_batch_whose_writes_miss_their_plan_commits_nothing() {
     assert_eq!(debits.len(), 1, "{entries:?}");
     assert_verify_clean(&app);
 }
+
+/// When PostgreSQL cuts every connection of the app, the pool's included, the writes are
+/// answered too: the lane's batch fails on its cut connection and its writes run again the
+/// per-request way, on pooled connections that were cut as well; such a connection fails at
+/// `BEGIN`, which changes nothing, and the write begins again on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_request_writes_survive_the_pool_s_connections_being_cut() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let user = new_user();
+    app.add_credits(json!({ "endUserId": user, "amount": 40 }))
+        .await;
+    // Several writes at once first, so that the pool keeps several connections.
+    let warm = (0..8).map(|_| app.subtract_credits(json!({ "endUserId": user, "amount": 1 })));
+    futures::future::join_all(warm).await;
+    let admin = app.db().await;
+    let cut = admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .unwrap();
+    assert!(cut.len() >= 2, "the app's connections were cut");
+    let debits = (0..8).map(|_| app.subtract_credits(json!({ "endUserId": user, "amount": 4 })));
+    for debit in futures::future::join_all(debits).await {
+        assert!(debit["entry"]["id"].is_string(), "{debit}");
+    }
+    assert_eq!(app.available(&user).await, 0);
+    assert_verify_clean(&app);
+}
