@@ -44,6 +44,23 @@ async fn app_connections_by_tls(app: &TestApp, application_name: &str) -> (i64, 
     )
 }
 
+/// Selects `what` (say, `pg_terminate_backend(pid)`) of each connection to the test's database
+/// that matches `condition`; how many there were.
+async fn backends(app: &TestApp, what: &str, condition: &str) -> usize {
+    app.db()
+        .await
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT {what} FROM pg_stat_activity \
+                 WHERE datname = current_database() AND {condition}"
+            ),
+        ))
+        .await
+        .unwrap()
+        .len()
+}
+
 /// Debits through the lanes until the lane has a connection, and checks the balance.
 async fn write_through_the_lanes(app: &TestApp) {
     let user = new_user();
@@ -100,25 +117,9 @@ async fn writes_survive_their_lane_connections_being_cut() {
     let user = new_user();
     app.add_credits(json!({ "endUserId": user, "amount": 40 }))
         .await;
-    let lanes = |sql: &'static str| {
-        let app = &app;
-        async move {
-            app.db()
-                .await
-                .query_all_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    format!(
-                        "{sql} FROM pg_stat_activity WHERE datname = current_database() \
-                         AND application_name = 'tally-write-lane'"
-                    ),
-                ))
-                .await
-                .unwrap()
-                .len()
-        }
-    };
+    let lanes = "application_name = 'tally-write-lane'";
     assert!(
-        lanes("SELECT pg_terminate_backend(pid)").await >= 1,
+        backends(&app, "pg_terminate_backend(pid)", lanes).await >= 1,
         "a lane's connection was cut"
     );
     let debits = (0..8).map(|_| app.subtract_credits(json!({ "endUserId": user, "amount": 5 })));
@@ -130,7 +131,10 @@ async fn writes_survive_their_lane_connections_being_cut() {
     app.add_credits(json!({ "endUserId": user, "amount": 2 }))
         .await;
     assert_eq!(app.available(&user).await, 2);
-    assert!(lanes("SELECT pid").await >= 1, "the lane connected again");
+    assert!(
+        backends(&app, "pid", lanes).await >= 1,
+        "the lane connected again"
+    );
     assert_verify_clean(&app);
 }
 
@@ -205,16 +209,9 @@ async fn per_request_writes_survive_the_pool_s_connections_being_cut() {
     // Several writes at once first, so that the pool keeps several connections.
     let warm = (0..8).map(|_| app.subtract_credits(json!({ "endUserId": user, "amount": 1 })));
     futures::future::join_all(warm).await;
-    let admin = app.db().await;
-    let cut = admin
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        ))
-        .await
-        .unwrap();
-    assert!(cut.len() >= 2, "the app's connections were cut");
+    let every_other = "pid <> pg_backend_pid()";
+    let cut = backends(&app, "pg_terminate_backend(pid)", every_other).await;
+    assert!(cut >= 2, "the app's connections were cut");
     let debits = (0..8).map(|_| app.subtract_credits(json!({ "endUserId": user, "amount": 4 })));
     for debit in futures::future::join_all(debits).await {
         assert!(debit["entry"]["id"].is_string(), "{debit}");
