@@ -86,9 +86,10 @@ fn options(database_url: &str, max_connections: u32) -> ConnectOptions {
         // sat idle long enough to have been cut is tested first.
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .map_sqlx_postgres_opts(|postgres| {
-            // A write batch's multi-row statements differ by their row count, and each text is
-            // prepared once per connection: keep enough of them that batches of every size stay
-            // prepared (sqlx keeps 100 by default, fewer than the shapes a busy server sees).
+            // Statements with lists (an entry page's allocations, the per-request path's
+            // multi-row writes) differ by their length, and each text is prepared once per
+            // connection: keep enough that the common lengths stay prepared (sqlx keeps 100 by
+            // default). The write lanes keep their own (`ledger::pipeline::postgres`).
             postgres.statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
         })
         // Sets the pool's one `after_connect`; sea-orm's own would set a schema search path,

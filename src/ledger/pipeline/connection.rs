@@ -209,7 +209,7 @@ impl BatchTransaction {
         match &mut self.raw {
             Raw::Sqlite(conn) => {
                 let conn = sqlite(conn);
-                for statement in sql::lock_statements(DbBackend::Sqlite, users, now) {
+                for statement in sql::lock_statements(users, now) {
                     let values = statement.values.map(|values| values.0).unwrap_or_default();
                     // Only the new accounts count as changed rows; `sql::loaded` checks that
                     // every one is there.
@@ -217,11 +217,11 @@ impl BatchTransaction {
                 }
                 locked();
                 let mut rows = Vec::new();
-                for statement in sql::load_statements(DbBackend::Sqlite, users) {
+                for statement in sql::load_statements(users) {
                     rows.extend(sqlite_sync::load_locked(conn, &statement)?);
                 }
                 let mut stored = Vec::new();
-                for statement in sql::key_statements(DbBackend::Sqlite, keys) {
+                for statement in sql::key_statements(keys) {
                     stored.extend(sqlite_sync::stored_keys(conn, &statement)?);
                 }
                 Ok(LockedAndLoaded { rows, keys: stored })

@@ -97,14 +97,11 @@ pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
 /// `DEFAULT_BATCHES_IN_FLIGHT` batches under way.
 ///
 /// Enough batches under way keep the database busy while one waits for its round trips and its
-/// commit; more than that split the same clients into smaller batches, each paying its five
-/// round trips and its commit for fewer writes. On a 2-core machine with PostgreSQL beside
-/// Tally, 32 clients spread over 10,000 end users (8 s runs, debits/s and machine CPU per
-/// debit): one lane with two batches in flight 7,595/s at 179 µs; with one in flight 6,993/s
-/// at 163 µs (bigger batches, but the database idles while each commits); one lane with three
-/// 7,392/s at 200 µs; two lanes with two 7,013/s at 258 µs. The build before, with its default
-/// of three lanes of one batch each, did 5,917/s at 289 µs (without the paced `NOTIFY` and the
-/// generic plans that came with this).
+/// commit; more than that split the same clients into smaller batches, each paying its round
+/// trips and its commit for fewer writes. On a 2-core machine with PostgreSQL beside Tally, 32
+/// clients spread over 10,000 end users, with the pipelined lanes (`postgres`, 6 s runs, rate ÷
+/// the database floor measured in the same run): one lane with two batches in flight
+/// 0.84–0.87×; with one 0.78×; one lane with three 0.78×; two lanes with two 0.76×.
 pub fn default_postgres_lanes() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     (cores / 2).clamp(1, 8)

@@ -79,7 +79,7 @@ impl PostgresLane {
         // tokio-postgres sets `TCP_NODELAY` itself (see `crate::db::tcp_nodelay` for sqlx's).
         let client = options.connect().await.map_err(connection_error)?;
         client
-            .batch_execute("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
+            .batch_execute(crate::ledger::direct::POSTGRES_SESSION_SETTINGS)
             .await
             .map_err(query_error)?;
         let (lock, load, keys) = tokio::try_join!(

@@ -69,20 +69,15 @@ pub async fn lock_and_load(
 }
 
 /// SQLite: the statements that lock (and create) the accounts of `users`, in order.
-pub(super) fn lock_statements(
-    backend: DbBackend,
-    users: &[EndUserId],
-    now: DateTime<Utc>,
-) -> Vec<Statement> {
+pub(super) fn lock_statements(users: &[EndUserId], now: DateTime<Utc>) -> Vec<Statement> {
     users
         .chunks(ROWS_PER_STATEMENT)
         .map(|chunk| {
-            account::Entity::insert_many(chunk.iter().map(|user| account::ActiveModel {
-                end_user_id: Set(user.to_string()),
-                last_seq: Set(0),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }))
+            account::Entity::insert_many(
+                chunk
+                    .iter()
+                    .map(|user| store::new_account_row(user, 0, now)),
+            )
             .on_conflict(
                 // An existing account is locked and left as it is (`WHERE false`: no update).
                 // Its `updated_at` moves with its `last_seq`, when the batch writes an entry of
@@ -92,33 +87,30 @@ pub(super) fn lock_statements(
                     .action_and_where(Expr::cust("false"))
                     .to_owned(),
             )
-            .build(backend)
+            .build(DbBackend::Sqlite)
         })
         .collect()
 }
 
 /// SQLite: the statements that load the locked accounts of `users` (`load_locked`).
-pub(super) fn load_statements(backend: DbBackend, users: &[EndUserId]) -> Vec<Statement> {
-    users
-        .chunks(ROWS_PER_STATEMENT)
-        .map(|chunk| load_locked(backend, chunk))
-        .collect()
+pub(super) fn load_statements(users: &[EndUserId]) -> Vec<Statement> {
+    users.chunks(ROWS_PER_STATEMENT).map(load_locked).collect()
 }
 
 /// SQLite: the statements that read which of `keys` are stored.
-pub(super) fn key_statements(backend: DbBackend, keys: &[&str]) -> Vec<Statement> {
+pub(super) fn key_statements(keys: &[&str]) -> Vec<Statement> {
     keys.chunks(ROWS_PER_STATEMENT)
         .map(|chunk| {
             idempotency_key::Entity::find()
                 .filter(idempotency_key::Column::Key.is_in(chunk.iter().copied()))
-                .build(backend)
+                .build(DbBackend::Sqlite)
         })
         .collect()
 }
 
 /// Each account of `users` (locked) with its alert row, once per open grant (once with no
 /// grant when it has none). SQLite plans every join on an indexed column as a lookup.
-pub(super) fn load_locked(backend: DbBackend, users: &[EndUserId]) -> Statement {
+pub(super) fn load_locked(users: &[EndUserId]) -> Statement {
     let placeholders = vec!["?"; users.len()].join(", ");
     let sql = format!(
         "SELECT a.end_user_id AS locked_end_user_id, a.last_seq AS locked_last_seq, \
@@ -131,7 +123,7 @@ pub(super) fn load_locked(backend: DbBackend, users: &[EndUserId]) -> Statement 
          WHERE a.end_user_id IN ({placeholders})"
     );
     let values = users.iter().map(|user| Value::from(user.as_str()));
-    Statement::from_sql_and_values(backend, sql, values)
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
 /// One row of `load_locked`: a locked account, its alert row's columns (all `None` when it has

@@ -393,7 +393,7 @@ mod tests {
             .await
             .unwrap();
         let users = [EndUserId::from_stored(user.into())];
-        let statement = super::super::sql::load_locked(DbBackend::Sqlite, &users);
+        let statement = super::super::sql::load_locked(&users);
         let rows = load_locked(&lane, &statement).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].end_user_id, user);

@@ -15,24 +15,33 @@ pub async fn lock_account_and_reserve_seq(
     end_user_id: &EndUserId,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let account = account::Entity::insert(account::ActiveModel {
+    let account = account::Entity::insert(new_account_row(end_user_id, 1, now))
+        .on_conflict(
+            OnConflict::column(account::Column::EndUserId)
+                .value(
+                    account::Column::LastSeq,
+                    Expr::col((account::Entity, account::Column::LastSeq)).add(1),
+                )
+                .value(account::Column::UpdatedAt, now)
+                .to_owned(),
+        )
+        .exec_with_returning(txn)
+        .await?;
+    Ok(account.last_seq)
+}
+
+/// The row of an account created `now` whose newest entry is `last_seq`.
+pub fn new_account_row(
+    end_user_id: &EndUserId,
+    last_seq: i64,
+    now: DateTime<Utc>,
+) -> account::ActiveModel {
+    account::ActiveModel {
         end_user_id: Set(end_user_id.to_string()),
-        last_seq: Set(1),
+        last_seq: Set(last_seq),
         created_at: Set(now),
         updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(account::Column::EndUserId)
-            .value(
-                account::Column::LastSeq,
-                Expr::col((account::Entity, account::Column::LastSeq)).add(1),
-            )
-            .value(account::Column::UpdatedAt, now)
-            .to_owned(),
-    )
-    .exec_with_returning(txn)
-    .await?;
-    Ok(account.last_seq)
+    }
 }
 
 /// Records that entries up to `last_seq` exist, when a write appended more than the one entry
